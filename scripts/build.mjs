@@ -1,0 +1,55 @@
+// Builds the programs: the `tartan` CNI executable as a Bun single-file binary (start-up
+// ~3 ms, see docs/adr/0001-cni-executable.md) and Node bundles of the other entry points.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const dist = join(root, 'dist');
+mkdirSync(dist, { recursive: true });
+
+function newest(dir) {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+const srcTime = Math.max(newest(join(root, 'src')), statSync(fileURLToPath(import.meta.url)).mtimeMs);
+const fresh = (out) => existsSync(out) && statSync(out).mtimeMs > srcTime;
+
+const bin = join(dist, 'tartan');
+if (!fresh(bin) || process.argv.includes('--force')) {
+  const bun = join(root, 'node_modules', '.bin', 'bun');
+  const r = spawnSync(
+    bun,
+    ['build', '--compile', '--minify', '--bytecode', '--external', 'better-sqlite3',
+      join(root, 'src/bin/tartan.ts'), '--outfile', bin],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  if (r.status !== 0) process.exit(r.status ?? 1);
+}
+
+// Node programs: bundled, with native and heavy dependencies left as imports.
+const entries = {};
+for (const f of ['lab', 'tartanctl', 'bench-cni', 'bench-ipam', 'tartan-node']) {
+  const src = f.startsWith('bench-') ? join(root, 'bench', `${f.slice(6)}.ts`) : join(root, 'src/bin', `${f}.ts`);
+  if (existsSync(src)) entries[f] = src;
+}
+if (Object.keys(entries).length > 0) {
+  await esbuild.build({
+    entryPoints: entries,
+    outdir: dist,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    sourcemap: true,
+    logLevel: 'warning',
+    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  });
+}

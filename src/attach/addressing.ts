@@ -1,0 +1,69 @@
+// Pod-side configuration of one interface: sysctls, addresses, link up, routes, and the
+// per-attachment policy routing. Built as one op list so it runs as a single `ip -batch`.
+import type { Allocation } from '../ipam/index.js';
+import type { Op } from '../kernel/types.js';
+import type { InterfaceRequest } from '../cni/config.js';
+import type { Network } from '../network/schema.js';
+import type { InterfaceRecord } from './records.js';
+
+/** Rules of the attachment at position i use priority RULE_BASE + i. */
+export const RULE_BASE = 1000;
+
+export interface AddressingPlan {
+  sysctls: Op[];
+  ops: Op[];
+  rules: InterfaceRecord['rules'];
+  routes: InterfaceRecord['routes'];
+}
+
+export function planAddressing(
+  ifname: string,
+  net: Network,
+  req: InterfaceRequest,
+  allocs: Allocation[],
+  position: number,
+  holdsDefaultRoute: boolean,
+): AddressingPlan {
+  const has6 = allocs.some((a) => a.family === 6);
+  const sysctls: Op[] = [
+    // Announce the new address at once (GARP on link up) so neighbours and switches learn
+    // the pod's MAC without waiting for the first ARP timeout.
+    { op: 'sysctl', key: `net/ipv4/conf/${ifname}/arp_notify`, value: '1' },
+  ];
+  if (has6) {
+    // Telco default: an address is usable at once (no DAD delay); unsolicited NA on up.
+    sysctls.push({ op: 'sysctl', key: `net/ipv6/conf/${ifname}/accept_dad`, value: '0' });
+    sysctls.push({ op: 'sysctl', key: `net/ipv6/conf/${ifname}/ndisc_notify`, value: '1' });
+  }
+  const ops: Op[] = [];
+  if (net.spec.mtu !== undefined) ops.push({ op: 'link-set', name: ifname, mtu: net.spec.mtu });
+  if (req.mac) ops.push({ op: 'link-set', name: ifname, mac: req.mac });
+  for (const a of allocs) ops.push({ op: 'addr-add', dev: ifname, cidr: `${a.address}/${a.prefixLength}`, nodad: true });
+  ops.push({ op: 'link-set', name: ifname, up: true });
+
+  const routes: InterfaceRecord['routes'] = [];
+  const rules: InterfaceRecord['rules'] = [];
+  for (const fam of [4, 6] as const) {
+    const a = allocs.find((x) => x.family === fam);
+    if (!a) continue;
+    const range = fam === 4 ? net.spec.ipv4 : net.spec.ipv6;
+    const gw = a.gateway;
+    for (const r of range?.routes ?? []) routes.push({ dst: r.dst, ...(r.gw ?? gw ? { gw: (r.gw ?? gw)! } : {}) });
+    if (holdsDefaultRoute && gw) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', gw });
+    const table = net.spec.routingTable;
+    if (table !== undefined) {
+      // Replies leave through the interface the request came in on: a rule for the
+      // attachment's source address selects a table that only knows this interface.
+      const cidr = range?.cidr;
+      if (cidr) routes.push({ dst: cidr, table });
+      if (gw) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', gw, table });
+      for (const r of range?.routes ?? []) routes.push({ dst: r.dst, table, ...(r.gw ?? gw ? { gw: (r.gw ?? gw)! } : {}) });
+      for (const r of req.policyRoutes ?? [])
+        if (r.dst.includes(':') === (fam === 6)) routes.push({ dst: r.dst, table, ...(r.gw ? { gw: r.gw } : {}) });
+      rules.push({ from: `${a.address}/${fam === 4 ? 32 : 128}`, table, priority: RULE_BASE + position });
+    }
+  }
+  for (const r of routes) ops.push({ op: 'route-add', dst: r.dst, dev: ifname, ...(r.gw ? { gw: r.gw } : {}), ...(r.table !== undefined ? { table: r.table } : {}) });
+  for (const r of rules) ops.push({ op: 'rule-add', ...r });
+  return { sysctls, ops, rules, routes };
+}

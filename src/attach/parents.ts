@@ -1,0 +1,130 @@
+// Host parent interfaces (VLAN sub-interfaces, VXLAN devices, bridges), shared by every pod
+// on a network: created on first use, repaired if someone deleted them, removed after the
+// last user. Reference counts live in the node state under its lock, and the kernel change
+// happens inside the same critical section, so two ADDs or an ADD and a DEL never race.
+import { TartanError } from '../cni/errors.js';
+import type { Network } from '../network/schema.js';
+import { HOST, type Kernel, type Op } from '../kernel/types.js';
+import type { HostState } from './host-state.js';
+import type { ParentRecord } from './records.js';
+
+export interface ParentPlan {
+  name: string;
+  kind: ParentRecord['kind'];
+  /** Builds the ops that create it (some need kernel facts such as the local address). */
+  create: (k: Kernel) => Promise<Op[]>;
+}
+
+const trim15 = (s: string) => s.slice(0, 15);
+
+export function vlanName(device: string, vid: number): string {
+  const n = `${device}.${vid}`;
+  if (n.length > 15) throw new TartanError('ERR_CONFIG', `VLAN interface name ${n} is longer than 15 characters`);
+  return n;
+}
+
+export const vxlanName = (vni: number) => `tvx${vni}`;
+export const bridgeName = (net: Network) => net.spec.bridge ?? trim15(`tbr-${net.metadata.name}`);
+
+/** Parents a network needs, lowest first; the last is what pod interfaces attach to. */
+export function planParents(net: Network): ParentPlan[] {
+  const s = net.spec;
+  const plans: ParentPlan[] = [];
+  if (s.vlan !== undefined && s.device) {
+    const name = vlanName(s.device, s.vlan);
+    const device = s.device;
+    const vlan = s.vlan;
+    plans.push({
+      name,
+      kind: 'vlan',
+      create: async () => [
+        { op: 'vlan-add', name, parent: device, id: vlan },
+        { op: 'link-set', name, up: true },
+      ],
+    });
+  }
+  if (s.vxlan && s.device) {
+    const name = vxlanName(s.vxlan.vni);
+    const { vni, port, group, remotes } = s.vxlan;
+    const device = s.device;
+    plans.push({
+      name,
+      kind: 'vxlan',
+      create: async (k) => {
+        const local = await localAddress(k, device, group ?? remotes?.[0]);
+        const ops: Op[] = [
+          { op: 'vxlan-add', name, vni, port, local, dev: device, ...(group ? { group } : {}) },
+          ...(s.mtu !== undefined ? [{ op: 'link-set' as const, name, mtu: s.mtu }] : []),
+        ];
+        // One network definition serves every node: skip the remote that is this node.
+        for (const dst of remotes ?? []) if (dst !== local) ops.push({ op: 'fdb-append', dev: name, dst });
+        ops.push({ op: 'link-set', name, up: true });
+        return ops;
+      },
+    });
+  }
+  if (s.type === 'bridge') {
+    const name = bridgeName(net);
+    const lower = plans.at(-1)?.name ?? (s.device && s.type === 'bridge' ? s.device : undefined);
+    plans.push({
+      name,
+      kind: 'bridge',
+      create: async () => [
+        { op: 'bridge-add', name, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
+        ...(lower ? [{ op: 'link-set' as const, name: lower, master: name, up: true }] : []),
+        { op: 'link-set', name, up: true },
+      ],
+    });
+  }
+  return plans;
+}
+
+async function localAddress(k: Kernel, device: string, peer: string | undefined): Promise<string> {
+  const fam = peer?.includes(':') ? 6 : 4;
+  const addrs = (await k.addresses(HOST)).filter(
+    (a) => a.dev === device && a.family === fam && !a.cidr.startsWith('fe80:'),
+  );
+  const first = addrs[0];
+  if (!first)
+    throw new TartanError('ERR_CONFIG', `VXLAN needs an IPv${fam} address on host device ${device}, found none`);
+  return first.cidr.split('/')[0]!;
+}
+
+/** Takes a reference on each parent, creating (or re-creating) what is missing. */
+export async function acquireParents(k: Kernel, state: HostState, plans: ParentPlan[], user: string): Promise<string[]> {
+  if (plans.length === 0) return [];
+  return state.withLock(async () => {
+    const present = new Set((await k.links(HOST)).map((l) => l.ifname));
+    const taken: string[] = [];
+    for (const p of plans) {
+      let rec = state.getParent(p.name);
+      if (!rec) rec = { name: p.name, kind: p.kind, external: present.has(p.name), users: [] };
+      if (!present.has(p.name)) {
+        await k.apply(HOST, await p.create(k));
+        rec.external = false;
+      }
+      if (!rec.users.includes(user)) rec.users.push(user);
+      state.putParent(rec);
+      taken.push(p.name);
+    }
+    return taken;
+  });
+}
+
+/** Drops a reference on each parent and removes those no longer used (never external ones). */
+export async function releaseParents(k: Kernel, state: HostState, names: string[], user: string): Promise<void> {
+  if (names.length === 0) return;
+  await state.withLock(async () => {
+    for (const name of [...names].reverse()) {
+      const rec = state.getParent(name);
+      if (!rec) continue;
+      rec.users = rec.users.filter((u) => u !== user);
+      if (rec.users.length > 0) {
+        state.putParent(rec);
+        continue;
+      }
+      if (!rec.external) await k.apply(HOST, [{ op: 'link-del', name }], { bestEffort: true });
+      state.deleteParent(name);
+    }
+  });
+}

@@ -1,0 +1,94 @@
+// One CNI command, end to end: configuration -> dependencies -> pipeline -> wire result.
+// The `tartan` executable calls this in-process; the node agent will call the same function.
+import { hostname } from 'node:os';
+import { interfaceRequests, parseCniArgs, parsePluginConfig, type PluginConfig } from '../cni/config.js';
+import { TartanError } from '../cni/errors.js';
+import type { CniEnv } from '../cni/protocol.js';
+import { versionResponse } from '../cni/protocol.js';
+import { compareVersions, fromAnyVersion, toVersion } from '../cni/spec.js';
+import { createIpam } from '../ipam/index.js';
+import { createKernel } from '../kernel/iproute.js';
+import type { Kernel } from '../kernel/types.js';
+import { loadNetworks } from '../network/load.js';
+import type { Network } from '../network/schema.js';
+import { openStore } from '../store/index.js';
+import type { Store } from '../store/types.js';
+import { openHostState, type HostState } from './host-state.js';
+import { add, check, del, gc, type Deps } from './pipeline.js';
+
+export interface Overrides {
+  kernel?: Kernel;
+  store?: Store;
+}
+
+export async function runCni(env: CniEnv, raw: Record<string, unknown>, o: Overrides = {}): Promise<Record<string, unknown> | undefined> {
+  if (env.command === 'VERSION') return versionResponse(raw.cniVersion);
+  const conf = parsePluginConfig(raw);
+  const needNetworks = env.command === 'ADD' || env.command === 'GC' || env.command === 'STATUS';
+  const networks = needNetworks ? await loadNetworks(conf.networksDir) : new Map<string, Network>();
+  let store: Store | undefined;
+  let state: HostState | undefined;
+  try {
+    store = o.store ?? (await openStore(conf.store));
+    state = await openHostState(conf.stateDir);
+    const deps: Deps = {
+      kernel: o.kernel ?? createKernel(),
+      ipam: createIpam(store),
+      state,
+      node: conf.nodeName ?? hostname(),
+      network: (n) => networks.get(n),
+    };
+    return await dispatch(env, conf, deps, networks);
+  } finally {
+    state?.close();
+    if (!o.store) await store?.close();
+  }
+}
+
+async function dispatch(env: CniEnv, conf: PluginConfig, deps: Deps, networks: Map<string, Network>): Promise<Record<string, unknown> | undefined> {
+  switch (env.command) {
+    case 'ADD': {
+      const result = await add(deps, {
+        containerId: env.containerId,
+        ifname: env.ifname,
+        netns: env.netns,
+        cniVersion: conf.cniVersion,
+        cniArgs: env.args,
+        cniPath: env.path,
+        runtimeConfig: conf.runtimeConfig,
+        defaultNetwork: conf.defaultNetwork,
+        requests: interfaceRequests(conf, parseCniArgs(env.args)),
+        prevResult: conf.prevResult === undefined ? undefined : fromAnyVersion(conf.prevResult),
+      });
+      return toVersion(result, conf.cniVersion);
+    }
+    case 'DEL':
+      await del(deps, { containerId: env.containerId, ifname: env.ifname, netns: env.netns || undefined, cniPath: env.path, cniArgs: env.args });
+      return undefined;
+    case 'CHECK':
+      if (compareVersions(conf.cniVersion, '0.4.0') < 0)
+        throw new TartanError('ERR_VERSION', `CHECK is not defined for CNI version ${conf.cniVersion}`);
+      await check(deps, { containerId: env.containerId, ifname: env.ifname, netns: env.netns, cniPath: env.path, cniArgs: env.args });
+      return undefined;
+    case 'STATUS':
+      try {
+        await deps.ipam.usage('tartan-status-probe', { type: 'bridge', ipv4: { cidr: '192.0.2.0/30' } });
+      } catch (e) {
+        throw new TartanError('ERR_STORE', `IPAM datastore unavailable: ${(e as Error).message}`, { cniCode: 50 });
+      }
+      return undefined;
+    case 'GC': {
+      const valid = (conf['cni.dev/valid-attachments'] ?? []).map((a) => ({ containerId: a.containerID, ifname: a.ifname }));
+      await gc(deps, valid, env.path);
+      // Addresses: the handles of the interfaces still recorded on this node are alive;
+      // anything else this node holds is marked now and freed at a later GC (grace period).
+      const live = deps.state.listAttachments().flatMap((r) => r.interfaces.map((i) => ({ containerId: r.containerId, ifname: i.ifname })));
+      for (const net of networks.values())
+        if (net.spec.ipv4 || net.spec.ipv6)
+          await deps.ipam.gc({ network: net.metadata.name, spec: net.spec, node: deps.node, valid: live });
+      return undefined;
+    }
+    default:
+      throw new TartanError('ERR_ENV', `unsupported command ${env.command}`);
+  }
+}

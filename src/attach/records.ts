@@ -1,0 +1,47 @@
+import type { CniResult } from '../cni/spec.js';
+import type { NetworkSpec } from '../network/schema.js';
+
+/** What Tartan did for one interface of a pod: enough to undo and to check it. */
+export interface InterfaceRecord {
+  ifname: string;
+  network: string;
+  /** A copy of the network's spec at ADD time, so DEL works after the network is gone. */
+  spec: NetworkSpec;
+  state: 'adding' | 'ready';
+  /** Host parents this interface holds a reference on, innermost last. */
+  parents: string[];
+  /** type bridge: the host end of the veth pair. */
+  hostVeth?: string;
+  /** type host-device: the device's name on the host. */
+  hostDevice?: string;
+  allocations: { family: 4 | 6; address: string; prefixLength: number; gateway?: string; seq: number; block: string }[];
+  claim?: string;
+  rules: { from: string; table: number; priority: number }[];
+  routes: { dst: string; gw?: string; table?: number }[];
+  /** type delegate: the effective conflist and its result, for DEL/CHECK with prevResult. */
+  delegate?: { conflist: Record<string, unknown>; result: CniResult };
+  mac?: string;
+}
+
+/** One CNI attachment (containerId + CNI_IFNAME): all the interfaces Tartan gave the pod. */
+export interface AttachmentRecord {
+  containerId: string;
+  ifname: string;
+  netns: string;
+  cniVersion: string;
+  node: string;
+  created: string;
+  interfaces: InterfaceRecord[];
+  result?: CniResult;
+}
+
+export interface ParentRecord {
+  name: string;
+  kind: 'vlan' | 'vxlan' | 'bridge';
+  /** Created by someone else: never removed by Tartan. */
+  external: boolean;
+  /** "<containerId>/<ifname>" of every interface using it. */
+  users: string[];
+  /** Parents this one depends on (e.g. a VLAN enslaved to a bridge). */
+  lower?: string;
+}

@@ -1,0 +1,80 @@
+// The CNI execution protocol: environment and stdin in, result or error JSON out. The
+// conversion of any failure to the spec's error object happens here and nowhere else.
+import { TartanError } from './errors.js';
+import { LATEST_VERSION, SUPPORTED_VERSIONS, isSupportedVersion } from './spec.js';
+
+export const COMMANDS = ['ADD', 'DEL', 'CHECK', 'STATUS', 'GC', 'VERSION'] as const;
+export type Command = (typeof COMMANDS)[number];
+
+export interface CniEnv {
+  command: Command;
+  containerId: string;
+  netns: string;
+  ifname: string;
+  args: string | undefined;
+  path: string[];
+}
+
+/** Upper bound for stdin: a conflist entry with a prevResult is a few KiB. */
+export const MAX_STDIN = 1 << 20;
+
+const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
+  const command = env.CNI_COMMAND;
+  if (!command) throw new TartanError('ERR_ENV', 'CNI_COMMAND is not set');
+  if (!(COMMANDS as readonly string[]).includes(command))
+    throw new TartanError('ERR_ENV', `unknown CNI_COMMAND ${JSON.stringify(command.slice(0, 32))}`);
+  const c = command as Command;
+  const needsAttachment = c === 'ADD' || c === 'DEL' || c === 'CHECK';
+  const containerId = env.CNI_CONTAINERID ?? '';
+  const ifname = env.CNI_IFNAME ?? '';
+  const netns = env.CNI_NETNS ?? '';
+  if (needsAttachment) {
+    if (!CONTAINER_ID_RE.test(containerId) || containerId.length > 1024)
+      throw new TartanError('ERR_ENV', 'CNI_CONTAINERID must be set and contain only letters, digits, "_", "." and "-"');
+    if (!IFNAME_RE.test(ifname) || ifname === '.' || ifname === '..')
+      throw new TartanError('ERR_ENV', `CNI_IFNAME ${JSON.stringify(ifname.slice(0, 32))} is not a valid interface name (1-15 of letters, digits, "_", "." or "-")`);
+    if ((c === 'ADD' || c === 'CHECK') && netns === '') throw new TartanError('ERR_ENV', 'CNI_NETNS is not set');
+    if (netns !== '' && !netns.startsWith('/')) throw new TartanError('ERR_ENV', 'CNI_NETNS must be an absolute path');
+  }
+  return {
+    command: c,
+    containerId,
+    netns,
+    ifname,
+    args: env.CNI_ARGS,
+    path: (env.CNI_PATH ?? '').split(':').filter((p) => p !== ''),
+  };
+}
+
+export function parseStdin(raw: string): Record<string, unknown> {
+  if (raw.length > MAX_STDIN) throw new TartanError('ERR_DECODE', `network configuration is larger than ${MAX_STDIN} bytes`);
+  let v: unknown;
+  try {
+    v = JSON.parse(raw);
+  } catch (e) {
+    throw new TartanError('ERR_DECODE', `network configuration is not valid JSON: ${(e as Error).message}`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new TartanError('ERR_DECODE', 'network configuration must be a JSON object');
+  return v as Record<string, unknown>;
+}
+
+export function versionResponse(stdinVersion: unknown): Record<string, unknown> {
+  const v = typeof stdinVersion === 'string' && isSupportedVersion(stdinVersion) ? stdinVersion : LATEST_VERSION;
+  return { cniVersion: v, supportedVersions: [...SUPPORTED_VERSIONS] };
+}
+
+/** The spec's error object; the message names the cause, details carry the chain. */
+export function errorResponse(e: unknown, cniVersion: unknown): Record<string, unknown> {
+  const v = typeof cniVersion === 'string' && isSupportedVersion(cniVersion) ? cniVersion : LATEST_VERSION;
+  if (e instanceof TartanError) {
+    const out: Record<string, unknown> = { cniVersion: v, code: e.cniCode, msg: e.message };
+    out.details = e.details ?? e.code;
+    return out;
+  }
+  const msg = e instanceof Error ? e.message : String(e);
+  return { cniVersion: v, code: 100, msg: `internal error: ${msg}`, details: 'ERR_INTERNAL' };
+}

@@ -1,0 +1,179 @@
+// CNI spec types (https://github.com/containernetworking/cni/blob/main/SPEC.md) and the
+// conversion of Tartan's internal result (always the 1.1.0 shape) to older versions.
+import { TartanError } from './errors.js';
+
+export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
+export const LATEST_VERSION = '1.1.0';
+
+export interface CniInterface {
+  name: string;
+  mac?: string;
+  mtu?: number;
+  sandbox?: string;
+  socketPath?: string;
+  pciID?: string;
+}
+
+export interface CniIp {
+  address: string; // CIDR notation
+  gateway?: string;
+  interface?: number;
+}
+
+export interface CniRoute {
+  dst: string;
+  gw?: string;
+  mtu?: number;
+  advmss?: number;
+  priority?: number;
+  table?: number;
+  scope?: number;
+}
+
+export interface CniDns {
+  nameservers?: string[];
+  domain?: string;
+  search?: string[];
+  options?: string[];
+}
+
+export interface CniResult {
+  cniVersion: string;
+  interfaces?: CniInterface[];
+  ips?: CniIp[];
+  routes?: CniRoute[];
+  dns?: CniDns;
+}
+
+export function isSupportedVersion(v: string): boolean {
+  return (SUPPORTED_VERSIONS as readonly string[]).includes(v);
+}
+
+/** Numeric comparison of dotted versions. */
+export function compareVersions(a: string, b: string): number {
+  const pa = a.split('.').map(Number);
+  const pb = b.split('.').map(Number);
+  for (let i = 0; i < 3; i++) {
+    const d = (pa[i] ?? 0) - (pb[i] ?? 0);
+    if (d !== 0) return d;
+  }
+  return 0;
+}
+
+/** Picks the highest version offered by a conflist's cniVersions that this plugin speaks. */
+export function negotiateVersion(offered: string[], supported: readonly string[] = SUPPORTED_VERSIONS): string {
+  const common = offered.filter((v) => supported.includes(v)).sort(compareVersions);
+  const best = common.at(-1);
+  if (!best)
+    throw new TartanError(
+      'ERR_VERSION',
+      `none of the offered CNI versions [${offered.join(', ')}] is supported (supported: ${supported.join(', ')})`,
+    );
+  return best;
+}
+
+const ipVersion = (cidr: string) => (cidr.includes(':') ? '6' : '4');
+
+/** Converts an internal result to the wire shape of the requested spec version. */
+export function toVersion(r: CniResult, version: string): Record<string, unknown> {
+  if (!isSupportedVersion(version))
+    throw new TartanError('ERR_VERSION', `unsupported CNI version ${version}`);
+  const v1 = compareVersions(version, '1.0.0') >= 0;
+  const v11 = compareVersions(version, '1.1.0') >= 0;
+  const interfaces = r.interfaces?.map((i) => {
+    const o: Record<string, unknown> = { name: i.name };
+    if (i.mac !== undefined) o.mac = i.mac;
+    if (v11 && i.mtu !== undefined) o.mtu = i.mtu;
+    if (i.sandbox !== undefined) o.sandbox = i.sandbox;
+    if (v11 && i.socketPath !== undefined) o.socketPath = i.socketPath;
+    if (v11 && i.pciID !== undefined) o.pciID = i.pciID;
+    return o;
+  });
+  const ips = r.ips?.map((ip) => {
+    const o: Record<string, unknown> = {};
+    if (!v1) o.version = ipVersion(ip.address);
+    o.address = ip.address;
+    if (ip.gateway !== undefined) o.gateway = ip.gateway;
+    if (ip.interface !== undefined) o.interface = ip.interface;
+    return o;
+  });
+  const routes = r.routes?.map((rt) => {
+    if (v11) return { ...rt };
+    const o: Record<string, unknown> = { dst: rt.dst };
+    if (rt.gw !== undefined) o.gw = rt.gw;
+    return o;
+  });
+  const out: Record<string, unknown> = { cniVersion: version };
+  if (interfaces && interfaces.length > 0) out.interfaces = interfaces;
+  if (ips && ips.length > 0) out.ips = ips;
+  if (routes && routes.length > 0) out.routes = routes;
+  out.dns = r.dns ?? {};
+  return out;
+}
+
+/** Reads a result of any supported version (from a delegate or prevResult) into the internal shape. */
+export function fromAnyVersion(raw: unknown): CniResult {
+  if (typeof raw !== 'object' || raw === null)
+    throw new TartanError('ERR_DECODE', 'result is not a JSON object');
+  const o = raw as Record<string, unknown>;
+  const version = typeof o.cniVersion === 'string' ? o.cniVersion : '0.4.0';
+  const asArray = (x: unknown): Record<string, unknown>[] =>
+    Array.isArray(x) ? (x.filter((e) => typeof e === 'object' && e !== null) as Record<string, unknown>[]) : [];
+  const out: CniResult = { cniVersion: LATEST_VERSION };
+  out.interfaces = asArray(o.interfaces).map((i) => {
+    const iface: CniInterface = { name: String(i.name ?? '') };
+    if (typeof i.mac === 'string') iface.mac = i.mac;
+    if (typeof i.mtu === 'number') iface.mtu = i.mtu;
+    if (typeof i.sandbox === 'string') iface.sandbox = i.sandbox;
+    if (typeof i.socketPath === 'string') iface.socketPath = i.socketPath;
+    if (typeof i.pciID === 'string') iface.pciID = i.pciID;
+    return iface;
+  });
+  out.ips = asArray(o.ips).map((ip) => {
+    const e: CniIp = { address: String(ip.address ?? '') };
+    if (typeof ip.gateway === 'string') e.gateway = ip.gateway;
+    if (typeof ip.interface === 'number') e.interface = ip.interface;
+    return e;
+  });
+  out.routes = asArray(o.routes).map((rt) => {
+    const e: CniRoute = { dst: String(rt.dst ?? '') };
+    for (const k of ['mtu', 'advmss', 'priority', 'table', 'scope'] as const)
+      if (typeof rt[k] === 'number') e[k] = rt[k] as number;
+    if (typeof rt.gw === 'string') e.gw = rt.gw;
+    return e;
+  });
+  if (typeof o.dns === 'object' && o.dns !== null) out.dns = o.dns as CniDns;
+  void version;
+  return out;
+}
+
+/** Appends the interfaces, IPs and routes of b to a, re-indexing b's IP interface references. */
+export function mergeResults(a: CniResult, b: CniResult): CniResult {
+  const base = a.interfaces?.length ?? 0;
+  return {
+    cniVersion: LATEST_VERSION,
+    interfaces: [...(a.interfaces ?? []), ...(b.interfaces ?? [])],
+    ips: [
+      ...(a.ips ?? []),
+      ...(b.ips ?? []).map((ip) => (ip.interface === undefined ? ip : { ...ip, interface: ip.interface + base })),
+    ],
+    routes: [...(a.routes ?? []), ...(b.routes ?? [])],
+    dns: mergeDns(a.dns, b.dns),
+  };
+}
+
+function mergeDns(a: CniDns | undefined, b: CniDns | undefined): CniDns {
+  if (!a) return b ?? {};
+  if (!b) return a;
+  const u = (x?: string[], y?: string[]) => (x || y ? [...new Set([...(x ?? []), ...(y ?? [])])] : undefined);
+  const out: CniDns = {};
+  const ns = u(a.nameservers, b.nameservers);
+  if (ns) out.nameservers = ns;
+  const s = u(a.search, b.search);
+  if (s) out.search = s;
+  const o = u(a.options, b.options);
+  if (o) out.options = o;
+  const d = a.domain ?? b.domain;
+  if (d) out.domain = d;
+  return out;
+}

@@ -1,0 +1,384 @@
+// Kernel driver over iproute2. Ops for one target are sent as a single `ip -batch`, so a
+// whole attachment costs one or two processes. Work in a pod netns runs in `ip -n <name>`
+// when the netns is a named one (ip switches itself), else under `nsenter --net=<path>`.
+import { readFile, statfs, writeFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { TartanError } from '../cni/errors.js';
+import { exec } from './exec.js';
+import type {
+  AddrInfo,
+  Kernel,
+  LinkInfo,
+  NetnsKind,
+  Op,
+  RouteInfo,
+  RuleInfo,
+  Target,
+} from './types.js';
+
+const IP = process.env.TARTAN_IP_BIN ?? 'ip';
+const BRIDGE = process.env.TARTAN_BRIDGE_BIN ?? 'bridge';
+
+/** Converts one op to the argv of an `ip` (or `bridge`) command. */
+export function opToArgs(o: Op): { tool: 'ip' | 'bridge' | 'sysctl'; args: string[] } {
+  const ip = (...a: (string | undefined | false)[]) => ({
+    tool: 'ip' as const,
+    args: a.filter((x): x is string => typeof x === 'string'),
+  });
+  const mtu = (m?: number) => (m === undefined ? [] : ['mtu', String(m)]);
+  const intoNs = (ns?: string) => (ns === undefined ? [] : ['netns', ns]);
+  switch (o.op) {
+    case 'macvlan-add':
+      return ip(
+        'link',
+        'add',
+        'link',
+        o.parent,
+        'name',
+        o.name,
+        ...intoNs(o.intoNs),
+        ...mtu(o.mtu),
+        ...(o.mac ? ['address', o.mac] : []),
+        'type',
+        'macvlan',
+        'mode',
+        o.mode,
+      );
+    case 'ipvlan-add':
+      return ip(
+        'link',
+        'add',
+        'link',
+        o.parent,
+        'name',
+        o.name,
+        ...intoNs(o.intoNs),
+        ...mtu(o.mtu),
+        'type',
+        'ipvlan',
+        'mode',
+        o.mode,
+      );
+    case 'veth-add':
+      return ip(
+        'link',
+        'add',
+        o.name,
+        ...mtu(o.mtu),
+        'type',
+        'veth',
+        'peer',
+        'name',
+        o.peer,
+        ...intoNs(o.peerNs),
+        ...mtu(o.mtu),
+        ...(o.peerMac ? ['address', o.peerMac] : []),
+      );
+    case 'vlan-add':
+      return ip(
+        'link',
+        'add',
+        'link',
+        o.parent,
+        'name',
+        o.name,
+        ...mtu(o.mtu),
+        'type',
+        'vlan',
+        'id',
+        String(o.id),
+      );
+    case 'vxlan-add':
+      return ip(
+        'link',
+        'add',
+        o.name,
+        ...mtu(o.mtu),
+        'type',
+        'vxlan',
+        'id',
+        String(o.vni),
+        'dstport',
+        String(o.port),
+        'local',
+        o.local,
+        'dev',
+        o.dev,
+        ...(o.group ? ['group', o.group] : ['nolearning']),
+      );
+    case 'bridge-add':
+      return ip('link', 'add', o.name, ...mtu(o.mtu), 'type', 'bridge');
+    case 'link-set':
+      return ip(
+        'link',
+        'set',
+        'dev',
+        o.name,
+        ...(o.down ? ['down'] : []),
+        ...(o.newName ? ['name', o.newName] : []),
+        ...(o.mac ? ['address', o.mac] : []),
+        ...mtu(o.mtu),
+        ...(o.master ? ['master', o.master] : []),
+        ...intoNs(o.intoNs),
+        ...(o.up ? ['up'] : []),
+      );
+    case 'link-del':
+      return ip('link', 'del', 'dev', o.name);
+    case 'addr-add':
+      // Batch lines take no global options: the family follows from the address.
+      return ip(
+        'addr',
+        'add',
+        o.cidr,
+        'dev',
+        o.dev,
+        o.nodad && o.cidr.includes(':') && 'nodad',
+      );
+    case 'addr-del':
+      return ip('addr', 'del', o.cidr, 'dev', o.dev);
+    case 'route-add': {
+      return ip(
+        'route',
+        'replace',
+        o.dst,
+        ...(o.gw ? ['via', o.gw] : []),
+        'dev',
+        o.dev,
+        ...(o.onlink ? ['onlink'] : []),
+        ...(o.src ? ['src', o.src] : []),
+        ...(o.metric !== undefined ? ['metric', String(o.metric)] : []),
+        ...(o.table !== undefined ? ['table', String(o.table)] : []),
+      );
+    }
+    case 'rule-add':
+    case 'rule-del':
+      return ip(
+        'rule',
+        o.op === 'rule-add' ? 'add' : 'del',
+        'from',
+        o.from,
+        'lookup',
+        String(o.table),
+        'priority',
+        String(o.priority),
+      );
+    case 'fdb-append':
+      return {
+        tool: 'bridge',
+        args: ['fdb', 'append', '00:00:00:00:00:00', 'dev', o.dev, 'dst', o.dst],
+      };
+    case 'sysctl':
+      return { tool: 'sysctl', args: [o.key, o.value] };
+  }
+}
+
+const NAMED_NS_DIRS = new Set(['/run/netns', '/var/run/netns']);
+const SYSCTL_KEY_RE = /^[a-z0-9_]+(\/[A-Za-z0-9_.-]+)+$/;
+
+/** argv prefix that runs a command in the target namespace. */
+function inTarget(t: Target, tool: string): [string, string[]] {
+  if (t.ns === undefined) return [tool, []];
+  if (tool === IP && NAMED_NS_DIRS.has(dirname(t.ns))) return [IP, ['-n', basename(t.ns)]];
+  return ['nsenter', [`--net=${t.ns}`, '--', tool]];
+}
+
+function fail(t: Target, what: string, stderr: string): never {
+  const where = t.ns === undefined ? 'host' : `netns ${t.ns}`;
+  throw new TartanError(
+    'ERR_KERNEL',
+    `${what} in ${where} failed: ${stderr.trim().split('\n').slice(0, 3).join(' | ')}`,
+  );
+}
+
+export function createKernel(): Kernel {
+  async function runBatch(
+    t: Target,
+    tool: string,
+    lines: string[][],
+    force: boolean,
+  ): Promise<void> {
+    if (lines.length === 0) return;
+    const [file, pre] = inTarget(t, tool);
+    // iproute2's batch tokenizer splits on whitespace; every token we emit is validated
+    // (names by regex, addresses by parsing) so none contains whitespace or quotes.
+    const input = lines.map((l) => l.join(' ')).join('\n') + '\n';
+    const r = await exec(file, [...pre, ...(force ? ['-force'] : []), '-batch', '-'], input);
+    if (r.code !== 0 && !force)
+      fail(t, `${tool} ${lines.map((l) => l.slice(0, 3).join(' ')).join('; ')}`, r.stderr);
+  }
+
+  async function writeSysctls(
+    t: Target,
+    kv: [string, string][],
+    bestEffort: boolean,
+  ): Promise<void> {
+    for (const [k] of kv)
+      if (!SYSCTL_KEY_RE.test(k)) throw new TartanError('ERR_KERNEL', `bad sysctl key ${k}`);
+    if (t.ns === undefined) {
+      for (const [k, v] of kv) {
+        try {
+          await writeFile(`/proc/sys/${k}`, v);
+        } catch (e) {
+          if (!bestEffort)
+            throw new TartanError('ERR_KERNEL', `sysctl ${k}=${v} failed`, { cause: e });
+        }
+      }
+      return;
+    }
+    // /proc/sys/net shows the namespace of the process that opens it, so write from inside.
+    const script = kv
+      .map(([k, v]) => `echo ${v} > /proc/sys/${k}`)
+      .join(bestEffort ? '; ' : ' && ');
+    const r = await exec('nsenter', [`--net=${t.ns}`, '--', 'sh', '-c', script]);
+    if (r.code !== 0 && !bestEffort) fail(t, 'sysctl', r.stderr);
+  }
+
+  async function query<T>(t: Target, args: string[]): Promise<T> {
+    const [file, pre] = inTarget(t, IP);
+    const r = await exec(file, [...pre, '-j', ...args]);
+    if (r.code !== 0) fail(t, `ip ${args.join(' ')}`, r.stderr);
+    return (r.stdout.trim() === '' ? [] : JSON.parse(r.stdout)) as T;
+  }
+
+  return {
+    async apply(t, ops, opts = {}) {
+      const force = opts.bestEffort === true;
+      // Consecutive ops of one tool are batched; order across tools is kept.
+      let i = 0;
+      while (i < ops.length) {
+        const first = opToArgs(ops[i]!).tool;
+        const group: string[][] = [];
+        while (i < ops.length && opToArgs(ops[i]!).tool === first)
+          group.push(opToArgs(ops[i++]!).args);
+        if (first === 'sysctl')
+          await writeSysctls(
+            t,
+            group.map((a) => [a[0]!, a[1]!]),
+            force,
+          );
+        else await runBatch(t, first === 'ip' ? IP : BRIDGE, group, force);
+      }
+    },
+    async links(t) {
+      type Raw = {
+        ifindex: number;
+        ifname: string;
+        flags: string[];
+        mtu: number;
+        address?: string;
+        operstate?: string;
+        link?: string;
+        master?: string;
+        linkinfo?: { info_kind?: string; info_data?: { mode?: string; id?: number } };
+      };
+      const raw = await query<Raw[]>(t, ['-d', 'link', 'show']);
+      return raw.map((l): LinkInfo => {
+        const info: LinkInfo = { ifindex: l.ifindex, ifname: l.ifname, flags: l.flags, mtu: l.mtu };
+        if (l.address !== undefined) info.address = l.address;
+        if (l.operstate !== undefined) info.operstate = l.operstate;
+        if (l.link !== undefined) info.link = l.link;
+        if (l.master !== undefined) info.master = l.master;
+        const kind = l.linkinfo?.info_kind;
+        if (kind !== undefined) info.kind = kind;
+        const d = l.linkinfo?.info_data;
+        if (d?.mode !== undefined) info.mode = d.mode.toLowerCase();
+        if (kind === 'vlan' && d?.id !== undefined) info.vlanId = d.id;
+        if (kind === 'vxlan' && d?.id !== undefined) info.vni = d.id;
+        return info;
+      });
+    },
+    async addresses(t) {
+      type Raw = {
+        ifname: string;
+        addr_info?: {
+          family: string;
+          local: string;
+          prefixlen: number;
+          tentative?: boolean;
+          dadfailed?: boolean;
+          nodad?: boolean;
+        }[];
+      };
+      const raw = await query<Raw[]>(t, ['addr', 'show']);
+      return raw.flatMap((l) =>
+        (l.addr_info ?? []).map((a): AddrInfo => ({
+          dev: l.ifname,
+          family: a.family === 'inet6' ? 6 : 4,
+          cidr: `${a.local}/${a.prefixlen}`,
+          flags: [
+            a.tentative ? 'tentative' : '',
+            a.dadfailed ? 'dadfailed' : '',
+            a.nodad ? 'nodad' : '',
+          ].filter(Boolean),
+        })),
+      );
+    },
+    async routes(t, table) {
+      type Raw = {
+        dst: string;
+        gateway?: string;
+        dev?: string;
+        table?: string;
+        protocol?: string;
+        scope?: string;
+      };
+      const tbl = ['table', table === undefined ? 'main' : String(table)];
+      const [v4, v6] = await Promise.all([
+        query<Raw[]>(t, ['-4', 'route', 'show', ...tbl]),
+        query<Raw[]>(t, ['-6', 'route', 'show', ...tbl]),
+      ]);
+      return [...v4, ...v6].map((r): RouteInfo => {
+        const o: RouteInfo = { dst: r.dst };
+        if (r.gateway !== undefined) o.gw = r.gateway;
+        if (r.dev !== undefined) o.dev = r.dev;
+        if (r.table !== undefined) o.table = r.table;
+        if (r.protocol !== undefined) o.protocol = r.protocol;
+        if (r.scope !== undefined) o.scope = r.scope;
+        return o;
+      });
+    },
+    async rules(t) {
+      type Raw = { priority: number; src?: string; srclen?: number; table: string };
+      const [v4, v6] = await Promise.all([
+        query<Raw[]>(t, ['-4', 'rule', 'show']),
+        query<Raw[]>(t, ['-6', 'rule', 'show']),
+      ]);
+      const map =
+        (fam: 4 | 6) =>
+        (r: Raw): RuleInfo => {
+          const o: RuleInfo = { priority: r.priority, table: r.table, family: fam };
+          if (r.src !== undefined) o.src = r.src;
+          if (r.srclen !== undefined) o.srclen = r.srclen;
+          return o;
+        };
+      return [...v4.map(map(4)), ...v6.map(map(6))];
+    },
+    netnsKind,
+    async sysctl(t, key) {
+      if (!SYSCTL_KEY_RE.test(key)) throw new TartanError('ERR_KERNEL', `bad sysctl key ${key}`);
+      if (t.ns === undefined) return (await readFile(`/proc/sys/${key}`, 'utf8')).trim();
+      const r = await exec('nsenter', [`--net=${t.ns}`, '--', 'cat', `/proc/sys/${key}`]);
+      if (r.code !== 0) fail(t, `read sysctl ${key}`, r.stderr);
+      return r.stdout.trim();
+    },
+  };
+}
+
+const NSFS_MAGIC = 0x6e736673;
+
+/**
+ * A netns path must name a namespace file (nsfs), not a regular file or a directory. Which
+ * kind of namespace it is can only be learnt by entering it, so that costs a process and
+ * is done only when `precise` is asked for (e.g. after the kernel refused the path).
+ */
+export async function netnsKind(path: string, precise = false): Promise<NetnsKind> {
+  try {
+    if ((await statfs(path)).type !== NSFS_MAGIC) return 'not-netns';
+  } catch {
+    return 'missing';
+  }
+  if (/^\/proc\/[^/]+\/ns\/(?!net$)/.test(path)) return 'not-netns';
+  if (!precise) return 'net';
+  const r = await exec('nsenter', [`--net=${path}`, 'true']);
+  return r.code === 0 ? 'net' : 'not-netns';
+}

@@ -1,0 +1,114 @@
+// The narrow driver layer for kernel work. Everything Tartan does to links, addresses,
+// routes and rules goes through a Kernel; the real one drives iproute2, the fake one
+// records operations for unit tests. The calling process never changes network namespace:
+// work inside a pod's namespace runs in a child process started there.
+
+/** Where an operation runs: the process's own namespace ("host") or a netns path. */
+export type Target = { ns?: string | undefined };
+export const HOST: Target = {};
+
+export type Op =
+  | {
+      op: 'macvlan-add';
+      name: string;
+      parent: string;
+      mode: string;
+      intoNs?: string;
+      mac?: string;
+      mtu?: number;
+    }
+  | { op: 'ipvlan-add'; name: string; parent: string; mode: string; intoNs?: string; mtu?: number }
+  | { op: 'veth-add'; name: string; peer: string; peerNs?: string; mtu?: number; peerMac?: string }
+  | { op: 'vlan-add'; name: string; parent: string; id: number; mtu?: number }
+  | {
+      op: 'vxlan-add';
+      name: string;
+      vni: number;
+      port: number;
+      local: string;
+      dev: string;
+      group?: string;
+      mtu?: number;
+    }
+  | { op: 'bridge-add'; name: string; mtu?: number }
+  | {
+      op: 'link-set';
+      name: string;
+      up?: boolean;
+      down?: boolean;
+      mtu?: number;
+      master?: string;
+      newName?: string;
+      mac?: string;
+      intoNs?: string;
+    }
+  | { op: 'link-del'; name: string }
+  | { op: 'addr-add'; dev: string; cidr: string; nodad?: boolean }
+  | { op: 'addr-del'; dev: string; cidr: string }
+  | {
+      op: 'route-add';
+      dst: string;
+      gw?: string;
+      dev: string;
+      table?: number;
+      src?: string;
+      metric?: number;
+      onlink?: boolean;
+    }
+  | { op: 'rule-add'; from: string; table: number; priority: number }
+  | { op: 'rule-del'; from: string; table: number; priority: number }
+  | { op: 'fdb-append'; dev: string; dst: string }
+  | { op: 'sysctl'; key: string; value: string };
+
+export interface LinkInfo {
+  ifindex: number;
+  ifname: string;
+  flags: string[];
+  mtu: number;
+  address?: string;
+  operstate?: string;
+  link?: string;
+  kind?: string;
+  mode?: string;
+  vlanId?: number;
+  vni?: number;
+  master?: string;
+}
+
+export interface AddrInfo {
+  dev: string;
+  family: 4 | 6;
+  cidr: string;
+  flags: string[];
+}
+
+export interface RouteInfo {
+  dst: string;
+  gw?: string;
+  dev?: string;
+  table?: string;
+  protocol?: string;
+  scope?: string;
+}
+
+export interface RuleInfo {
+  priority: number;
+  src?: string;
+  srclen?: number;
+  table: string;
+  family: 4 | 6;
+}
+
+export type NetnsKind = 'net' | 'missing' | 'not-netns';
+
+export interface Kernel {
+  /** Runs ops in order; stops at the first failure unless bestEffort (used for undo). */
+  apply(t: Target, ops: Op[], opts?: { bestEffort?: boolean }): Promise<void>;
+  links(t: Target): Promise<LinkInfo[]>;
+  addresses(t: Target): Promise<AddrInfo[]>;
+  routes(t: Target, table?: number): Promise<RouteInfo[]>;
+  rules(t: Target): Promise<RuleInfo[]>;
+  netnsKind(path: string, precise?: boolean): Promise<NetnsKind>;
+  /** Reads a sysctl in a target (e.g. "net/ipv6/conf/eth0/accept_dad"). */
+  sysctl(t: Target, key: string): Promise<string>;
+}

@@ -1,0 +1,91 @@
+// Kernel tier: macvlan pods on one node, fixed and dynamic IPv4 + IPv6, read back from the
+// kernel and proven by real pings; DEL leaves nothing behind.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ping, sh } from '../../src/lab/sh.js';
+import { makeFixture, podAddrs, podLinks, type Fixture } from './fixture.js';
+
+let f: Fixture;
+let a: string;
+let b: string;
+
+beforeAll(async () => {
+  f = await makeFixture('mv', [{ name: 'n1', nics: [{ name: 'eth1', segment: 'seg1' }] }]);
+  f.writeNetworks([
+    {
+      name: 'oam',
+      spec: {
+        type: 'macvlan',
+        device: 'eth1',
+        mode: 'bridge',
+        ipv4: { cidr: '10.61.0.0/24', pools: [{ start: '10.61.0.10', end: '10.61.0.99' }], gateway: '10.61.0.1' },
+        ipv6: { cidr: 'fd00:61::/64' },
+      },
+    },
+  ]);
+  a = await f.pod('a');
+  b = await f.pod('b');
+});
+
+afterAll(async () => {
+  await f?.destroy();
+});
+
+describe('macvlan', () => {
+  it('gives two pods fixed and dynamic dual-stack addresses that reach each other', async () => {
+    const conf = (ip: string) => f.conf('n1', { interfaces: [{ network: 'oam', ip, ip6: 'dynamic' }] });
+    const ra = await f.cni('ADD', 'n1', a, { conf: conf('10.61.0.50') });
+    expect(ra.code, ra.stdout).toBe(0);
+    const rb = await f.cni('ADD', 'n1', b, { conf: conf('dynamic') });
+    expect(rb.code, rb.stdout).toBe(0);
+
+    const res = ra.out as { cniVersion: string; interfaces: Array<{ name: string; sandbox?: string; mac?: string }>; ips: Array<{ address: string; interface: number; gateway?: string }> };
+    expect(res.cniVersion).toBe('1.1.0');
+    expect(res.interfaces[0]).toMatchObject({ name: 'eth0', sandbox: `/run/netns/${a}` });
+    expect(res.ips.map((i) => i.address)).toContain('10.61.0.50/24');
+
+    const la = (await podLinks(a)).find((l) => l.ifname === 'eth0')!;
+    expect(la.linkinfo?.info_kind).toBe('macvlan');
+    expect(la.flags).toContain('UP');
+    expect(res.interfaces[0]!.mac).toBe(la.address);
+    const addrsA = await podAddrs(a, 'eth0');
+    expect(addrsA).toContain('10.61.0.50/24');
+    const v6a = addrsA.find((x) => x.startsWith('fd00:61::'))!;
+    expect(v6a).toMatch(/\/64$/);
+    const addrsB = await podAddrs(b, 'eth0');
+    const v4b = addrsB.find((x) => x.startsWith('10.61.0.'))!.split('/')[0]!;
+    const v6b = addrsB.find((x) => x.startsWith('fd00:61::'))!.split('/')[0]!;
+    expect(v4b).not.toBe('10.61.0.50');
+
+    // Telco default: no DAD delay, GARP / unsolicited NA on link up.
+    expect((await sh('ip', ['netns', 'exec', a, 'cat', '/proc/sys/net/ipv6/conf/eth0/accept_dad'])).trim()).toBe('0');
+    expect((await sh('ip', ['netns', 'exec', a, 'cat', '/proc/sys/net/ipv4/conf/eth0/arp_notify'])).trim()).toBe('1');
+    const tentative = await sh('ip', ['-n', a, '-6', 'addr', 'show', 'dev', 'eth0', 'tentative']);
+    expect(tentative.trim()).toBe('');
+
+    // Default route via the network's gateway.
+    const routes = await sh('ip', ['-n', a, 'route', 'show', 'default']);
+    expect(routes).toContain('via 10.61.0.1 dev eth0');
+
+    expect(await ping(a, v4b)).toBe(true);
+    expect(await ping(b, '10.61.0.50')).toBe(true);
+    expect(await ping(a, v6b)).toBe(true);
+
+    const ca = await f.cni('CHECK', 'n1', a, { conf: conf('10.61.0.50') });
+    expect(ca.code, ca.stdout).toBe(0);
+  });
+
+  it('DEL removes the interfaces and frees the fixed address for the next pod', async () => {
+    const conf = (ip: string) => f.conf('n1', { interfaces: [{ network: 'oam', ip }] });
+    expect((await f.cni('DEL', 'n1', a, { conf: conf('10.61.0.50') })).code).toBe(0);
+    expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
+    // DEL is idempotent.
+    expect((await f.cni('DEL', 'n1', a, { conf: conf('10.61.0.50') })).code).toBe(0);
+    // The same fixed address now goes to another container.
+    const r = await f.cni('ADD', 'n1', a, { containerId: 'cid-other', conf: conf('10.61.0.50') });
+    expect(r.code, r.stdout).toBe(0);
+    expect(await podAddrs(a, 'eth0')).toContain('10.61.0.50/24');
+    expect((await f.cni('DEL', 'n1', a, { containerId: 'cid-other', conf: conf('10.61.0.50') })).code).toBe(0);
+    expect((await f.cni('DEL', 'n1', b, { conf: conf('dynamic') })).code).toBe(0);
+    expect((await podLinks(b)).map((l) => l.ifname)).toEqual(['lo']);
+  });
+});
