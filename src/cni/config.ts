@@ -51,7 +51,8 @@ export const PluginConfigSchema = z
     /** Network that becomes eth0; absent when a previous plugin in the chain made eth0. */
     defaultNetwork: z.string().optional(),
     /** Static interface requests (used when the runtime passes none). */
-    interfaces: z.array(InterfaceRequestSchema).optional(),
+    // Validated by interfaceRequests, so a bad request gets its own error code.
+    interfaces: z.array(z.unknown()).optional(),
     logFile: z.string().optional(),
     logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
     // Standard fields the runtime may add.
@@ -129,5 +130,5 @@ export function interfaceRequests(conf: PluginConfig, cniArgs: Map<string, strin
       names.split(',').filter((n) => n !== '').map((network) => ({ network })),
       'CNI_ARGS TARTAN_NETWORKS',
     );
-  return conf.interfaces ?? [];
+  return conf.interfaces === undefined ? [] : parseInterfaceRequests(conf.interfaces, 'the configuration');
 }

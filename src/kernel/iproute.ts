@@ -20,7 +20,7 @@ const IP = process.env.TARTAN_IP_BIN ?? 'ip';
 const BRIDGE = process.env.TARTAN_BRIDGE_BIN ?? 'bridge';
 
 /** Converts one op to the argv of an `ip` (or `bridge`) command. */
-export function opToArgs(o: Op): { tool: 'ip' | 'bridge' | 'sysctl'; args: string[] } {
+export function opToArgs(o: Op): { tool: 'ip' | 'ip6' | 'bridge' | 'sysctl'; args: string[] } {
   const ip = (...a: (string | undefined | false)[]) => ({
     tool: 'ip' as const,
     args: a.filter((x): x is string => typeof x === 'string'),
@@ -126,14 +126,7 @@ export function opToArgs(o: Op): { tool: 'ip' | 'bridge' | 'sysctl'; args: strin
       return ip('link', 'del', 'dev', o.name);
     case 'addr-add':
       // Batch lines take no global options: the family follows from the address.
-      return ip(
-        'addr',
-        'add',
-        o.cidr,
-        'dev',
-        o.dev,
-        o.nodad && o.cidr.includes(':') && 'nodad',
-      );
+      return ip('addr', 'add', o.cidr, 'dev', o.dev, o.nodad && o.cidr.includes(':') && 'nodad');
     case 'addr-del':
       return ip('addr', 'del', o.cidr, 'dev', o.dev);
     case 'route-add': {
@@ -152,16 +145,21 @@ export function opToArgs(o: Op): { tool: 'ip' | 'bridge' | 'sysctl'; args: strin
     }
     case 'rule-add':
     case 'rule-del':
-      return ip(
-        'rule',
-        o.op === 'rule-add' ? 'add' : 'del',
-        'from',
-        o.from,
-        'lookup',
-        String(o.table),
-        'priority',
-        String(o.priority),
-      );
+      // `ip rule` assumes IPv4 unless told; batch lines cannot say -6, so IPv6 rules go in
+      // a batch of their own run with `ip -6`.
+      return {
+        tool: o.from.includes(':') ? 'ip6' : 'ip',
+        args: [
+          'rule',
+          o.op === 'rule-add' ? 'add' : 'del',
+          'from',
+          o.from,
+          'lookup',
+          String(o.table),
+          'priority',
+          String(o.priority),
+        ],
+      };
     case 'fdb-append':
       return {
         tool: 'bridge',
@@ -196,13 +194,18 @@ export function createKernel(): Kernel {
     tool: string,
     lines: string[][],
     force: boolean,
+    opts: string[] = [],
   ): Promise<void> {
     if (lines.length === 0) return;
     const [file, pre] = inTarget(t, tool);
     // iproute2's batch tokenizer splits on whitespace; every token we emit is validated
     // (names by regex, addresses by parsing) so none contains whitespace or quotes.
     const input = lines.map((l) => l.join(' ')).join('\n') + '\n';
-    const r = await exec(file, [...pre, ...(force ? ['-force'] : []), '-batch', '-'], input);
+    const r = await exec(
+      file,
+      [...pre, ...opts, ...(force ? ['-force'] : []), '-batch', '-'],
+      input,
+    );
     if (r.code !== 0 && !force)
       fail(t, `${tool} ${lines.map((l) => l.slice(0, 3).join(' ')).join('; ')}`, r.stderr);
   }
@@ -256,7 +259,8 @@ export function createKernel(): Kernel {
             group.map((a) => [a[0]!, a[1]!]),
             force,
           );
-        else await runBatch(t, first === 'ip' ? IP : BRIDGE, group, force);
+        else if (first === 'bridge') await runBatch(t, BRIDGE, group, force);
+        else await runBatch(t, IP, group, force, first === 'ip6' ? ['-6'] : []);
       }
     },
     async links(t) {
@@ -372,12 +376,12 @@ const NSFS_MAGIC = 0x6e736673;
  * is done only when `precise` is asked for (e.g. after the kernel refused the path).
  */
 export async function netnsKind(path: string, precise = false): Promise<NetnsKind> {
+  if (/^\/proc\/[^/]+\/ns\/(?!net$)/.test(path)) return 'not-netns';
   try {
     if ((await statfs(path)).type !== NSFS_MAGIC) return 'not-netns';
   } catch {
     return 'missing';
   }
-  if (/^\/proc\/[^/]+\/ns\/(?!net$)/.test(path)) return 'not-netns';
   if (!precise) return 'net';
   const r = await exec('nsenter', [`--net=${path}`, 'true']);
   return r.code === 0 ? 'net' : 'not-netns';

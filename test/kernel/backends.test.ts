@@ -24,7 +24,7 @@ beforeAll(async () => {
           name: 'tt-ref',
           plugins: [
             { type: 'bridge', bridge: 'tt-refbr0', ipam: { type: 'host-local', ranges: [[{ subnet: '10.92.0.0/24' }]], dataDir: '/tmp/tartan-hl-be' } },
-            { type: 'tuning', sysctl: { 'net.ipv4.conf.IFNAME.arp_notify': '1' } },
+            { type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.arp_notify': '1' } },
           ],
         },
       },
@@ -78,7 +78,8 @@ describe('delegation', () => {
     // tuning ran with the bridge plugin's prevResult: its sysctl is set on eth0.
     expect((await sh('ip', ['netns', 'exec', a, 'cat', '/proc/sys/net/ipv4/conf/eth0/arp_notify'])).trim()).toBe('1');
     expect(await podAddrs(a, 'net2')).toEqual(['10.94.0.7/24']);
-    expect((await f.cni('CHECK', 'n1', a, { conf })).code).toBe(0);
+    const chk = await f.cni('CHECK', 'n1', a, { conf });
+    expect(chk.code, chk.stdout).toBe(0);
 
     const rb = await f.cni('ADD', 'n1', b, { conf: f.conf('n1', { defaultNetwork: 'cluster' }) });
     expect(rb.code, rb.stdout).toBe(0);

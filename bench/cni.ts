@@ -1,0 +1,141 @@
+// `npm run bench:cni`: ADD and DEL latency of the real `tartan` executable for a one- and a
+// four-interface pod, beside the reference bridge + host-local plugins, same client (this
+// process spawning the executable with CNI_* env and stdin), same host, same run.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { callCni } from '../src/lab/cni.js';
+import { addNetns, delNetns, listNetns, run, sh } from '../src/lab/sh.js';
+import { printTable, quantile, round } from './stats.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const TARTAN = join(root, 'dist', 'tartan');
+const REF = '/usr/lib/cni/bridge';
+const RUNS = Number(process.env.BENCH_RUNS ?? 40);
+const WARMUP = 5;
+const P = 'tt-bn';
+
+interface Series {
+  add: number[];
+  del: number[];
+}
+
+async function timed(c: Parameters<typeof callCni>[0]): Promise<number> {
+  const t0 = process.hrtime.bigint();
+  const r = await callCni(c);
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+  if (r.code !== 0) throw new Error(`${c.plugin} ${c.command} failed: ${r.stdout} ${r.stderr}`);
+  return ms;
+}
+
+async function series(name: string, plugin: string, conf: Record<string, unknown>): Promise<Series> {
+  const s: Series = { add: [], del: [] };
+  for (let i = 0; i < WARMUP + RUNS; i++) {
+    const ns = `${P}-${name}-${i}`;
+    await addNetns(ns);
+    const call = { plugin, conf, netns: `/run/netns/${ns}`, containerId: `bench-${name}-${i}`, ifname: 'eth0' };
+    const add = await timed({ ...call, command: 'ADD' });
+    const del = await timed({ ...call, command: 'DEL' });
+    await delNetns(ns);
+    if (i >= WARMUP) {
+      s.add.push(add);
+      s.del.push(del);
+    }
+  }
+  return s;
+}
+
+async function startup(plugin: string): Promise<number> {
+  const xs: number[] = [];
+  for (let i = 0; i < 30; i++) xs.push(await timed({ plugin, command: 'VERSION', conf: { cniVersion: '1.0.0' } }));
+  return quantile(xs.slice(5), 0.5);
+}
+
+async function main() {
+  if (process.getuid?.() !== 0) throw new Error('bench:cni needs root (network namespaces)');
+  const dir = mkdtempSync(join(tmpdir(), 'tartan-bench-cni-'));
+  try {
+    // Host side: a veth pair stands for the NIC (macvlan parent), with an underlay address for VXLAN.
+    await sh('ip', ['link', 'add', `${P}-nic`, 'type', 'veth', 'peer', 'name', `${P}-sw`]);
+    await sh('ip', ['addr', 'add', '192.168.240.1/24', 'dev', `${P}-nic`]);
+    await sh('ip', ['link', 'set', `${P}-nic`, 'up']);
+    await sh('ip', ['link', 'set', `${P}-sw`, 'up']);
+    const nets = [
+      { name: 'b1', spec: { type: 'macvlan', device: `${P}-nic`, ipv4: { cidr: '10.201.0.0/16' } } },
+      { name: 'b2', spec: { type: 'macvlan', device: `${P}-nic`, vxlan: { vni: 2402, remotes: ['192.168.240.2'] }, ipv4: { cidr: '10.202.0.0/16' }, ipv6: { cidr: 'fd00:202::/64' }, routingTable: 202 } },
+      { name: 'b3', spec: { type: 'bridge', bridge: `${P}-br1`, ipv4: { cidr: '10.203.0.0/16' } } },
+      { name: 'b4', spec: { type: 'macvlan', device: `${P}-nic`, mode: 'private', ipv4: { cidr: '10.204.0.0/16' } } },
+    ];
+    mkdirSync(join(dir, 'nets'));
+    writeFileSync(
+      join(dir, 'nets', 'n.yaml'),
+      nets.map((n) => stringify({ apiVersion: 'tartan.io/v1alpha1', kind: 'ClusterNetwork', metadata: { name: n.name }, spec: n.spec })).join('---\n'),
+    );
+    const tartanConf = (ifs: number) => ({
+      cniVersion: '1.1.0',
+      name: 'tartan',
+      type: 'tartan',
+      networksDir: join(dir, 'nets'),
+      store: { type: 'file', path: join(dir, 'ipam.db') },
+      stateDir: join(dir, 'state'),
+      nodeName: 'bench',
+      interfaces: nets.slice(0, ifs).map((n) => ({ network: n.name })),
+    });
+    const refConf = {
+      cniVersion: '1.0.0',
+      name: 'tt-bn-ref',
+      type: 'bridge',
+      bridge: `${P}-br0`,
+      ipam: { type: 'host-local', ranges: [[{ subnet: '10.200.0.0/16' }]], dataDir: join(dir, 'host-local') },
+    };
+
+    const startTartan = await startup(TARTAN);
+    const startRef = await startup(REF);
+    // Interleave the series so drift on a shared machine hits both alike.
+    const ref1 = await series('ref', REF, refConf);
+    const t1 = await series('t1', TARTAN, tartanConf(1));
+    const t4 = await series('t4', TARTAN, tartanConf(4));
+    const ref2 = await series('ref2', REF, refConf);
+    const ref: Series = { add: [...ref1.add, ...ref2.add], del: [...ref1.del, ...ref2.del] };
+
+    const refAdd = quantile(ref.add, 0.5);
+    const row = (n: string, s: Series) => [n, round(quantile(s.add, 0.5)), round(quantile(s.add, 0.9)), round(quantile(s.del, 0.5)), round(quantile(s.del, 0.9)), round(quantile(s.add, 0.5) / refAdd)];
+    console.log(`\nCNI ADD/DEL latency in ms (${RUNS} runs each after ${WARMUP} warm-up; reference measured twice around Tartan)\n`);
+    printTable(['plugin', 'ADD p50', 'ADD p90', 'DEL p50', 'DEL p90', 'ADD p50 / ref'], [
+      row('reference bridge + host-local (1 if)', ref),
+      row('tartan, 1 interface (macvlan)', t1),
+      row('tartan, 4 interfaces (macvlan, vxlan dual-stack + PBR, bridge, macvlan)', t4),
+    ]);
+    console.log(`\nexecutable start-up (VERSION, p50): tartan ${round(startTartan)} ms, reference bridge ${round(startRef)} ms`);
+    const out = {
+      runs: RUNS,
+      ref_add_p50_ms: round(refAdd),
+      ref_add_p90_ms: round(quantile(ref.add, 0.9)),
+      ref_del_p50_ms: round(quantile(ref.del, 0.5)),
+      tartan_1if_add_p50_ms: round(quantile(t1.add, 0.5)),
+      tartan_1if_add_p90_ms: round(quantile(t1.add, 0.9)),
+      tartan_1if_del_p50_ms: round(quantile(t1.del, 0.5)),
+      tartan_4if_add_p50_ms: round(quantile(t4.add, 0.5)),
+      tartan_4if_add_p90_ms: round(quantile(t4.add, 0.9)),
+      tartan_4if_del_p50_ms: round(quantile(t4.del, 0.5)),
+      add_p50_ratio_1if: round(quantile(t1.add, 0.5) / refAdd, 3),
+      add_p50_ratio_4if: round(quantile(t4.add, 0.5) / refAdd, 3),
+      startup_tartan_ms: round(startTartan),
+      startup_ref_ms: round(startRef),
+    };
+    mkdirSync(join(root, 'bench', 'results'), { recursive: true });
+    writeFileSync(join(root, 'bench', 'results', 'cni.json'), JSON.stringify(out, null, 2) + '\n');
+    console.log(`\nwrote bench/results/cni.json: add_p50_ratio_1if=${out.add_p50_ratio_1if} add_p50_ratio_4if=${out.add_p50_ratio_4if}`);
+  } finally {
+    for (const ns of await listNetns(P)) await delNetns(ns);
+    for (const l of [`${P}-nic`, `${P}-br0`, `${P}-br1`, 'tvx2402']) await run('ip', ['link', 'del', l], undefined, process.env);
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
