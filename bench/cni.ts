@@ -30,12 +30,22 @@ async function timed(c: Parameters<typeof callCni>[0]): Promise<number> {
   return ms;
 }
 
-async function series(name: string, plugin: string, conf: Record<string, unknown>): Promise<Series> {
+async function series(
+  name: string,
+  plugin: string,
+  conf: Record<string, unknown>,
+): Promise<Series> {
   const s: Series = { add: [], del: [] };
   for (let i = 0; i < WARMUP + RUNS; i++) {
     const ns = `${P}-${name}-${i}`;
     await addNetns(ns);
-    const call = { plugin, conf, netns: `/run/netns/${ns}`, containerId: `bench-${name}-${i}`, ifname: 'eth0' };
+    const call = {
+      plugin,
+      conf,
+      netns: `/run/netns/${ns}`,
+      containerId: `bench-${name}-${i}`,
+      ifname: 'eth0',
+    };
     const add = await timed({ ...call, command: 'ADD' });
     const del = await timed({ ...call, command: 'DEL' });
     await delNetns(ns);
@@ -49,7 +59,8 @@ async function series(name: string, plugin: string, conf: Record<string, unknown
 
 async function startup(plugin: string): Promise<number> {
   const xs: number[] = [];
-  for (let i = 0; i < 30; i++) xs.push(await timed({ plugin, command: 'VERSION', conf: { cniVersion: '1.0.0' } }));
+  for (let i = 0; i < 30; i++)
+    xs.push(await timed({ plugin, command: 'VERSION', conf: { cniVersion: '1.0.0' } }));
   return quantile(xs.slice(5), 0.5);
 }
 
@@ -63,15 +74,45 @@ async function main() {
     await sh('ip', ['link', 'set', `${P}-nic`, 'up']);
     await sh('ip', ['link', 'set', `${P}-sw`, 'up']);
     const nets = [
-      { name: 'b1', spec: { type: 'macvlan', device: `${P}-nic`, ipv4: { cidr: '10.201.0.0/16' } } },
-      { name: 'b2', spec: { type: 'macvlan', device: `${P}-nic`, vxlan: { vni: 2402, remotes: ['192.168.240.2'] }, ipv4: { cidr: '10.202.0.0/16' }, ipv6: { cidr: 'fd00:202::/64' }, routingTable: 202 } },
+      {
+        name: 'b1',
+        spec: { type: 'macvlan', device: `${P}-nic`, ipv4: { cidr: '10.201.0.0/16' } },
+      },
+      {
+        name: 'b2',
+        spec: {
+          type: 'macvlan',
+          device: `${P}-nic`,
+          vxlan: { vni: 2402, remotes: ['192.168.240.2'] },
+          ipv4: { cidr: '10.202.0.0/16' },
+          ipv6: { cidr: 'fd00:202::/64' },
+          routingTable: 202,
+        },
+      },
       { name: 'b3', spec: { type: 'bridge', bridge: `${P}-br1`, ipv4: { cidr: '10.203.0.0/16' } } },
-      { name: 'b4', spec: { type: 'macvlan', device: `${P}-nic`, mode: 'private', ipv4: { cidr: '10.204.0.0/16' } } },
+      {
+        name: 'b4',
+        spec: {
+          type: 'macvlan',
+          device: `${P}-nic`,
+          mode: 'private',
+          ipv4: { cidr: '10.204.0.0/16' },
+        },
+      },
     ];
     mkdirSync(join(dir, 'nets'));
     writeFileSync(
       join(dir, 'nets', 'n.yaml'),
-      nets.map((n) => stringify({ apiVersion: 'tartan.io/v1alpha1', kind: 'ClusterNetwork', metadata: { name: n.name }, spec: n.spec })).join('---\n'),
+      nets
+        .map((n) =>
+          stringify({
+            apiVersion: 'tartan.io/v1alpha1',
+            kind: 'ClusterNetwork',
+            metadata: { name: n.name },
+            spec: n.spec,
+          }),
+        )
+        .join('---\n'),
     );
     const tartanConf = (ifs: number) => ({
       cniVersion: '1.1.0',
@@ -88,7 +129,11 @@ async function main() {
       name: 'tt-bn-ref',
       type: 'bridge',
       bridge: `${P}-br0`,
-      ipam: { type: 'host-local', ranges: [[{ subnet: '10.200.0.0/16' }]], dataDir: join(dir, 'host-local') },
+      ipam: {
+        type: 'host-local',
+        ranges: [[{ subnet: '10.200.0.0/16' }]],
+        dataDir: join(dir, 'host-local'),
+      },
     };
 
     const startTartan = await startup(TARTAN);
@@ -101,14 +146,28 @@ async function main() {
     const ref: Series = { add: [...ref1.add, ...ref2.add], del: [...ref1.del, ...ref2.del] };
 
     const refAdd = quantile(ref.add, 0.5);
-    const row = (n: string, s: Series) => [n, round(quantile(s.add, 0.5)), round(quantile(s.add, 0.9)), round(quantile(s.del, 0.5)), round(quantile(s.del, 0.9)), round(quantile(s.add, 0.5) / refAdd)];
-    console.log(`\nCNI ADD/DEL latency in ms (${RUNS} runs each after ${WARMUP} warm-up; reference measured twice around Tartan)\n`);
-    printTable(['plugin', 'ADD p50', 'ADD p90', 'DEL p50', 'DEL p90', 'ADD p50 / ref'], [
-      row('reference bridge + host-local (1 if)', ref),
-      row('tartan, 1 interface (macvlan)', t1),
-      row('tartan, 4 interfaces (macvlan, vxlan dual-stack + PBR, bridge, macvlan)', t4),
-    ]);
-    console.log(`\nexecutable start-up (VERSION, p50): tartan ${round(startTartan)} ms, reference bridge ${round(startRef)} ms`);
+    const row = (n: string, s: Series) => [
+      n,
+      round(quantile(s.add, 0.5)),
+      round(quantile(s.add, 0.9)),
+      round(quantile(s.del, 0.5)),
+      round(quantile(s.del, 0.9)),
+      round(quantile(s.add, 0.5) / refAdd),
+    ];
+    console.log(
+      `\nCNI ADD/DEL latency in ms (${RUNS} runs each after ${WARMUP} warm-up; reference measured twice around Tartan)\n`,
+    );
+    printTable(
+      ['plugin', 'ADD p50', 'ADD p90', 'DEL p50', 'DEL p90', 'ADD p50 / ref'],
+      [
+        row('reference bridge + host-local (1 if)', ref),
+        row('tartan, 1 interface (macvlan)', t1),
+        row('tartan, 4 interfaces (macvlan, vxlan dual-stack + PBR, bridge, macvlan)', t4),
+      ],
+    );
+    console.log(
+      `\nexecutable start-up (VERSION, p50): tartan ${round(startTartan)} ms, reference bridge ${round(startRef)} ms`,
+    );
     const out = {
       runs: RUNS,
       ref_add_p50_ms: round(refAdd),
@@ -127,10 +186,13 @@ async function main() {
     };
     mkdirSync(join(root, 'bench', 'results'), { recursive: true });
     writeFileSync(join(root, 'bench', 'results', 'cni.json'), JSON.stringify(out, null, 2) + '\n');
-    console.log(`\nwrote bench/results/cni.json: add_p50_ratio_1if=${out.add_p50_ratio_1if} add_p50_ratio_4if=${out.add_p50_ratio_4if}`);
+    console.log(
+      `\nwrote bench/results/cni.json: add_p50_ratio_1if=${out.add_p50_ratio_1if} add_p50_ratio_4if=${out.add_p50_ratio_4if}`,
+    );
   } finally {
     for (const ns of await listNetns(P)) await delNetns(ns);
-    for (const l of [`${P}-nic`, `${P}-br0`, `${P}-br1`, 'tvx2402']) await run('ip', ['link', 'del', l], undefined, process.env);
+    for (const l of [`${P}-nic`, `${P}-br0`, `${P}-br1`, 'tvx2402'])
+      await run('ip', ['link', 'del', l], undefined, process.env);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -38,7 +38,8 @@ export function planAddressing(
   const ops: Op[] = [];
   if (net.spec.mtu !== undefined) ops.push({ op: 'link-set', name: ifname, mtu: net.spec.mtu });
   if (req.mac) ops.push({ op: 'link-set', name: ifname, mac: req.mac });
-  for (const a of allocs) ops.push({ op: 'addr-add', dev: ifname, cidr: `${a.address}/${a.prefixLength}`, nodad: true });
+  for (const a of allocs)
+    ops.push({ op: 'addr-add', dev: ifname, cidr: `${a.address}/${a.prefixLength}`, nodad: true });
   ops.push({ op: 'link-set', name: ifname, up: true });
 
   const routes: InterfaceRecord['routes'] = [];
@@ -48,7 +49,8 @@ export function planAddressing(
     if (!a) continue;
     const range = fam === 4 ? net.spec.ipv4 : net.spec.ipv6;
     const gw = a.gateway;
-    for (const r of range?.routes ?? []) routes.push({ dst: r.dst, ...(r.gw ?? gw ? { gw: (r.gw ?? gw)! } : {}) });
+    for (const r of range?.routes ?? [])
+      routes.push({ dst: r.dst, ...((r.gw ?? gw) ? { gw: (r.gw ?? gw)! } : {}) });
     if (holdsDefaultRoute && gw) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', gw });
     const table = net.spec.routingTable;
     if (table !== undefined) {
@@ -57,13 +59,26 @@ export function planAddressing(
       const cidr = range?.cidr;
       if (cidr) routes.push({ dst: cidr, table });
       if (gw) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', gw, table });
-      for (const r of range?.routes ?? []) routes.push({ dst: r.dst, table, ...(r.gw ?? gw ? { gw: (r.gw ?? gw)! } : {}) });
+      for (const r of range?.routes ?? [])
+        routes.push({ dst: r.dst, table, ...((r.gw ?? gw) ? { gw: (r.gw ?? gw)! } : {}) });
       for (const r of req.policyRoutes ?? [])
-        if (r.dst.includes(':') === (fam === 6)) routes.push({ dst: r.dst, table, ...(r.gw ? { gw: r.gw } : {}) });
-      rules.push({ from: `${a.address}/${fam === 4 ? 32 : 128}`, table, priority: RULE_BASE + position });
+        if (r.dst.includes(':') === (fam === 6))
+          routes.push({ dst: r.dst, table, ...(r.gw ? { gw: r.gw } : {}) });
+      rules.push({
+        from: `${a.address}/${fam === 4 ? 32 : 128}`,
+        table,
+        priority: RULE_BASE + position,
+      });
     }
   }
-  for (const r of routes) ops.push({ op: 'route-add', dst: r.dst, dev: ifname, ...(r.gw ? { gw: r.gw } : {}), ...(r.table !== undefined ? { table: r.table } : {}) });
+  for (const r of routes)
+    ops.push({
+      op: 'route-add',
+      dst: r.dst,
+      dev: ifname,
+      ...(r.gw ? { gw: r.gw } : {}),
+      ...(r.table !== undefined ? { table: r.table } : {}),
+    });
   for (const r of rules) ops.push({ op: 'rule-add', ...r });
   return { sysctls, ops, rules, routes };
 }

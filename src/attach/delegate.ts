@@ -21,10 +21,24 @@ const PLUGIN_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const MAX_OUTPUT = 1 << 20;
 
 /** Normalises a single conf into a conflist and picks its version. */
-export function asConflist(raw: Conf, ourVersions: readonly string[]): { cniVersion: string; name: string; plugins: Conf[] } {
-  const plugins = Array.isArray(raw.plugins) ? (raw.plugins as Conf[]) : typeof raw.type === 'string' ? [raw] : undefined;
-  if (!plugins || plugins.length === 0 || plugins.some((p) => typeof p !== 'object' || typeof p.type !== 'string'))
-    throw new TartanError('ERR_CONFIG', 'delegate must be a CNI conf with "type" or a conflist with "plugins"');
+export function asConflist(
+  raw: Conf,
+  ourVersions: readonly string[],
+): { cniVersion: string; name: string; plugins: Conf[] } {
+  const plugins = Array.isArray(raw.plugins)
+    ? (raw.plugins as Conf[])
+    : typeof raw.type === 'string'
+      ? [raw]
+      : undefined;
+  if (
+    !plugins ||
+    plugins.length === 0 ||
+    plugins.some((p) => typeof p !== 'object' || typeof p.type !== 'string')
+  )
+    throw new TartanError(
+      'ERR_CONFIG',
+      'delegate must be a CNI conf with "type" or a conflist with "plugins"',
+    );
   const versions = Array.isArray(raw.cniVersions)
     ? (raw.cniVersions as unknown[]).map(String)
     : [typeof raw.cniVersion === 'string' ? raw.cniVersion : '1.0.0'];
@@ -34,7 +48,8 @@ export function asConflist(raw: Conf, ourVersions: readonly string[]): { cniVers
 }
 
 async function findPlugin(type: string, cniPath: string[]): Promise<string> {
-  if (!PLUGIN_RE.test(type)) throw new TartanError('ERR_CONFIG', `invalid delegate plugin type ${JSON.stringify(type)}`);
+  if (!PLUGIN_RE.test(type))
+    throw new TartanError('ERR_CONFIG', `invalid delegate plugin type ${JSON.stringify(type)}`);
   for (const dir of cniPath) {
     const p = join(dir, type);
     try {
@@ -44,10 +59,18 @@ async function findPlugin(type: string, cniPath: string[]): Promise<string> {
       // try the next directory
     }
   }
-  throw new TartanError('ERR_DELEGATE', `delegate plugin ${type} not found in CNI_PATH (${cniPath.join(':') || 'empty'})`);
+  throw new TartanError(
+    'ERR_DELEGATE',
+    `delegate plugin ${type} not found in CNI_PATH (${cniPath.join(':') || 'empty'})`,
+  );
 }
 
-function pluginConf(list: { cniVersion: string; name: string }, p: Conf, env: DelegateEnv, prev: CniResult | undefined): Conf {
+function pluginConf(
+  list: { cniVersion: string; name: string },
+  p: Conf,
+  env: DelegateEnv,
+  prev: CniResult | undefined,
+): Conf {
   const conf: Conf = { ...p, cniVersion: list.cniVersion, name: list.name };
   const caps = (p.capabilities ?? {}) as Record<string, boolean>;
   const rc: Conf = {};
@@ -96,21 +119,36 @@ async function run(command: string, path: string, conf: Conf, env: DelegateEnv):
     } catch {
       // not a CNI error object; keep the raw output
     }
-    throw new TartanError('ERR_DELEGATE', `${conf.type} ${command} failed: ${msg}`, cniCode === undefined ? {} : { cniCode });
+    throw new TartanError(
+      'ERR_DELEGATE',
+      `${conf.type} ${command} failed: ${msg}`,
+      cniCode === undefined ? {} : { cniCode },
+    );
   }
   return stdout;
 }
 
-export async function delegateAdd(raw: Conf, env: DelegateEnv, ourVersions: readonly string[]): Promise<{ conflist: Conf; result: CniResult }> {
+export async function delegateAdd(
+  raw: Conf,
+  env: DelegateEnv,
+  ourVersions: readonly string[],
+): Promise<{ conflist: Conf; result: CniResult }> {
   const list = asConflist(raw, ourVersions);
   let prev: CniResult | undefined;
   for (const p of list.plugins) {
-    const out = await run('ADD', await findPlugin(String(p.type), env.cniPath), pluginConf(list, p, env, prev), env);
+    const out = await run(
+      'ADD',
+      await findPlugin(String(p.type), env.cniPath),
+      pluginConf(list, p, env, prev),
+      env,
+    );
     let parsed: unknown;
     try {
       parsed = JSON.parse(out);
     } catch (e) {
-      throw new TartanError('ERR_DELEGATE', `${String(p.type)} ADD printed no JSON result`, { cause: e });
+      throw new TartanError('ERR_DELEGATE', `${String(p.type)} ADD printed no JSON result`, {
+        cause: e,
+      });
     }
     prev = fromAnyVersion(parsed);
   }
@@ -118,16 +156,36 @@ export async function delegateAdd(raw: Conf, env: DelegateEnv, ourVersions: read
 }
 
 /** DEL in reverse order; a missing plugin binary is the only failure that is not fatal. */
-export async function delegateDel(conflist: Conf, prev: CniResult | undefined, env: DelegateEnv, ourVersions: readonly string[]): Promise<void> {
+export async function delegateDel(
+  conflist: Conf,
+  prev: CniResult | undefined,
+  env: DelegateEnv,
+  ourVersions: readonly string[],
+): Promise<void> {
   const list = asConflist(conflist, ourVersions);
   for (const p of [...list.plugins].reverse()) {
-    await run('DEL', await findPlugin(String(p.type), env.cniPath), pluginConf(list, p, env, prev), env);
+    await run(
+      'DEL',
+      await findPlugin(String(p.type), env.cniPath),
+      pluginConf(list, p, env, prev),
+      env,
+    );
   }
 }
 
-export async function delegateCheck(conflist: Conf, prev: CniResult, env: DelegateEnv, ourVersions: readonly string[]): Promise<void> {
+export async function delegateCheck(
+  conflist: Conf,
+  prev: CniResult,
+  env: DelegateEnv,
+  ourVersions: readonly string[],
+): Promise<void> {
   const list = asConflist(conflist, ourVersions);
   for (const p of list.plugins) {
-    await run('CHECK', await findPlugin(String(p.type), env.cniPath), pluginConf(list, p, env, prev), env);
+    await run(
+      'CHECK',
+      await findPlugin(String(p.type), env.cniPath),
+      pluginConf(list, p, env, prev),
+      env,
+    );
   }
 }

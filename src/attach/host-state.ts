@@ -34,7 +34,11 @@ export async function openHostState(stateDir: string): Promise<HostState> {
     db.exec('PRAGMA synchronous = FULL');
     db.exec('CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
   } catch (e) {
-    throw new TartanError('ERR_STORE', `cannot open node state in ${stateDir}: ${(e as Error).message}`, { cause: e });
+    throw new TartanError(
+      'ERR_STORE',
+      `cannot open node state in ${stateDir}: ${(e as Error).message}`,
+      { cause: e },
+    );
   }
   const get = <T>(key: string): T | undefined => {
     const row = db.get('SELECT value FROM state WHERE key = ?', key);
@@ -42,20 +46,36 @@ export async function openHostState(stateDir: string): Promise<HostState> {
     try {
       return JSON.parse(String(row.value)) as T;
     } catch (e) {
-      throw new TartanError('ERR_STORE_CORRUPT', `node state record ${key} is not JSON`, { cause: e });
+      throw new TartanError('ERR_STORE_CORRUPT', `node state record ${key} is not JSON`, {
+        cause: e,
+      });
     }
   };
   const put = (key: string, value: unknown) =>
-    db.run('INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value', key, JSON.stringify(value));
+    db.run(
+      'INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value',
+      key,
+      JSON.stringify(value),
+    );
   const del = (key: string) => db.run('DELETE FROM state WHERE key = ?', key);
   const list = <T>(prefix: string): T[] =>
-    db.all('SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key', prefix, prefix + '\uffff').map((r) => {
-      try {
-        return JSON.parse(String(r.value)) as T;
-      } catch (e) {
-        throw new TartanError('ERR_STORE_CORRUPT', `node state record ${String(r.key)} is not JSON`, { cause: e });
-      }
-    });
+    db
+      .all(
+        'SELECT key, value FROM state WHERE key >= ? AND key < ? ORDER BY key',
+        prefix,
+        prefix + '\uffff',
+      )
+      .map((r) => {
+        try {
+          return JSON.parse(String(r.value)) as T;
+        } catch (e) {
+          throw new TartanError(
+            'ERR_STORE_CORRUPT',
+            `node state record ${String(r.key)} is not JSON`,
+            { cause: e },
+          );
+        }
+      });
 
   // One connection serves every async flow of this process: chain them so that only one
   // holds the SQLite write transaction at a time.

@@ -26,18 +26,28 @@ export async function createLink(
   switch (s.type) {
     case 'macvlan':
     case 'ipvlan': {
-      if (!parent) throw new TartanError('ERR_CONFIG', `network ${net.metadata.name} has no parent device`);
+      if (!parent)
+        throw new TartanError('ERR_CONFIG', `network ${net.metadata.name} has no parent device`);
       const mode = s.mode ?? (s.type === 'macvlan' ? 'bridge' : 'l2');
       const base = { name: ifname, parent, mode, intoNs: netns };
-      await k.apply(HOST, [s.type === 'macvlan' ? { op: 'macvlan-add', ...base } : { op: 'ipvlan-add', ...base }]);
+      await k.apply(HOST, [
+        s.type === 'macvlan' ? { op: 'macvlan-add', ...base } : { op: 'ipvlan-add', ...base },
+      ]);
       return [];
     }
     case 'bridge': {
       const veth = hostVethName(containerId, ifname);
       rec.hostVeth = veth;
-      if (!parent) throw new TartanError('ERR_CONFIG', `network ${net.metadata.name} has no bridge`);
+      if (!parent)
+        throw new TartanError('ERR_CONFIG', `network ${net.metadata.name} has no bridge`);
       await k.apply(HOST, [
-        { op: 'veth-add', name: veth, peer: ifname, peerNs: netns, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
+        {
+          op: 'veth-add',
+          name: veth,
+          peer: ifname,
+          peerNs: netns,
+          ...(s.mtu !== undefined ? { mtu: s.mtu } : {}),
+        },
         { op: 'link-set', name: veth, master: parent, up: true },
       ]);
       return [];
@@ -54,23 +64,38 @@ export async function createLink(
 }
 
 /** Removes what createLink made; every step tolerates its object being gone already. */
-export async function destroyLink(k: Kernel, netns: string | undefined, rec: InterfaceRecord): Promise<void> {
+export async function destroyLink(
+  k: Kernel,
+  netns: string | undefined,
+  rec: InterfaceRecord,
+): Promise<void> {
   const pod = netns === undefined ? undefined : { ns: netns };
   if (pod && rec.rules.length > 0)
-    await k.apply(pod, rec.rules.map((r) => ({ op: 'rule-del' as const, ...r })), { bestEffort: true });
+    await k.apply(
+      pod,
+      rec.rules.map((r) => ({ op: 'rule-del' as const, ...r })),
+      { bestEffort: true },
+    );
   if (rec.spec.type === 'host-device') {
     // A physical NIC must come back to the node, under its own name; if the netns is
     // already gone the kernel has returned it to the initial namespace.
     if (pod && rec.hostDevice) {
       const self = `/proc/${process.pid}/ns/net`;
-      await k.apply(pod, [
-        { op: 'link-set', name: rec.ifname, down: true },
-        ...(rec.ifname !== rec.hostDevice ? [{ op: 'link-set' as const, name: rec.ifname, newName: rec.hostDevice }] : []),
-        { op: 'link-set', name: rec.hostDevice, intoNs: self },
-      ], { bestEffort: true });
+      await k.apply(
+        pod,
+        [
+          { op: 'link-set', name: rec.ifname, down: true },
+          ...(rec.ifname !== rec.hostDevice
+            ? [{ op: 'link-set' as const, name: rec.ifname, newName: rec.hostDevice }]
+            : []),
+          { op: 'link-set', name: rec.hostDevice, intoNs: self },
+        ],
+        { bestEffort: true },
+      );
     }
     return;
   }
   if (pod) await k.apply(pod, [{ op: 'link-del', name: rec.ifname }], { bestEffort: true });
-  if (rec.hostVeth) await k.apply(HOST, [{ op: 'link-del', name: rec.hostVeth }], { bestEffort: true });
+  if (rec.hostVeth)
+    await k.apply(HOST, [{ op: 'link-del', name: rec.hostVeth }], { bestEffort: true });
 }

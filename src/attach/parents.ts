@@ -19,7 +19,8 @@ const trim15 = (s: string) => s.slice(0, 15);
 
 export function vlanName(device: string, vid: number): string {
   const n = `${device}.${vid}`;
-  if (n.length > 15) throw new TartanError('ERR_CONFIG', `VLAN interface name ${n} is longer than 15 characters`);
+  if (n.length > 15)
+    throw new TartanError('ERR_CONFIG', `VLAN interface name ${n} is longer than 15 characters`);
   return n;
 }
 
@@ -57,7 +58,8 @@ export function planParents(net: Network): ParentPlan[] {
           ...(s.mtu !== undefined ? [{ op: 'link-set' as const, name, mtu: s.mtu }] : []),
         ];
         // One network definition serves every node: skip the remote that is this node.
-        for (const dst of remotes ?? []) if (dst !== local) ops.push({ op: 'fdb-append', dev: name, dst });
+        for (const dst of remotes ?? [])
+          if (dst !== local) ops.push({ op: 'fdb-append', dev: name, dst });
         ops.push({ op: 'link-set', name, up: true });
         return ops;
       },
@@ -86,12 +88,20 @@ async function localAddress(k: Kernel, device: string, peer: string | undefined)
   );
   const first = addrs[0];
   if (!first)
-    throw new TartanError('ERR_CONFIG', `VXLAN needs an IPv${fam} address on host device ${device}, found none`);
+    throw new TartanError(
+      'ERR_CONFIG',
+      `VXLAN needs an IPv${fam} address on host device ${device}, found none`,
+    );
   return first.cidr.split('/')[0]!;
 }
 
 /** Takes a reference on each parent, creating (or re-creating) what is missing. */
-export async function acquireParents(k: Kernel, state: HostState, plans: ParentPlan[], user: string): Promise<string[]> {
+export async function acquireParents(
+  k: Kernel,
+  state: HostState,
+  plans: ParentPlan[],
+  user: string,
+): Promise<string[]> {
   if (plans.length === 0) return [];
   return state.withLock(async () => {
     const present = new Set((await k.links(HOST)).map((l) => l.ifname));
@@ -112,7 +122,12 @@ export async function acquireParents(k: Kernel, state: HostState, plans: ParentP
 }
 
 /** Drops a reference on each parent and removes those no longer used (never external ones). */
-export async function releaseParents(k: Kernel, state: HostState, names: string[], user: string): Promise<void> {
+export async function releaseParents(
+  k: Kernel,
+  state: HostState,
+  names: string[],
+  user: string,
+): Promise<void> {
   if (names.length === 0) return;
   await state.withLock(async () => {
     for (const name of [...names].reverse()) {

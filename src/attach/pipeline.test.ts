@@ -13,13 +13,32 @@ import { openHostState, type HostState } from './host-state.js';
 import { add, check, del, gc, type AttachRequest, type Deps } from './pipeline.js';
 
 const net = (name: string, spec: Record<string, unknown>): Network =>
-  parseNetwork({ apiVersion: 'tartan.io/v1alpha1', kind: 'ClusterNetwork', metadata: { name }, spec }, 'test');
+  parseNetwork(
+    { apiVersion: 'tartan.io/v1alpha1', kind: 'ClusterNetwork', metadata: { name }, spec },
+    'test',
+  );
 
 const networks = new Map(
   [
-    net('oam', { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.1.0.0/24', gateway: '10.1.0.1' } }),
-    net('vl', { type: 'ipvlan', device: 'eth1', vlan: 100, mode: 'l3', ipv4: { cidr: '10.2.0.0/24' }, routingTable: 102 }),
-    net('vx', { type: 'macvlan', device: 'eth1', vxlan: { vni: 9, remotes: ['192.0.2.2'] }, ipv6: { cidr: 'fd00:9::/64' } }),
+    net('oam', {
+      type: 'macvlan',
+      device: 'eth1',
+      ipv4: { cidr: '10.1.0.0/24', gateway: '10.1.0.1' },
+    }),
+    net('vl', {
+      type: 'ipvlan',
+      device: 'eth1',
+      vlan: 100,
+      mode: 'l3',
+      ipv4: { cidr: '10.2.0.0/24' },
+      routingTable: 102,
+    }),
+    net('vx', {
+      type: 'macvlan',
+      device: 'eth1',
+      vxlan: { vni: 9, remotes: ['192.0.2.2'] },
+      ipv6: { cidr: 'fd00:9::/64' },
+    }),
     net('br', { type: 'bridge', ipv4: { cidr: '10.4.0.0/24' } }),
   ].map((n) => [n.metadata.name, n]),
 );
@@ -44,31 +63,64 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const req = (pod: string, requests: AttachRequest['requests'], extra: Partial<AttachRequest> = {}): AttachRequest => {
+const req = (
+  pod: string,
+  requests: AttachRequest['requests'],
+  extra: Partial<AttachRequest> = {},
+): AttachRequest => {
   try {
     k.ns(pod);
   } catch {
     k.addNetns(pod);
   }
-  return { containerId: `c-${pod.slice(1)}`, ifname: 'eth0', netns: pod, cniVersion: '1.1.0', cniArgs: undefined, cniPath: [], runtimeConfig: undefined, defaultNetwork: undefined, requests, prevResult: undefined, ...extra };
+  return {
+    containerId: `c-${pod.slice(1)}`,
+    ifname: 'eth0',
+    netns: pod,
+    cniVersion: '1.1.0',
+    cniArgs: undefined,
+    cniPath: [],
+    runtimeConfig: undefined,
+    defaultNetwork: undefined,
+    requests,
+    prevResult: undefined,
+    ...extra,
+  };
 };
 
 const allocCount = () =>
-  [...store.dump().values()].reduce((n, e) => n + Object.keys((e.value as { allocs?: object }).allocs ?? {}).length, 0);
+  [...store.dump().values()].reduce(
+    (n, e) => n + Object.keys((e.value as { allocs?: object }).allocs ?? {}).length,
+    0,
+  );
 
 describe('attach pipeline', () => {
   it('names interfaces deterministically: first eth0, then net1.., explicit names kept', async () => {
-    const r = await add(deps, req('/p1', [{ network: 'oam' }, { network: 'vl', ifname: 'radio' }, { network: 'br' }]));
-    expect(r.interfaces?.filter((i) => i.sandbox).map((i) => i.name)).toEqual(['eth0', 'radio', 'net1']);
+    const r = await add(
+      deps,
+      req('/p1', [{ network: 'oam' }, { network: 'vl', ifname: 'radio' }, { network: 'br' }]),
+    );
+    expect(r.interfaces?.filter((i) => i.sandbox).map((i) => i.name)).toEqual([
+      'eth0',
+      'radio',
+      'net1',
+    ]);
     expect([...k.ns('/p1').links.keys()].sort()).toEqual(['eth0', 'net1', 'radio']);
-    expect(k.ns('/p1').routes).toContainEqual(expect.objectContaining({ dst: 'default', gw: '10.1.0.1', dev: 'eth0' }));
+    expect(k.ns('/p1').routes).toContainEqual(
+      expect.objectContaining({ dst: 'default', gw: '10.1.0.1', dev: 'eth0' }),
+    );
     expect(k.ns('/p1').rules).toHaveLength(1);
     expect(k.ns().links.get('eth1.100')?.kind).toBe('vlan');
   });
 
   it('rolls back links, parents, rules and allocations when a later step fails', async () => {
     k.failOn((op) => op.op === 'addr-add' && op.dev === 'net2');
-    const r = req('/p2', [{ network: 'oam' }, { network: 'vl' }, { network: 'vx' }, { network: 'br' }]);
+    const r = req('/p2', [
+      { network: 'oam' },
+      { network: 'vl' },
+      { network: 'vx' },
+      { network: 'br' },
+    ]);
     await expect(add(deps, r)).rejects.toThrow(/interface net2 \(network vx\).*injected failure/);
     expect([...k.ns('/p2').links.keys()]).toEqual([]);
     expect(k.ns('/p2').rules).toEqual([]);
@@ -82,14 +134,40 @@ describe('attach pipeline', () => {
     await add(deps, req('/a', [{ network: 'vx' }]));
     await add(deps, req('/b', [{ network: 'vx' }]));
     expect(state.getParent('tvx9')?.users).toHaveLength(2);
-    await del(deps, { containerId: 'c-a', ifname: 'eth0', netns: '/a', cniPath: [], cniArgs: undefined });
+    await del(deps, {
+      containerId: 'c-a',
+      ifname: 'eth0',
+      netns: '/a',
+      cniPath: [],
+      cniArgs: undefined,
+    });
     expect(k.ns().links.has('tvx9')).toBe(true);
     await k.apply({}, [{ op: 'link-del', name: 'tvx9' }]);
-    await expect(check(deps, { containerId: 'c-b', ifname: 'eth0', netns: '/b', cniPath: [], cniArgs: undefined })).rejects.toThrow(/host parent tvx9 is missing/);
+    await expect(
+      check(deps, {
+        containerId: 'c-b',
+        ifname: 'eth0',
+        netns: '/b',
+        cniPath: [],
+        cniArgs: undefined,
+      }),
+    ).rejects.toThrow(/host parent tvx9 is missing/);
     await add(deps, req('/c', [{ network: 'vx' }]));
     expect(k.ns().links.has('tvx9')).toBe(true);
-    await del(deps, { containerId: 'c-b', ifname: 'eth0', netns: '/b', cniPath: [], cniArgs: undefined });
-    await del(deps, { containerId: 'c-c', ifname: 'eth0', netns: '/c', cniPath: [], cniArgs: undefined });
+    await del(deps, {
+      containerId: 'c-b',
+      ifname: 'eth0',
+      netns: '/b',
+      cniPath: [],
+      cniArgs: undefined,
+    });
+    await del(deps, {
+      containerId: 'c-c',
+      ifname: 'eth0',
+      netns: '/c',
+      cniPath: [],
+      cniArgs: undefined,
+    });
     expect(k.ns().links.has('tvx9')).toBe(false);
     expect(allocCount()).toBe(0);
   });
@@ -97,7 +175,13 @@ describe('attach pipeline', () => {
   it('never removes a parent someone else created', async () => {
     await k.apply({}, [{ op: 'vlan-add', name: 'eth1.100', parent: 'eth1', id: 100 }]);
     await add(deps, req('/x', [{ network: 'vl' }]));
-    await del(deps, { containerId: 'c-x', ifname: 'eth0', netns: '/x', cniPath: [], cniArgs: undefined });
+    await del(deps, {
+      containerId: 'c-x',
+      ifname: 'eth0',
+      netns: '/x',
+      cniPath: [],
+      cniArgs: undefined,
+    });
     expect(k.ns().links.has('eth1.100')).toBe(true);
   });
 
@@ -119,8 +203,18 @@ describe('attach pipeline', () => {
   });
 
   it('refuses duplicate interface names and unknown networks before touching anything', async () => {
-    await expect(add(deps, req('/d', [{ network: 'oam', ifname: 'x' }, { network: 'br', ifname: 'x' }]))).rejects.toThrow(/requested twice/);
-    await expect(add(deps, req('/d', [{ network: 'nope' }]))).rejects.toThrow(/unknown network nope/);
+    await expect(
+      add(
+        deps,
+        req('/d', [
+          { network: 'oam', ifname: 'x' },
+          { network: 'br', ifname: 'x' },
+        ]),
+      ),
+    ).rejects.toThrow(/requested twice/);
+    await expect(add(deps, req('/d', [{ network: 'nope' }]))).rejects.toThrow(
+      /unknown network nope/,
+    );
     expect(k.ops.filter((o) => o.t.ns === '/d')).toEqual([]);
   });
 });

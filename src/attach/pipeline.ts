@@ -46,19 +46,27 @@ export interface PlannedInterface {
 /** Orders the pod's interfaces: the default network first (as CNI_IFNAME), then requests. */
 export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): PlannedInterface[] {
   const reqs: InterfaceRequest[] = [];
-  const prevNames = new Set((r.prevResult?.interfaces ?? []).filter((i) => i.sandbox).map((i) => i.name));
-  if (r.defaultNetwork && !prevNames.has(r.ifname)) reqs.push({ network: r.defaultNetwork, ifname: r.ifname });
+  const prevNames = new Set(
+    (r.prevResult?.interfaces ?? []).filter((i) => i.sandbox).map((i) => i.name),
+  );
+  if (r.defaultNetwork && !prevNames.has(r.ifname))
+    reqs.push({ network: r.defaultNetwork, ifname: r.ifname });
   reqs.push(...r.requests);
   if (reqs.length === 0)
-    throw new TartanError('ERR_IFACE_REQUEST', 'no interfaces requested and no defaultNetwork configured');
+    throw new TartanError(
+      'ERR_IFACE_REQUEST',
+      'no interfaces requested and no defaultNetwork configured',
+    );
   const used = new Set<string>(prevNames);
-  for (const q of reqs) if (q.ifname) {
-    if (used.has(q.ifname)) throw new TartanError('ERR_IFACE_REQUEST', `interface name ${q.ifname} requested twice`);
-    used.add(q.ifname);
-  }
+  for (const q of reqs)
+    if (q.ifname) {
+      if (used.has(q.ifname))
+        throw new TartanError('ERR_IFACE_REQUEST', `interface name ${q.ifname} requested twice`);
+      used.add(q.ifname);
+    }
   let n = 1;
   const nextName = (first: boolean) => {
-    if (first && !used.has(r.ifname)) return used.add(r.ifname), r.ifname;
+    if (first && !used.has(r.ifname)) return (used.add(r.ifname), r.ifname);
     while (used.has(`net${n}`)) n++;
     used.add(`net${n}`);
     return `net${n}`;
@@ -68,7 +76,9 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
     const net = deps.network(q.network);
     if (!net) throw new TartanError('ERR_UNKNOWN_NETWORK', `unknown network ${q.network}`);
     const ifname = q.ifname ?? nextName(i === 0);
-    const defaultRoute = explicitDefault ? q.defaultRoute === true : i === 0 && prevNames.size === 0;
+    const defaultRoute = explicitDefault
+      ? q.defaultRoute === true
+      : i === 0 && prevNames.size === 0;
     return { ifname, net, req: q, defaultRoute };
   });
 }
@@ -79,7 +89,10 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
   const { kernel: k, state } = deps;
   const kind = await k.netnsKind(r.netns);
   if (kind !== 'net')
-    throw new TartanError('ERR_NETNS', `CNI_NETNS ${r.netns} ${kind === 'missing' ? 'does not exist' : 'is not a network namespace'}`);
+    throw new TartanError(
+      'ERR_NETNS',
+      `CNI_NETNS ${r.netns} ${kind === 'missing' ? 'does not exist' : 'is not a network namespace'}`,
+    );
   const plan = planInterfaces(deps, r);
 
   const existing = state.getAttachment(r.containerId, r.ifname);
@@ -94,7 +107,13 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
         // fall through to a rebuild
       }
     }
-    await del(deps, { containerId: r.containerId, ifname: r.ifname, netns: r.netns, cniPath: r.cniPath, cniArgs: r.cniArgs });
+    await del(deps, {
+      containerId: r.containerId,
+      ifname: r.ifname,
+      netns: r.netns,
+      cniPath: r.cniPath,
+      cniArgs: r.cniArgs,
+    });
   }
 
   const rec: AttachmentRecord = {
@@ -127,7 +146,9 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
     else if (e instanceof TartanError) e.message += ` (rollback incomplete: ${left.join('; ')})`;
     // The kernel only says "invalid argument" for a namespace file of the wrong kind.
     if ((await k.netnsKind(r.netns, true)) !== 'net')
-      throw new TartanError('ERR_NETNS', `CNI_NETNS ${r.netns} is not a network namespace`, { cause: e });
+      throw new TartanError('ERR_NETNS', `CNI_NETNS ${r.netns} is not a network namespace`, {
+        cause: e,
+      });
     throw e;
   }
 }
@@ -135,11 +156,19 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
 function sameShape(rec: AttachmentRecord, plan: PlannedInterface[]): boolean {
   return (
     rec.interfaces.length === plan.length &&
-    rec.interfaces.every((x, i) => x.ifname === plan[i]!.ifname && x.network === plan[i]!.net.metadata.name)
+    rec.interfaces.every(
+      (x, i) => x.ifname === plan[i]!.ifname && x.network === plan[i]!.net.metadata.name,
+    )
   );
 }
 
-async function attachOne(deps: Deps, r: AttachRequest, rec: AttachmentRecord, p: PlannedInterface, position: number): Promise<CniResult> {
+async function attachOne(
+  deps: Deps,
+  r: AttachRequest,
+  rec: AttachmentRecord,
+  p: PlannedInterface,
+  position: number,
+): Promise<CniResult> {
   const { kernel: k, state, ipam } = deps;
   const ir: InterfaceRecord = {
     ifname: p.ifname,
@@ -179,7 +208,10 @@ async function attachOne(deps: Deps, r: AttachRequest, rec: AttachmentRecord, p:
     });
     state.putAttachment(rec);
   } else if ((p.req.ip && p.req.ip !== 'none') || (p.req.ip6 && p.req.ip6 !== 'none')) {
-    throw new TartanError('ERR_IFACE_REQUEST', `network ${ir.network} has no address ranges; ip/ip6 must be none`);
+    throw new TartanError(
+      'ERR_IFACE_REQUEST',
+      `network ${ir.network} has no address ranges; ip/ip6 must be none`,
+    );
   }
 
   const parents = planParents(p.net);
@@ -211,7 +243,11 @@ async function attachOne(deps: Deps, r: AttachRequest, rec: AttachmentRecord, p:
       ...(al.gateway ? { gateway: al.gateway } : {}),
       interface: ir.hostVeth ? 1 : 0,
     })),
-    routes: a.routes.map((rt) => ({ dst: rt.dst, ...(rt.gw ? { gw: rt.gw } : {}), ...(rt.table !== undefined ? { table: rt.table } : {}) })),
+    routes: a.routes.map((rt) => ({
+      dst: rt.dst,
+      ...(rt.gw ? { gw: rt.gw } : {}),
+      ...(rt.table !== undefined ? { table: rt.table } : {}),
+    })),
   };
 }
 
@@ -229,30 +265,63 @@ async function fillMacs(k: Kernel, netns: string, result: CniResult): Promise<vo
   }
 }
 
-function delegateEnv(r: { containerId: string; netns: string; cniArgs: string | undefined; cniPath: string[]; runtimeConfig?: Record<string, unknown> | undefined }, ifname: string): DelegateEnv {
-  return { containerId: r.containerId, netns: r.netns, ifname, cniArgs: r.cniArgs, cniPath: r.cniPath, runtimeConfig: r.runtimeConfig };
+function delegateEnv(
+  r: {
+    containerId: string;
+    netns: string;
+    cniArgs: string | undefined;
+    cniPath: string[];
+    runtimeConfig?: Record<string, unknown> | undefined;
+  },
+  ifname: string,
+): DelegateEnv {
+  return {
+    containerId: r.containerId,
+    netns: r.netns,
+    ifname,
+    cniArgs: r.cniArgs,
+    cniPath: r.cniPath,
+    runtimeConfig: r.runtimeConfig,
+  };
 }
 
 /** Undoes a (possibly partial) attachment in reverse order; never throws for missing objects. */
 async function teardown(
   deps: Deps,
   rec: AttachmentRecord,
-  r: { containerId: string; netns: string | undefined; cniPath: string[]; cniArgs: string | undefined },
+  r: {
+    containerId: string;
+    netns: string | undefined;
+    cniPath: string[];
+    cniArgs: string | undefined;
+  },
 ): Promise<string[]> {
   const { kernel: k, state, ipam } = deps;
-  const netnsAlive = r.netns !== undefined && (await k.netnsKind(r.netns)) === 'net' ? r.netns : undefined;
+  const netnsAlive =
+    r.netns !== undefined && (await k.netnsKind(r.netns)) === 'net' ? r.netns : undefined;
   const errors: string[] = [];
   for (const ir of [...rec.interfaces].reverse()) {
     try {
       if (ir.delegate) {
         // Delegates get DEL even without a netns: they may hold IPAM state of their own.
-        await delegateDel(ir.delegate.conflist, ir.delegate.result, delegateEnv({ ...r, netns: netnsAlive ?? '' }, ir.ifname), SUPPORTED_VERSIONS);
+        await delegateDel(
+          ir.delegate.conflist,
+          ir.delegate.result,
+          delegateEnv({ ...r, netns: netnsAlive ?? '' }, ir.ifname),
+          SUPPORTED_VERSIONS,
+        );
         continue;
       }
       await destroyLink(k, netnsAlive, ir);
       await releaseParents(k, state, ir.parents, user(rec.containerId, ir.ifname));
       if (ir.spec.ipv4 || ir.spec.ipv6)
-        await ipam.release({ network: ir.network, spec: ir.spec, containerId: rec.containerId, ifname: ir.ifname, allocations: ir.allocations });
+        await ipam.release({
+          network: ir.network,
+          spec: ir.spec,
+          containerId: rec.containerId,
+          ifname: ir.ifname,
+          allocations: ir.allocations,
+        });
     } catch (e) {
       errors.push(`${ir.ifname}: ${(e as Error).message}`);
     }
@@ -274,17 +343,39 @@ export async function del(deps: Deps, r: DelRequest): Promise<void> {
   if (!rec) return;
   const errors = await teardown(deps, rec, { ...r, netns: r.netns || rec.netns });
   if (errors.length > 0)
-    throw new TartanError('ERR_KERNEL', `DEL left work undone (will be retried): ${errors.join('; ')}`);
+    throw new TartanError(
+      'ERR_KERNEL',
+      `DEL left work undone (will be retried): ${errors.join('; ')}`,
+    );
   deps.state.deleteAttachment(r.containerId, r.ifname);
 }
 
-export async function check(deps: Deps, r: { containerId: string; ifname: string; netns: string; cniPath: string[]; cniArgs: string | undefined }): Promise<void> {
+export async function check(
+  deps: Deps,
+  r: {
+    containerId: string;
+    ifname: string;
+    netns: string;
+    cniPath: string[];
+    cniArgs: string | undefined;
+  },
+): Promise<void> {
   const rec = deps.state.getAttachment(r.containerId, r.ifname);
-  if (!rec) throw new TartanError('ERR_CHECK', `no attachment recorded for container ${r.containerId} interface ${r.ifname}`);
-  if ((await deps.kernel.netnsKind(r.netns)) !== 'net') throw new TartanError('ERR_NETNS', `CNI_NETNS ${r.netns} is not a network namespace`);
+  if (!rec)
+    throw new TartanError(
+      'ERR_CHECK',
+      `no attachment recorded for container ${r.containerId} interface ${r.ifname}`,
+    );
+  if ((await deps.kernel.netnsKind(r.netns)) !== 'net')
+    throw new TartanError('ERR_NETNS', `CNI_NETNS ${r.netns} is not a network namespace`);
   for (const ir of rec.interfaces) {
     if (ir.delegate) {
-      await delegateCheck(ir.delegate.conflist, ir.delegate.result, delegateEnv(r, ir.ifname), SUPPORTED_VERSIONS);
+      await delegateCheck(
+        ir.delegate.conflist,
+        ir.delegate.result,
+        delegateEnv(r, ir.ifname),
+        SUPPORTED_VERSIONS,
+      );
       continue;
     }
     await checkInterface(deps.kernel, r.netns, ir);
@@ -292,12 +383,22 @@ export async function check(deps: Deps, r: { containerId: string; ifname: string
 }
 
 /** CNI GC: removes every attachment of this node that the runtime no longer lists. */
-export async function gc(deps: Deps, valid: { containerId: string; ifname: string }[], cniPath: string[]): Promise<number> {
+export async function gc(
+  deps: Deps,
+  valid: { containerId: string; ifname: string }[],
+  cniPath: string[],
+): Promise<number> {
   const keep = new Set(valid.map((v) => user(v.containerId, v.ifname)));
   let removed = 0;
   for (const rec of deps.state.listAttachments()) {
     if (keep.has(user(rec.containerId, rec.ifname))) continue;
-    await del(deps, { containerId: rec.containerId, ifname: rec.ifname, netns: rec.netns, cniPath, cniArgs: undefined });
+    await del(deps, {
+      containerId: rec.containerId,
+      ifname: rec.ifname,
+      netns: rec.netns,
+      cniPath,
+      cniArgs: undefined,
+    });
     removed++;
   }
   return removed;

@@ -1,7 +1,12 @@
 // One CNI command, end to end: configuration -> dependencies -> pipeline -> wire result.
 // The `tartan` executable calls this in-process; the node agent will call the same function.
 import { hostname } from 'node:os';
-import { interfaceRequests, parseCniArgs, parsePluginConfig, type PluginConfig } from '../cni/config.js';
+import {
+  interfaceRequests,
+  parseCniArgs,
+  parsePluginConfig,
+  type PluginConfig,
+} from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
 import type { CniEnv } from '../cni/protocol.js';
 import { versionResponse } from '../cni/protocol.js';
@@ -21,7 +26,11 @@ export interface Overrides {
   store?: Store;
 }
 
-export async function runCni(env: CniEnv, raw: Record<string, unknown>, o: Overrides = {}): Promise<Record<string, unknown> | undefined> {
+export async function runCni(
+  env: CniEnv,
+  raw: Record<string, unknown>,
+  o: Overrides = {},
+): Promise<Record<string, unknown> | undefined> {
   if (env.command === 'VERSION') return versionResponse(raw.cniVersion);
   const conf = parsePluginConfig(raw);
   const needNetworks = env.command === 'ADD' || env.command === 'GC' || env.command === 'STATUS';
@@ -45,7 +54,12 @@ export async function runCni(env: CniEnv, raw: Record<string, unknown>, o: Overr
   }
 }
 
-async function dispatch(env: CniEnv, conf: PluginConfig, deps: Deps, networks: Map<string, Network>): Promise<Record<string, unknown> | undefined> {
+async function dispatch(
+  env: CniEnv,
+  conf: PluginConfig,
+  deps: Deps,
+  networks: Map<string, Network>,
+): Promise<Record<string, unknown> | undefined> {
   switch (env.command) {
     case 'ADD': {
       const result = await add(deps, {
@@ -63,29 +77,61 @@ async function dispatch(env: CniEnv, conf: PluginConfig, deps: Deps, networks: M
       return toVersion(result, conf.cniVersion);
     }
     case 'DEL':
-      await del(deps, { containerId: env.containerId, ifname: env.ifname, netns: env.netns || undefined, cniPath: env.path, cniArgs: env.args });
+      await del(deps, {
+        containerId: env.containerId,
+        ifname: env.ifname,
+        netns: env.netns || undefined,
+        cniPath: env.path,
+        cniArgs: env.args,
+      });
       return undefined;
     case 'CHECK':
       if (compareVersions(conf.cniVersion, '0.4.0') < 0)
-        throw new TartanError('ERR_VERSION', `CHECK is not defined for CNI version ${conf.cniVersion}`);
-      await check(deps, { containerId: env.containerId, ifname: env.ifname, netns: env.netns, cniPath: env.path, cniArgs: env.args });
+        throw new TartanError(
+          'ERR_VERSION',
+          `CHECK is not defined for CNI version ${conf.cniVersion}`,
+        );
+      await check(deps, {
+        containerId: env.containerId,
+        ifname: env.ifname,
+        netns: env.netns,
+        cniPath: env.path,
+        cniArgs: env.args,
+      });
       return undefined;
     case 'STATUS':
       try {
-        await deps.ipam.usage('tartan-status-probe', { type: 'bridge', ipv4: { cidr: '192.0.2.0/30' } });
+        await deps.ipam.usage('tartan-status-probe', {
+          type: 'bridge',
+          ipv4: { cidr: '192.0.2.0/30' },
+        });
       } catch (e) {
-        throw new TartanError('ERR_STORE', `IPAM datastore unavailable: ${(e as Error).message}`, { cniCode: 50 });
+        throw new TartanError('ERR_STORE', `IPAM datastore unavailable: ${(e as Error).message}`, {
+          cniCode: 50,
+        });
       }
       return undefined;
     case 'GC': {
-      const valid = (conf['cni.dev/valid-attachments'] ?? []).map((a) => ({ containerId: a.containerID, ifname: a.ifname }));
+      const valid = (conf['cni.dev/valid-attachments'] ?? []).map((a) => ({
+        containerId: a.containerID,
+        ifname: a.ifname,
+      }));
       await gc(deps, valid, env.path);
       // Addresses: the handles of the interfaces still recorded on this node are alive;
       // anything else this node holds is marked now and freed at a later GC (grace period).
-      const live = deps.state.listAttachments().flatMap((r) => r.interfaces.map((i) => ({ containerId: r.containerId, ifname: i.ifname })));
+      const live = deps.state
+        .listAttachments()
+        .flatMap((r) =>
+          r.interfaces.map((i) => ({ containerId: r.containerId, ifname: i.ifname })),
+        );
       for (const net of networks.values())
         if (net.spec.ipv4 || net.spec.ipv6)
-          await deps.ipam.gc({ network: net.metadata.name, spec: net.spec, node: deps.node, valid: live });
+          await deps.ipam.gc({
+            network: net.metadata.name,
+            spec: net.spec,
+            node: deps.node,
+            valid: live,
+          });
       return undefined;
     }
     default:

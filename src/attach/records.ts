@@ -14,7 +14,14 @@ export interface InterfaceRecord {
   hostVeth?: string;
   /** type host-device: the device's name on the host. */
   hostDevice?: string;
-  allocations: { family: 4 | 6; address: string; prefixLength: number; gateway?: string; seq: number; block: string }[];
+  allocations: {
+    family: 4 | 6;
+    address: string;
+    prefixLength: number;
+    gateway?: string;
+    seq: number;
+    block: string;
+  }[];
   claim?: string;
   rules: { from: string; table: number; priority: number }[];
   routes: { dst: string; gw?: string; table?: number }[];

@@ -1,7 +1,15 @@
 // `npm run lab [-- up|status|down|run] [--scenario file.yaml]`: the local lab.
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { labDown, labInterfaces, labProbes, labUp, loadLabState, table, type LabState } from '../lab/lab.js';
+import {
+  labDown,
+  labInterfaces,
+  labProbes,
+  labUp,
+  loadLabState,
+  table,
+  type LabState,
+} from '../lab/lab.js';
 import { DEFAULT_SCENARIO, loadScenario, parseScenario } from '../lab/scenario.js';
 
 const log = (s: string) => console.log(`[lab] ${s}`);
@@ -9,10 +17,34 @@ const log = (s: string) => console.log(`[lab] ${s}`);
 async function status(st: LabState): Promise<boolean> {
   const rows = await labInterfaces(st);
   console.log('\nWho got what (read back from the kernel):\n');
-  console.log(table(['POD', 'NODE', 'IFACE', 'NETWORK', 'TYPE', 'ADDRESSES', 'MAC'], rows.map((r) => [r.pod, r.node, r.ifname, r.network, r.type, r.addresses.join(' ') || '-', r.mac])));
+  console.log(
+    table(
+      ['POD', 'NODE', 'IFACE', 'NETWORK', 'TYPE', 'ADDRESSES', 'MAC'],
+      rows.map((r) => [
+        r.pod,
+        r.node,
+        r.ifname,
+        r.network,
+        r.type,
+        r.addresses.join(' ') || '-',
+        r.mac,
+      ]),
+    ),
+  );
   const probes = await labProbes(st, rows);
   console.log('\nConnectivity (ping from pod to address):\n');
-  console.log(table(['NETWORK', 'FROM', 'TO', 'EXPECT', 'RESULT'], probes.map((p) => [p.network, p.from, p.to, p.expect ? 'reach' : 'blocked', p.ok ? 'ok' : 'FAIL'])));
+  console.log(
+    table(
+      ['NETWORK', 'FROM', 'TO', 'EXPECT', 'RESULT'],
+      probes.map((p) => [
+        p.network,
+        p.from,
+        p.to,
+        p.expect ? 'reach' : 'blocked',
+        p.ok ? 'ok' : 'FAIL',
+      ]),
+    ),
+  );
   const bad = probes.filter((p) => !p.ok);
   console.log(`\n${probes.length - bad.length}/${probes.length} probes as expected`);
   return bad.length === 0;
@@ -22,7 +54,8 @@ async function main(): Promise<number> {
   const args = process.argv.slice(2);
   const cmd = args.find((a) => !a.startsWith('--')) ?? 'run';
   const si = args.indexOf('--scenario');
-  const { scenario, networks } = si >= 0 ? loadScenario(args[si + 1]!) : parseScenario(DEFAULT_SCENARIO, 'embedded default');
+  const { scenario, networks } =
+    si >= 0 ? loadScenario(args[si + 1]!) : parseScenario(DEFAULT_SCENARIO, 'embedded default');
   const tartan = process.env.TARTAN_BIN ?? join(dirname(fileURLToPath(import.meta.url)), 'tartan');
   if (process.getuid?.() !== 0) {
     console.error('the lab needs root (it creates network namespaces)');
@@ -53,7 +86,11 @@ async function main(): Promise<number> {
         ok = await status(st);
       } finally {
         const left = await labDown(scenario.name, log);
-        log(left.length === 0 ? 'torn down: pods detached by tartan DEL, namespaces removed, nothing left' : `LEFT BEHIND: ${left.join(' ')}`);
+        log(
+          left.length === 0
+            ? 'torn down: pods detached by tartan DEL, namespaces removed, nothing left'
+            : `LEFT BEHIND: ${left.join(' ')}`,
+        );
         ok = ok && left.length === 0;
       }
       return ok ? 0 : 1;

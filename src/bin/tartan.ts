@@ -19,7 +19,11 @@ function readStdin(): string {
     }
     if (r === 0) break;
     n += r;
-    if (n > MAX_STDIN) throw new TartanError('ERR_DECODE', `network configuration is larger than ${MAX_STDIN} bytes`);
+    if (n > MAX_STDIN)
+      throw new TartanError(
+        'ERR_DECODE',
+        `network configuration is larger than ${MAX_STDIN} bytes`,
+      );
   }
   return buf.subarray(0, n).toString('utf8');
 }

@@ -19,12 +19,18 @@ export const InterfaceRequestSchema = z
     ip: z.string().optional(),
     ip6: z.string().optional(),
     /** Persistent claim name: the address survives pod deletion until the claim is released. */
-    claim: z.string().regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/).optional(),
+    claim: z
+      .string()
+      .regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/)
+      .optional(),
     /** Extra policy routes for this attachment, installed in the network's routing table. */
     policyRoutes: z.array(z.object({ dst: z.string(), gw: z.string().optional() })).optional(),
     /** This interface holds the pod's default route (overrides the default network's). */
     defaultRoute: z.boolean().optional(),
-    mac: z.string().regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/).optional(),
+    mac: z
+      .string()
+      .regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/)
+      .optional(),
   })
   .strict();
 export type InterfaceRequest = z.infer<typeof InterfaceRequestSchema>;
@@ -86,7 +92,10 @@ export function parseInterfaceRequests(raw: unknown, source: string): InterfaceR
   const r = z.array(InterfaceRequestSchema).safeParse(raw);
   if (!r.success) {
     const issues = r.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`);
-    throw new TartanError('ERR_IFACE_REQUEST', `invalid interface request in ${source}: ${issues.join('; ')}`);
+    throw new TartanError(
+      'ERR_IFACE_REQUEST',
+      `invalid interface request in ${source}: ${issues.join('; ')}`,
+    );
   }
   return r.data;
 }
@@ -109,9 +118,13 @@ export function parseCniArgs(s: string | undefined): Map<string, string> {
  * args.tartan.interfaces (conventions doc), CNI_ARGS TARTAN_INTERFACES (base64url JSON) or
  * TARTAN_NETWORKS (comma-separated names, dynamic addresses), the config's static list.
  */
-export function interfaceRequests(conf: PluginConfig, cniArgs: Map<string, string>): InterfaceRequest[] {
+export function interfaceRequests(
+  conf: PluginConfig,
+  cniArgs: Map<string, string>,
+): InterfaceRequest[] {
   const rc = conf.runtimeConfig?.tartan as { interfaces?: unknown } | undefined;
-  if (rc?.interfaces !== undefined) return parseInterfaceRequests(rc.interfaces, 'runtimeConfig.tartan');
+  if (rc?.interfaces !== undefined)
+    return parseInterfaceRequests(rc.interfaces, 'runtimeConfig.tartan');
   const args = (conf.args?.tartan ?? conf.args?.cni) as { interfaces?: unknown } | undefined;
   if (args?.interfaces !== undefined) return parseInterfaceRequests(args.interfaces, 'args.tartan');
   const b64 = cniArgs.get('TARTAN_INTERFACES');
@@ -120,15 +133,24 @@ export function interfaceRequests(conf: PluginConfig, cniArgs: Map<string, strin
     try {
       parsed = JSON.parse(Buffer.from(b64, 'base64url').toString('utf8'));
     } catch (e) {
-      throw new TartanError('ERR_IFACE_REQUEST', 'CNI_ARGS TARTAN_INTERFACES is not base64url JSON', { cause: e });
+      throw new TartanError(
+        'ERR_IFACE_REQUEST',
+        'CNI_ARGS TARTAN_INTERFACES is not base64url JSON',
+        { cause: e },
+      );
     }
     return parseInterfaceRequests(parsed, 'CNI_ARGS TARTAN_INTERFACES');
   }
   const names = cniArgs.get('TARTAN_NETWORKS');
   if (names !== undefined)
     return parseInterfaceRequests(
-      names.split(',').filter((n) => n !== '').map((network) => ({ network })),
+      names
+        .split(',')
+        .filter((n) => n !== '')
+        .map((network) => ({ network })),
       'CNI_ARGS TARTAN_NETWORKS',
     );
-  return conf.interfaces === undefined ? [] : parseInterfaceRequests(conf.interfaces, 'the configuration');
+  return conf.interfaces === undefined
+    ? []
+    : parseInterfaceRequests(conf.interfaces, 'the configuration');
 }

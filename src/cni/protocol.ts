@@ -33,11 +33,19 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
   const netns = env.CNI_NETNS ?? '';
   if (needsAttachment) {
     if (!CONTAINER_ID_RE.test(containerId) || containerId.length > 1024)
-      throw new TartanError('ERR_ENV', 'CNI_CONTAINERID must be set and contain only letters, digits, "_", "." and "-"');
+      throw new TartanError(
+        'ERR_ENV',
+        'CNI_CONTAINERID must be set and contain only letters, digits, "_", "." and "-"',
+      );
     if (!IFNAME_RE.test(ifname) || ifname === '.' || ifname === '..')
-      throw new TartanError('ERR_ENV', `CNI_IFNAME ${JSON.stringify(ifname.slice(0, 32))} is not a valid interface name (1-15 of letters, digits, "_", "." or "-")`);
-    if ((c === 'ADD' || c === 'CHECK') && netns === '') throw new TartanError('ERR_ENV', 'CNI_NETNS is not set');
-    if (netns !== '' && !netns.startsWith('/')) throw new TartanError('ERR_ENV', 'CNI_NETNS must be an absolute path');
+      throw new TartanError(
+        'ERR_ENV',
+        `CNI_IFNAME ${JSON.stringify(ifname.slice(0, 32))} is not a valid interface name (1-15 of letters, digits, "_", "." or "-")`,
+      );
+    if ((c === 'ADD' || c === 'CHECK') && netns === '')
+      throw new TartanError('ERR_ENV', 'CNI_NETNS is not set');
+    if (netns !== '' && !netns.startsWith('/'))
+      throw new TartanError('ERR_ENV', 'CNI_NETNS must be an absolute path');
   }
   return {
     command: c,
@@ -50,12 +58,16 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
 }
 
 export function parseStdin(raw: string): Record<string, unknown> {
-  if (raw.length > MAX_STDIN) throw new TartanError('ERR_DECODE', `network configuration is larger than ${MAX_STDIN} bytes`);
+  if (raw.length > MAX_STDIN)
+    throw new TartanError('ERR_DECODE', `network configuration is larger than ${MAX_STDIN} bytes`);
   let v: unknown;
   try {
     v = JSON.parse(raw);
   } catch (e) {
-    throw new TartanError('ERR_DECODE', `network configuration is not valid JSON: ${(e as Error).message}`);
+    throw new TartanError(
+      'ERR_DECODE',
+      `network configuration is not valid JSON: ${(e as Error).message}`,
+    );
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     throw new TartanError('ERR_DECODE', 'network configuration must be a JSON object');
@@ -63,13 +75,17 @@ export function parseStdin(raw: string): Record<string, unknown> {
 }
 
 export function versionResponse(stdinVersion: unknown): Record<string, unknown> {
-  const v = typeof stdinVersion === 'string' && isSupportedVersion(stdinVersion) ? stdinVersion : LATEST_VERSION;
+  const v =
+    typeof stdinVersion === 'string' && isSupportedVersion(stdinVersion)
+      ? stdinVersion
+      : LATEST_VERSION;
   return { cniVersion: v, supportedVersions: [...SUPPORTED_VERSIONS] };
 }
 
 /** The spec's error object; the message names the cause, details carry the chain. */
 export function errorResponse(e: unknown, cniVersion: unknown): Record<string, unknown> {
-  const v = typeof cniVersion === 'string' && isSupportedVersion(cniVersion) ? cniVersion : LATEST_VERSION;
+  const v =
+    typeof cniVersion === 'string' && isSupportedVersion(cniVersion) ? cniVersion : LATEST_VERSION;
   if (e instanceof TartanError) {
     const out: Record<string, unknown> = { cniVersion: v, code: e.cniCode, msg: e.message };
     out.details = e.details ?? e.code;

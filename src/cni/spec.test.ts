@@ -1,7 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { TartanError } from './errors.js';
 import { errorResponse, parseStdin, readEnv, versionResponse } from './protocol.js';
-import { fromAnyVersion, mergeResults, negotiateVersion, toVersion, type CniResult } from './spec.js';
+import {
+  fromAnyVersion,
+  mergeResults,
+  negotiateVersion,
+  toVersion,
+  type CniResult,
+} from './spec.js';
 import { interfaceRequests, parseCniArgs, parsePluginConfig } from './config.js';
 
 const result: CniResult = {
@@ -18,17 +24,27 @@ const result: CniResult = {
 describe('result versions', () => {
   it('0.3.1 and 0.4.0 carry ip "version" and drop 1.1 fields', () => {
     for (const v of ['0.3.1', '0.4.0']) {
-      const o = toVersion(result, v) as { ips: Array<Record<string, unknown>>; interfaces: Array<Record<string, unknown>>; routes: Array<Record<string, unknown>> };
+      const o = toVersion(result, v) as {
+        ips: Array<Record<string, unknown>>;
+        interfaces: Array<Record<string, unknown>>;
+        routes: Array<Record<string, unknown>>;
+      };
       expect(o.ips.map((i) => i.version)).toEqual(['4', '6']);
       expect(o.interfaces[0]).not.toHaveProperty('mtu');
       expect(o.routes[0]).toEqual({ dst: '0.0.0.0/0', gw: '10.0.0.1' });
     }
   });
   it('1.0.0 has no ip version and no route table; 1.1.0 keeps both route table and mtu', () => {
-    const v1 = toVersion(result, '1.0.0') as { ips: Array<Record<string, unknown>>; routes: Array<Record<string, unknown>> };
+    const v1 = toVersion(result, '1.0.0') as {
+      ips: Array<Record<string, unknown>>;
+      routes: Array<Record<string, unknown>>;
+    };
     expect(v1.ips[0]).not.toHaveProperty('version');
     expect(v1.routes[0]).not.toHaveProperty('table');
-    const v11 = toVersion(result, '1.1.0') as { interfaces: Array<Record<string, unknown>>; routes: Array<Record<string, unknown>> };
+    const v11 = toVersion(result, '1.1.0') as {
+      interfaces: Array<Record<string, unknown>>;
+      routes: Array<Record<string, unknown>>;
+    };
     expect(v11.interfaces[0]?.mtu).toBe(1450);
     expect(v11.routes[0]?.table).toBe(100);
   });
@@ -43,13 +59,23 @@ describe('result versions', () => {
     expect(() => negotiateVersion(['0.1.0'])).toThrow(/none of the offered/);
   });
   it('merges results, re-indexing interface references', () => {
-    const m = mergeResults(result, { cniVersion: '1.1.0', interfaces: [{ name: 'net1' }], ips: [{ address: '10.1.0.2/24', interface: 0 }] });
+    const m = mergeResults(result, {
+      cniVersion: '1.1.0',
+      interfaces: [{ name: 'net1' }],
+      ips: [{ address: '10.1.0.2/24', interface: 0 }],
+    });
     expect(m.ips?.[2]).toEqual({ address: '10.1.0.2/24', interface: 1 });
   });
 });
 
 describe('protocol', () => {
-  const env = { CNI_COMMAND: 'ADD', CNI_CONTAINERID: 'abc', CNI_IFNAME: 'eth0', CNI_NETNS: '/run/netns/x', CNI_PATH: '/opt/cni/bin:/usr/lib/cni' };
+  const env = {
+    CNI_COMMAND: 'ADD',
+    CNI_CONTAINERID: 'abc',
+    CNI_IFNAME: 'eth0',
+    CNI_NETNS: '/run/netns/x',
+    CNI_PATH: '/opt/cni/bin:/usr/lib/cni',
+  };
   it('reads a valid environment', () => {
     expect(readEnv(env)).toMatchObject({ command: 'ADD', path: ['/opt/cni/bin', '/usr/lib/cni'] });
   });
@@ -74,8 +100,16 @@ describe('protocol', () => {
     expect(readEnv({ ...env, CNI_COMMAND: 'DEL', CNI_NETNS: '' }).netns).toBe('');
   });
   it('maps errors to the CNI error object', () => {
-    expect(errorResponse(new TartanError('ERR_IPAM_TAKEN', 'taken'), '1.0.0')).toEqual({ cniVersion: '1.0.0', code: 103, msg: 'taken', details: 'ERR_IPAM_TAKEN' });
-    expect(errorResponse(new Error('boom'), 'junk')).toMatchObject({ cniVersion: '1.1.0', code: 100 });
+    expect(errorResponse(new TartanError('ERR_IPAM_TAKEN', 'taken'), '1.0.0')).toEqual({
+      cniVersion: '1.0.0',
+      code: 103,
+      msg: 'taken',
+      details: 'ERR_IPAM_TAKEN',
+    });
+    expect(errorResponse(new Error('boom'), 'junk')).toMatchObject({
+      cniVersion: '1.1.0',
+      code: 100,
+    });
   });
   it('stdin must be a JSON object of bounded size', () => {
     expect(() => parseStdin('[1]')).toThrow(/JSON object/);
@@ -91,30 +125,56 @@ describe('protocol', () => {
 describe('configuration and interface requests', () => {
   const base = { cniVersion: '1.1.0', name: 'tartan', type: 'tartan' };
   it('applies defaults', () => {
-    expect(parsePluginConfig(base)).toMatchObject({ networksDir: '/etc/tartan/networks', store: { type: 'file' } });
+    expect(parsePluginConfig(base)).toMatchObject({
+      networksDir: '/etc/tartan/networks',
+      store: { type: 'file' },
+    });
   });
   it('rejects an unsupported version with code 1 and a bad field with code 7', () => {
-    expect(() => parsePluginConfig({ ...base, cniVersion: '0.2.0' })).toThrow(expect.objectContaining({ cniCode: 1 }));
-    expect(() => parsePluginConfig({ ...base, store: { type: 'nfs' } })).toThrow(expect.objectContaining({ cniCode: 7 }));
+    expect(() => parsePluginConfig({ ...base, cniVersion: '0.2.0' })).toThrow(
+      expect.objectContaining({ cniCode: 1 }),
+    );
+    expect(() => parsePluginConfig({ ...base, store: { type: 'nfs' } })).toThrow(
+      expect.objectContaining({ cniCode: 7 }),
+    );
   });
   it('CNI_ARGS: pairs, and values without "="', () => {
-    expect(parseCniArgs('IgnoreUnknown=1;K8S_POD_NAME=a')).toEqual(new Map([['IgnoreUnknown', '1'], ['K8S_POD_NAME', 'a']]));
+    expect(parseCniArgs('IgnoreUnknown=1;K8S_POD_NAME=a')).toEqual(
+      new Map([
+        ['IgnoreUnknown', '1'],
+        ['K8S_POD_NAME', 'a'],
+      ]),
+    );
     expect(() => parseCniArgs('novalue')).toThrow(/invalid pair/);
   });
   it('requests come from runtimeConfig, then args, then CNI_ARGS, then the config', () => {
-    const conf = parsePluginConfig({ ...base, interfaces: [{ network: 'c' }], runtimeConfig: { tartan: { interfaces: [{ network: 'rc' }] } } });
+    const conf = parsePluginConfig({
+      ...base,
+      interfaces: [{ network: 'c' }],
+      runtimeConfig: { tartan: { interfaces: [{ network: 'rc' }] } },
+    });
     expect(interfaceRequests(conf, new Map())[0]?.network).toBe('rc');
     const conf2 = parsePluginConfig({ ...base, interfaces: [{ network: 'c' }] });
-    expect(interfaceRequests(conf2, new Map([['TARTAN_NETWORKS', 'a,b']])).map((r) => r.network)).toEqual(['a', 'b']);
-    const b64 = Buffer.from(JSON.stringify([{ network: 'x', ip: '10.0.0.1', ifname: 'ext0' }])).toString('base64url');
-    expect(interfaceRequests(conf2, new Map([['TARTAN_INTERFACES', b64]]))[0]).toEqual({ network: 'x', ip: '10.0.0.1', ifname: 'ext0' });
+    expect(
+      interfaceRequests(conf2, new Map([['TARTAN_NETWORKS', 'a,b']])).map((r) => r.network),
+    ).toEqual(['a', 'b']);
+    const b64 = Buffer.from(
+      JSON.stringify([{ network: 'x', ip: '10.0.0.1', ifname: 'ext0' }]),
+    ).toString('base64url');
+    expect(interfaceRequests(conf2, new Map([['TARTAN_INTERFACES', b64]]))[0]).toEqual({
+      network: 'x',
+      ip: '10.0.0.1',
+      ifname: 'ext0',
+    });
     expect(interfaceRequests(conf2, new Map())[0]?.network).toBe('c');
   });
   it('refuses interface names that are too long or carry shell metacharacters (code 107)', () => {
     const conf = parsePluginConfig(base);
     for (const ifname of ['abcdefghijklmnop', 'a;b', '$(x)', '..', 'a b']) {
       const b64 = Buffer.from(JSON.stringify([{ network: 'x', ifname }])).toString('base64url');
-      expect(() => interfaceRequests(conf, new Map([['TARTAN_INTERFACES', b64]]))).toThrow(expect.objectContaining({ cniCode: 107 }));
+      expect(() => interfaceRequests(conf, new Map([['TARTAN_INTERFACES', b64]]))).toThrow(
+        expect.objectContaining({ cniCode: 107 }),
+      );
     }
   });
 });

@@ -61,7 +61,10 @@ export function compareVersions(a: string, b: string): number {
 }
 
 /** Picks the highest version offered by a conflist's cniVersions that this plugin speaks. */
-export function negotiateVersion(offered: string[], supported: readonly string[] = SUPPORTED_VERSIONS): string {
+export function negotiateVersion(
+  offered: string[],
+  supported: readonly string[] = SUPPORTED_VERSIONS,
+): string {
   const common = offered.filter((v) => supported.includes(v)).sort(compareVersions);
   const best = common.at(-1);
   if (!best)
@@ -118,7 +121,9 @@ export function fromAnyVersion(raw: unknown): CniResult {
   const o = raw as Record<string, unknown>;
   const version = typeof o.cniVersion === 'string' ? o.cniVersion : '0.4.0';
   const asArray = (x: unknown): Record<string, unknown>[] =>
-    Array.isArray(x) ? (x.filter((e) => typeof e === 'object' && e !== null) as Record<string, unknown>[]) : [];
+    Array.isArray(x)
+      ? (x.filter((e) => typeof e === 'object' && e !== null) as Record<string, unknown>[])
+      : [];
   const out: CniResult = { cniVersion: LATEST_VERSION };
   out.interfaces = asArray(o.interfaces).map((i) => {
     const iface: CniInterface = { name: String(i.name ?? '') };
@@ -155,7 +160,9 @@ export function mergeResults(a: CniResult, b: CniResult): CniResult {
     interfaces: [...(a.interfaces ?? []), ...(b.interfaces ?? [])],
     ips: [
       ...(a.ips ?? []),
-      ...(b.ips ?? []).map((ip) => (ip.interface === undefined ? ip : { ...ip, interface: ip.interface + base })),
+      ...(b.ips ?? []).map((ip) =>
+        ip.interface === undefined ? ip : { ...ip, interface: ip.interface + base },
+      ),
     ],
     routes: [...(a.routes ?? []), ...(b.routes ?? [])],
     dns: mergeDns(a.dns, b.dns),
@@ -165,7 +172,8 @@ export function mergeResults(a: CniResult, b: CniResult): CniResult {
 function mergeDns(a: CniDns | undefined, b: CniDns | undefined): CniDns {
   if (!a) return b ?? {};
   if (!b) return a;
-  const u = (x?: string[], y?: string[]) => (x || y ? [...new Set([...(x ?? []), ...(y ?? [])])] : undefined);
+  const u = (x?: string[], y?: string[]) =>
+    x || y ? [...new Set([...(x ?? []), ...(y ?? [])])] : undefined;
   const out: CniDns = {};
   const ns = u(a.nameservers, b.nameservers);
   if (ns) out.nameservers = ns;

@@ -2,7 +2,16 @@
 // namespace well enough for the attach pipeline, and fails on demand so rollback paths
 // can be exercised without root.
 import { TartanError } from '../cni/errors.js';
-import type { AddrInfo, Kernel, LinkInfo, NetnsKind, Op, RouteInfo, RuleInfo, Target } from './types.js';
+import type {
+  AddrInfo,
+  Kernel,
+  LinkInfo,
+  NetnsKind,
+  Op,
+  RouteInfo,
+  RuleInfo,
+  Target,
+} from './types.js';
 
 interface NsState {
   links: Map<string, LinkInfo>;
@@ -23,10 +32,17 @@ export interface FakeKernel extends Kernel {
 
 export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKernel {
   const spaces = new Map<string, NsState>();
-  const fresh = (): NsState => ({ links: new Map(), addrs: [], routes: [], rules: [], sysctls: new Map() });
+  const fresh = (): NsState => ({
+    links: new Map(),
+    addrs: [],
+    routes: [],
+    rules: [],
+    sysctls: new Map(),
+  });
   let ifindex = 1;
   const host = fresh();
-  for (const n of hostLinks) host.links.set(n, { ifindex: ifindex++, ifname: n, flags: ['UP'], mtu: 1500 });
+  for (const n of hostLinks)
+    host.links.set(n, { ifindex: ifindex++, ifname: n, flags: ['UP'], mtu: 1500 });
   spaces.set('', host);
   let failures: Array<{ pred: (op: Op, t: Target) => boolean; always: boolean }> = [];
   const ops: Array<{ t: Target; op: Op }> = [];
@@ -42,16 +58,27 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
     if (!l) throw new TartanError('ERR_KERNEL', `Cannot find device "${name}"`);
     return l;
   };
-  const addLink = (s: NsState, l: Omit<LinkInfo, 'ifindex' | 'flags' | 'mtu'> & { mtu?: number }) => {
-    if (s.links.has(l.ifname)) throw new TartanError('ERR_KERNEL', `RTNETLINK answers: File exists (${l.ifname})`);
-    s.links.set(l.ifname, { ifindex: ifindex++, flags: [], mtu: 1500, address: `02:00:00:00:00:${(ifindex % 256).toString(16).padStart(2, '0')}`, ...l });
+  const addLink = (
+    s: NsState,
+    l: Omit<LinkInfo, 'ifindex' | 'flags' | 'mtu'> & { mtu?: number },
+  ) => {
+    if (s.links.has(l.ifname))
+      throw new TartanError('ERR_KERNEL', `RTNETLINK answers: File exists (${l.ifname})`);
+    s.links.set(l.ifname, {
+      ifindex: ifindex++,
+      flags: [],
+      mtu: 1500,
+      address: `02:00:00:00:00:${(ifindex % 256).toString(16).padStart(2, '0')}`,
+      ...l,
+    });
   };
   const removeLink = (s: NsState, name: string) => {
     s.links.delete(name);
     s.addrs = s.addrs.filter((a) => a.dev !== name);
     s.routes = s.routes.filter((r) => r.dev !== name);
     // Deleting one end of a veth pair deletes the other.
-    for (const sp of spaces.values()) for (const [n, l] of sp.links) if (l.link === name && l.kind === 'veth') sp.links.delete(n);
+    for (const sp of spaces.values())
+      for (const [n, l] of sp.links) if (l.link === name && l.kind === 'veth') sp.links.delete(n);
   };
 
   function applyOne(t: Target, o: Op): void {
@@ -60,11 +87,26 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
       case 'macvlan-add':
       case 'ipvlan-add':
         need(s, o.parent);
-        addLink(space(o.intoNs ?? t), { ifname: o.name, kind: o.op === 'macvlan-add' ? 'macvlan' : 'ipvlan', mode: o.mode, link: o.parent });
+        addLink(space(o.intoNs ?? t), {
+          ifname: o.name,
+          kind: o.op === 'macvlan-add' ? 'macvlan' : 'ipvlan',
+          mode: o.mode,
+          link: o.parent,
+        });
         return;
       case 'veth-add':
-        addLink(s, { ifname: o.name, kind: 'veth', link: o.peer, ...(o.mtu ? { mtu: o.mtu } : {}) });
-        addLink(space(o.peerNs ?? t), { ifname: o.peer, kind: 'veth', link: o.name, ...(o.mtu ? { mtu: o.mtu } : {}) });
+        addLink(s, {
+          ifname: o.name,
+          kind: 'veth',
+          link: o.peer,
+          ...(o.mtu ? { mtu: o.mtu } : {}),
+        });
+        addLink(space(o.peerNs ?? t), {
+          ifname: o.peer,
+          kind: 'veth',
+          link: o.name,
+          ...(o.mtu ? { mtu: o.mtu } : {}),
+        });
         return;
       case 'vlan-add':
         need(s, o.parent);
@@ -106,7 +148,8 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
         return;
       case 'addr-add':
         need(s, o.dev);
-        if (s.addrs.some((a) => a.cidr === o.cidr && a.dev === o.dev)) throw new TartanError('ERR_KERNEL', 'File exists');
+        if (s.addrs.some((a) => a.cidr === o.cidr && a.dev === o.dev))
+          throw new TartanError('ERR_KERNEL', 'File exists');
         s.addrs.push({ dev: o.dev, cidr: o.cidr, family: o.cidr.includes(':') ? 6 : 4, flags: [] });
         return;
       case 'addr-del':
@@ -122,7 +165,13 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
       }
       case 'rule-add': {
         const [src, len] = o.from.split('/');
-        s.rules.push({ priority: o.priority, src: src!, srclen: Number(len), table: String(o.table), family: o.from.includes(':') ? 6 : 4 });
+        s.rules.push({
+          priority: o.priority,
+          src: src!,
+          srclen: Number(len),
+          table: String(o.table),
+          family: o.from.includes(':') ? 6 : 4,
+        });
         return;
       }
       case 'rule-del': {
@@ -170,7 +219,9 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
     },
     async routes(t, table) {
       const want = String(table ?? 'main');
-      return space(t).routes.filter((r) => (r.table ?? 'main') === want).map((r) => ({ ...r }));
+      return space(t)
+        .routes.filter((r) => (r.table ?? 'main') === want)
+        .map((r) => ({ ...r }));
     },
     async rules(t) {
       return space(t).rules.map((r) => ({ ...r }));

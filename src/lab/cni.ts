@@ -50,6 +50,9 @@ export async function callCni(c: CniCall): Promise<CniOutcome> {
 /** Like callCni but throws with the plugin's error message when it fails. */
 export async function mustCni(c: CniCall): Promise<Record<string, unknown> | undefined> {
   const r = await callCni(c);
-  if (r.code !== 0) throw new Error(`${c.plugin} ${c.command} failed (${r.code}): ${r.stdout.trim()} ${r.stderr.trim()}`);
+  if (r.code !== 0)
+    throw new Error(
+      `${c.plugin} ${c.command} failed (${r.code}): ${r.stdout.trim()} ${r.stderr.trim()}`,
+    );
   return r.out;
 }

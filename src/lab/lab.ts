@@ -50,16 +50,28 @@ function pluginConf(st: LabState, node: string, pod: Scenario['pods'][number]) {
   };
 }
 
-export async function labUp(scenario: Scenario, networks: Network[], tartan: string, log: (s: string) => void): Promise<LabState> {
-  if (loadLabState(scenario.name)) throw new Error(`lab ${scenario.name} is already up; run "down" first`);
+export async function labUp(
+  scenario: Scenario,
+  networks: Network[],
+  tartan: string,
+  log: (s: string) => void,
+): Promise<LabState> {
+  if (loadLabState(scenario.name))
+    throw new Error(`lab ${scenario.name} is already up; run "down" first`);
   const prefix = labPrefix(scenario);
   const dir = join(LAB_ROOT, scenario.name);
   mkdirSync(join(dir, 'networks'), { recursive: true });
-  writeFileSync(join(dir, 'networks', 'networks.yaml'), networks.map((n) => stringify(n)).join('---\n'));
+  writeFileSync(
+    join(dir, 'networks', 'networks.yaml'),
+    networks.map((n) => stringify(n)).join('---\n'),
+  );
   const st: LabState = { scenario, prefix, dir, tartan, results: {} };
   writeFileSync(stateFile(scenario.name), JSON.stringify(st, null, 2));
   log(`building ${scenario.nodes.length} nodes and the fabric (netns ${prefix}-*)`);
-  const topo = await buildTopology(prefix, scenario.nodes.map((n) => ({ name: n.name, nics: n.nics })));
+  const topo = await buildTopology(
+    prefix,
+    scenario.nodes.map((n) => ({ name: n.name, nics: n.nics })),
+  );
   void topo;
   for (const pod of scenario.pods) {
     const ns = `${prefix}-${pod.name}`;
@@ -77,7 +89,9 @@ export async function labUp(scenario: Scenario, networks: Network[], tartan: str
     const ms = Number(process.hrtime.bigint() - t0) / 1e6;
     if (r.code !== 0) throw new Error(`ADD of pod ${pod.name} failed: ${r.stdout.trim()}`);
     st.results[pod.name] = r.out;
-    log(`pod ${pod.name} on ${pod.node}: ${pod.interfaces.length} interface(s) attached by tartan in ${ms.toFixed(1)} ms`);
+    log(
+      `pod ${pod.name} on ${pod.node}: ${pod.interfaces.length} interface(s) attached by tartan in ${ms.toFixed(1)} ms`,
+    );
   }
   writeFileSync(stateFile(scenario.name), JSON.stringify(st, null, 2));
   return st;
@@ -86,11 +100,23 @@ export async function labUp(scenario: Scenario, networks: Network[], tartan: str
 /** Who got what, read back from the kernel (not from Tartan's answer). */
 export async function labInterfaces(st: LabState): Promise<PodInterface[]> {
   const rows: PodInterface[] = [];
-  const types = new Map(st.scenario.networks.map((n) => [n.name, n.spec.vxlan ? `${n.spec.type}/vxlan` : n.spec.vlan ? `${n.spec.type}/vlan` : n.spec.type]));
+  const types = new Map(
+    st.scenario.networks.map((n) => [
+      n.name,
+      n.spec.vxlan ? `${n.spec.type}/vxlan` : n.spec.vlan ? `${n.spec.type}/vlan` : n.spec.type,
+    ]),
+  );
   for (const pod of st.scenario.pods) {
     const ns = `${st.prefix}-${pod.name}`;
-    const addrs = await nsjson<Array<{ ifname: string; address?: string; addr_info: Array<{ local: string; prefixlen: number; scope: string }> }>>(ns, 'addr', 'show');
-    const res = st.results[pod.name] as { interfaces?: Array<{ name: string; sandbox?: string }> } | undefined;
+    const addrs = await nsjson<
+      Array<{
+        ifname: string;
+        address?: string;
+        addr_info: Array<{ local: string; prefixlen: number; scope: string }>;
+      }>
+    >(ns, 'addr', 'show');
+    const res = st.results[pod.name] as
+      { interfaces?: Array<{ name: string; sandbox?: string }> } | undefined;
     const names = (res?.interfaces ?? []).filter((i) => i.sandbox).map((i) => i.name);
     names.forEach((ifname, i) => {
       const l = addrs.find((a) => a.ifname === ifname);
@@ -101,7 +127,9 @@ export async function labInterfaces(st: LabState): Promise<PodInterface[]> {
         ifname,
         network,
         type: types.get(network) ?? '?',
-        addresses: (l?.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`),
+        addresses: (l?.addr_info ?? [])
+          .filter((a) => a.scope === 'global')
+          .map((a) => `${a.local}/${a.prefixlen}`),
         mac: l?.address ?? '-',
       });
     });
@@ -126,7 +154,7 @@ export async function labProbes(st: LabState, rows: PodInterface[]): Promise<Pro
       if (a.pod === b.pod || a.network !== b.network) continue;
       for (const addr of b.addresses) {
         const dst = addr.split('/')[0]!;
-        if (dst.includes(':') !== a.addresses.some((x) => x.includes(':'))) continue;
+        if (!a.addresses.some((x) => x.includes(':') === dst.includes(':'))) continue;
         jobs.push(
           ping(`${st.prefix}-${a.pod}`, dst, 1).then((ok) => {
             out.push({ from: a.pod, to: dst, network: a.network, expect: true, ok });
@@ -168,6 +196,10 @@ export async function labDown(name: string, log: (s: string) => void): Promise<s
 
 export function table(headers: string[], rows: string[][]): string {
   const w = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) => r.map((c, i) => c.padEnd(w[i]!)).join('  ').trimEnd();
+  const line = (r: string[]) =>
+    r
+      .map((c, i) => c.padEnd(w[i]!))
+      .join('  ')
+      .trimEnd();
   return [line(headers), line(w.map((n) => '-'.repeat(n))), ...rows.map(line)].join('\n');
 }

@@ -9,7 +9,9 @@ import { parseNetwork } from '../network/load.js';
 import { API_VERSION, NetworkSpecSchema, type Network } from '../network/schema.js';
 
 export const ScenarioSchema = z.object({
-  name: z.string().regex(/^[a-z0-9]{1,8}$/, '1-8 lowercase letters or digits (used in netns names)'),
+  name: z
+    .string()
+    .regex(/^[a-z0-9]{1,8}$/, '1-8 lowercase letters or digits (used in netns names)'),
   nodes: z.array(
     z.object({
       name: z.string().regex(/^[a-z0-9]{1,8}$/),
@@ -31,20 +33,32 @@ export const ScenarioSchema = z.object({
     }),
   ),
   /** Pairs that must NOT reach each other: [pod, address]. */
-  isolation: z.array(z.object({ from: z.string(), to: z.string(), why: z.string().optional() })).optional(),
+  isolation: z
+    .array(z.object({ from: z.string(), to: z.string(), why: z.string().optional() }))
+    .optional(),
 });
 export type Scenario = z.infer<typeof ScenarioSchema>;
 
-export function parseScenario(raw: unknown, source: string): { scenario: Scenario; networks: Network[] } {
+export function parseScenario(
+  raw: unknown,
+  source: string,
+): { scenario: Scenario; networks: Network[] } {
   const r = ScenarioSchema.safeParse(raw);
   if (!r.success)
-    throw new Error(`invalid scenario ${source}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+    throw new Error(
+      `invalid scenario ${source}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
+    );
   const s = r.data;
   const networks = s.networks.map((n) =>
-    parseNetwork({ apiVersion: API_VERSION, kind: 'ClusterNetwork', metadata: { name: n.name }, spec: n.spec }, source),
+    parseNetwork(
+      { apiVersion: API_VERSION, kind: 'ClusterNetwork', metadata: { name: n.name }, spec: n.spec },
+      source,
+    ),
   );
   const nodes = new Set(s.nodes.map((n) => n.name));
-  for (const p of s.pods) if (!nodes.has(p.node)) throw new Error(`invalid scenario ${source}: pod ${p.name} on unknown node ${p.node}`);
+  for (const p of s.pods)
+    if (!nodes.has(p.node))
+      throw new Error(`invalid scenario ${source}: pod ${p.name} on unknown node ${p.node}`);
   return { scenario: s, networks };
 }
 
@@ -57,8 +71,20 @@ export function loadScenario(file: string): { scenario: Scenario; networks: Netw
 export const DEFAULT_SCENARIO = {
   name: 'site',
   nodes: [
-    { name: 'node1', nics: [{ name: 'eth1', segment: 'oam' }, { name: 'eth2', segment: 'underlay', address: '192.168.100.1/24' }] },
-    { name: 'node2', nics: [{ name: 'eth1', segment: 'oam' }, { name: 'eth2', segment: 'underlay', address: '192.168.100.2/24' }] },
+    {
+      name: 'node1',
+      nics: [
+        { name: 'eth1', segment: 'oam' },
+        { name: 'eth2', segment: 'underlay', address: '192.168.100.1/24' },
+      ],
+    },
+    {
+      name: 'node2',
+      nics: [
+        { name: 'eth1', segment: 'oam' },
+        { name: 'eth2', segment: 'underlay', address: '192.168.100.2/24' },
+      ],
+    },
   ],
   networks: [
     {
@@ -67,7 +93,11 @@ export const DEFAULT_SCENARIO = {
         type: 'macvlan',
         device: 'eth1',
         mode: 'bridge',
-        ipv4: { cidr: '10.10.0.0/24', pools: [{ start: '10.10.0.100', end: '10.10.0.199' }], gateway: '10.10.0.1' },
+        ipv4: {
+          cidr: '10.10.0.0/24',
+          pools: [{ start: '10.10.0.10', end: '10.10.0.199' }],
+          gateway: '10.10.0.1',
+        },
       },
     },
     {
@@ -82,12 +112,36 @@ export const DEFAULT_SCENARIO = {
         routingTable: 120,
       },
     },
-    { name: 'local', spec: { type: 'bridge', bridge: 'tt-br-local', ipv4: { cidr: '10.30.0.0/24' } } },
+    {
+      name: 'local',
+      spec: { type: 'bridge', bridge: 'tt-br-local', ipv4: { cidr: '10.30.0.0/24' } },
+    },
   ],
   pods: [
-    { name: 'amf', node: 'node1', interfaces: [{ network: 'oam', ip: '10.10.0.10' }, { network: 'internal', ifname: 'int0', ip6: 'dynamic' }] },
-    { name: 'smf', node: 'node2', interfaces: [{ network: 'oam', ip: '10.10.0.20' }, { network: 'internal', ifname: 'int0', ip6: 'dynamic' }] },
-    { name: 'upf', node: 'node1', interfaces: [{ network: 'internal', ifname: 'int0' }, { network: 'local', ifname: 'loc0' }] },
+    {
+      name: 'amf',
+      node: 'node1',
+      interfaces: [
+        { network: 'oam', ip: '10.10.0.10' },
+        { network: 'internal', ifname: 'int0', ip6: 'dynamic' },
+      ],
+    },
+    {
+      name: 'smf',
+      node: 'node2',
+      interfaces: [
+        { network: 'oam', ip: '10.10.0.20' },
+        { network: 'internal', ifname: 'int0', ip6: 'dynamic' },
+      ],
+    },
+    {
+      name: 'upf',
+      node: 'node1',
+      interfaces: [
+        { network: 'internal', ifname: 'int0' },
+        { network: 'local', ifname: 'loc0' },
+      ],
+    },
     { name: 'db', node: 'node1', interfaces: [{ network: 'local', ifname: 'loc0' }] },
   ],
   isolation: [{ from: 'upf', to: '10.10.0.10', why: 'upf has no OAM interface' }],

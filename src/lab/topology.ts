@@ -43,12 +43,34 @@ export async function buildTopology(prefix: string, nodes: NodeSpec[]): Promise<
       topo.nodes.set(node.name, ns);
       for (const [i, nic] of node.nics.entries()) {
         if (!segments.has(nic.segment)) {
-          await sh('ip', ['-n', fabric, 'link', 'add', nic.segment, 'type', 'bridge', ...(nic.vlanAware ? ['vlan_filtering', '0'] : [])]);
+          await sh('ip', [
+            '-n',
+            fabric,
+            'link',
+            'add',
+            nic.segment,
+            'type',
+            'bridge',
+            ...(nic.vlanAware ? ['vlan_filtering', '0'] : []),
+          ]);
           await sh('ip', ['-n', fabric, 'link', 'set', nic.segment, 'up']);
           segments.add(nic.segment);
         }
         const peer = `n${ni}p${i}`;
-        await sh('ip', ['-n', fabric, 'link', 'add', peer, 'type', 'veth', 'peer', 'name', nic.name, 'netns', `/run/netns/${ns}`]);
+        await sh('ip', [
+          '-n',
+          fabric,
+          'link',
+          'add',
+          peer,
+          'type',
+          'veth',
+          'peer',
+          'name',
+          nic.name,
+          'netns',
+          `/run/netns/${ns}`,
+        ]);
         await sh('ip', ['-n', fabric, 'link', 'set', peer, 'master', nic.segment, 'up']);
         if (nic.address) await sh('ip', ['-n', ns, 'addr', 'add', nic.address, 'dev', nic.name]);
         await sh('ip', ['-n', ns, 'link', 'set', nic.name, 'up']);

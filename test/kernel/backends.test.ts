@@ -10,11 +10,25 @@ let b: string;
 
 beforeAll(async () => {
   f = await makeFixture('be', [
-    { name: 'n1', nics: [{ name: 'eth1', segment: 's1' }, { name: 'eth3', segment: 's3' }, { name: 'eth4', segment: 's3' }] },
+    {
+      name: 'n1',
+      nics: [
+        { name: 'eth1', segment: 's1' },
+        { name: 'eth3', segment: 's3' },
+        { name: 'eth4', segment: 's3' },
+      ],
+    },
   ]);
   f.writeNetworks([
     { name: 'mgmt', spec: { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.91.0.0/24' } } },
-    { name: 'nic', spec: { type: 'host-device', device: 'eth3', ipv4: { cidr: '10.93.0.0/24', pools: [{ start: '10.93.0.5', end: '10.93.0.9' }] } } },
+    {
+      name: 'nic',
+      spec: {
+        type: 'host-device',
+        device: 'eth3',
+        ipv4: { cidr: '10.93.0.0/24', pools: [{ start: '10.93.0.5', end: '10.93.0.9' }] },
+      },
+    },
     {
       name: 'cluster',
       spec: {
@@ -23,7 +37,15 @@ beforeAll(async () => {
           cniVersion: '1.0.0',
           name: 'tt-ref',
           plugins: [
-            { type: 'bridge', bridge: 'tt-refbr0', ipam: { type: 'host-local', ranges: [[{ subnet: '10.92.0.0/24' }]], dataDir: '/tmp/tartan-hl-be' } },
+            {
+              type: 'bridge',
+              bridge: 'tt-refbr0',
+              ipam: {
+                type: 'host-local',
+                ranges: [[{ subnet: '10.92.0.0/24' }]],
+                dataDir: '/tmp/tartan-hl-be',
+              },
+            },
             { type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.arp_notify': '1' } },
           ],
         },
@@ -33,7 +55,13 @@ beforeAll(async () => {
       name: 'static',
       spec: {
         type: 'delegate',
-        delegate: { cniVersion: '1.0.0', name: 'tt-st', type: 'macvlan', master: 'eth1', ipam: { type: 'static', addresses: [{ address: '10.94.0.7/24' }] } },
+        delegate: {
+          cniVersion: '1.0.0',
+          name: 'tt-st',
+          type: 'macvlan',
+          master: 'eth1',
+          ipam: { type: 'static', addresses: [{ address: '10.94.0.7/24' }] },
+        },
       },
     },
   ]);
@@ -48,18 +76,24 @@ afterAll(async () => {
 
 describe('host-device', () => {
   it('moves a host NIC into the pod with an address and returns it on DEL', async () => {
-    const conf = f.conf('n1', { interfaces: [{ network: 'nic', ifname: 'fast0', ip: '10.93.0.5' }] });
+    const conf = f.conf('n1', {
+      interfaces: [{ network: 'nic', ifname: 'fast0', ip: '10.93.0.5' }],
+    });
     const r = await f.cni('ADD', 'n1', a, { conf });
     expect(r.code, r.stdout).toBe(0);
     const node = f.node('n1');
-    expect((await nsjson<Array<{ ifname: string }>>(node, 'link', 'show')).map((l) => l.ifname)).not.toContain('eth3');
+    expect(
+      (await nsjson<Array<{ ifname: string }>>(node, 'link', 'show')).map((l) => l.ifname),
+    ).not.toContain('eth3');
     expect(await podAddrs(a, 'fast0')).toEqual(['10.93.0.5/24']);
     // eth4 shares the segment: give it an address in the node and ping the pod's NIC.
     await sh('ip', ['-n', node, 'addr', 'add', '10.93.0.100/24', 'dev', 'eth4']);
     expect(await ping(node, '10.93.0.5')).toBe(true);
     expect((await f.cni('CHECK', 'n1', a, { conf })).code).toBe(0);
     expect((await f.cni('DEL', 'n1', a, { conf })).code).toBe(0);
-    expect((await nsjson<Array<{ ifname: string }>>(node, 'link', 'show')).map((l) => l.ifname)).toContain('eth3');
+    expect(
+      (await nsjson<Array<{ ifname: string }>>(node, 'link', 'show')).map((l) => l.ifname),
+    ).toContain('eth3');
     expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
     await sh('ip', ['-n', node, 'addr', 'flush', 'dev', 'eth4']);
   });
@@ -67,16 +101,30 @@ describe('host-device', () => {
 
 describe('delegation', () => {
   it('runs a reference conflist as eth0 and Tartan interfaces beside it; DEL undoes both', async () => {
-    const conf = f.conf('n1', { defaultNetwork: 'cluster', interfaces: [{ network: 'mgmt' }, { network: 'static' }] });
+    const conf = f.conf('n1', {
+      defaultNetwork: 'cluster',
+      interfaces: [{ network: 'mgmt' }, { network: 'static' }],
+    });
     const r = await f.cni('ADD', 'n1', a, { conf });
     expect(r.code, r.stdout).toBe(0);
-    const res = r.out as { interfaces: Array<{ name: string; sandbox?: string }>; ips: Array<{ address: string; interface: number }> };
-    expect(res.interfaces.filter((i) => i.sandbox).map((i) => i.name)).toEqual(['eth0', 'net1', 'net2']);
+    const res = r.out as {
+      interfaces: Array<{ name: string; sandbox?: string }>;
+      ips: Array<{ address: string; interface: number }>;
+    };
+    expect(res.interfaces.filter((i) => i.sandbox).map((i) => i.name)).toEqual([
+      'eth0',
+      'net1',
+      'net2',
+    ]);
     expect(res.ips.map((i) => i.address)).toContain('10.94.0.7/24');
     const eth0 = await podAddrs(a, 'eth0');
     expect(eth0[0]).toMatch(/^10\.92\.0\.\d+\/24$/);
     // tuning ran with the bridge plugin's prevResult: its sysctl is set on eth0.
-    expect((await sh('ip', ['netns', 'exec', a, 'cat', '/proc/sys/net/ipv4/conf/eth0/arp_notify'])).trim()).toBe('1');
+    expect(
+      (
+        await sh('ip', ['netns', 'exec', a, 'cat', '/proc/sys/net/ipv4/conf/eth0/arp_notify'])
+      ).trim(),
+    ).toBe('1');
     expect(await podAddrs(a, 'net2')).toEqual(['10.94.0.7/24']);
     const chk = await f.cni('CHECK', 'n1', a, { conf });
     expect(chk.code, chk.stdout).toBe(0);
@@ -87,19 +135,31 @@ describe('delegation', () => {
     expect(await ping(a, b0)).toBe(true);
 
     expect((await f.cni('DEL', 'n1', a, { conf })).code).toBe(0);
-    expect((await f.cni('DEL', 'n1', b, { conf: f.conf('n1', { defaultNetwork: 'cluster' }) })).code).toBe(0);
+    expect(
+      (await f.cni('DEL', 'n1', b, { conf: f.conf('n1', { defaultNetwork: 'cluster' }) })).code,
+    ).toBe(0);
     expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
     // host-local released its leases (DEL reached the delegate).
-    const leases = await sh('sh', ['-c', 'ls /tmp/tartan-hl-be/tt-ref 2>/dev/null | grep -c "^10\\." || true']);
+    const leases = await sh('sh', [
+      '-c',
+      'ls /tmp/tartan-hl-be/tt-ref 2>/dev/null | grep -c "^10\\." || true',
+    ]);
     expect(leases.trim()).toBe('0');
   });
 
   it('chains after a previous plugin: prevResult keeps eth0 and Tartan adds net1', async () => {
-    const prev = { cniVersion: '1.0.0', interfaces: [{ name: 'eth0', sandbox: `/run/netns/${a}` }], ips: [{ address: '10.250.0.2/24', interface: 0 }] };
+    const prev = {
+      cniVersion: '1.0.0',
+      interfaces: [{ name: 'eth0', sandbox: `/run/netns/${a}` }],
+      ips: [{ address: '10.250.0.2/24', interface: 0 }],
+    };
     const conf = { ...f.conf('n1', { interfaces: [{ network: 'mgmt' }] }), prevResult: prev };
     const r = await f.cni('ADD', 'n1', a, { conf });
     expect(r.code, r.stdout).toBe(0);
-    const res = r.out as { interfaces: Array<{ name: string }>; ips: Array<{ address: string; interface: number }> };
+    const res = r.out as {
+      interfaces: Array<{ name: string }>;
+      ips: Array<{ address: string; interface: number }>;
+    };
     expect(res.interfaces.map((i) => i.name)).toEqual(['eth0', 'net1']);
     expect(res.ips[0]).toEqual({ address: '10.250.0.2/24', interface: 0 });
     expect(res.ips[1]?.interface).toBe(1);
@@ -125,12 +185,17 @@ describe('protocol', () => {
 
   it('VERSION lists the supported versions', async () => {
     const r = await f.cni('VERSION', 'n1', undefined, { conf: { cniVersion: '1.1.0' } });
-    expect(r.out).toEqual({ cniVersion: '1.1.0', supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] });
+    expect(r.out).toEqual({
+      cniVersion: '1.1.0',
+      supportedVersions: ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'],
+    });
   });
 
   it('STATUS succeeds with a reachable store and fails with code 50 otherwise', async () => {
     expect((await f.cni('STATUS', 'n1', undefined)).code).toBe(0);
-    const bad = await f.cni('STATUS', 'n1', undefined, { conf: f.conf('n1', { store: { type: 'etcd', endpoints: ['http://127.0.0.1:1'] } }) });
+    const bad = await f.cni('STATUS', 'n1', undefined, {
+      conf: f.conf('n1', { store: { type: 'etcd', endpoints: ['http://127.0.0.1:1'] } }),
+    });
     expect(bad.code).toBe(1);
     expect((bad.out as { code: number }).code).toBe(50);
   });
@@ -139,7 +204,9 @@ describe('protocol', () => {
     const conf = f.conf('n1', { interfaces: [{ network: 'mgmt' }] });
     expect((await f.cni('ADD', 'n1', a, { conf })).code).toBe(0);
     expect((await f.cni('ADD', 'n1', b, { conf })).code).toBe(0);
-    const gc = await f.cni('GC', 'n1', undefined, { conf: { ...conf, 'cni.dev/valid-attachments': [{ containerID: `cid-${b}`, ifname: 'eth0' }] } });
+    const gc = await f.cni('GC', 'n1', undefined, {
+      conf: { ...conf, 'cni.dev/valid-attachments': [{ containerID: `cid-${b}`, ifname: 'eth0' }] },
+    });
     expect(gc.code, gc.stdout).toBe(0);
     expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
     expect((await podLinks(b)).map((l) => l.ifname)).toContain('eth0');

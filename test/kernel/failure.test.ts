@@ -13,33 +13,86 @@ let f: Fixture;
 let pod: string;
 
 const nets = [
-  { name: 'good', spec: { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.81.0.0/24', pools: [{ start: '10.81.0.10', end: '10.81.0.20' }], excludes: ['10.81.0.15/32'] } } },
-  { name: 'vx', spec: { type: 'macvlan', device: 'eth2', vxlan: { vni: 8181, remotes: ['192.168.81.9'] }, ipv4: { cidr: '10.82.0.0/24' }, routingTable: 182 } },
+  {
+    name: 'good',
+    spec: {
+      type: 'macvlan',
+      device: 'eth1',
+      ipv4: {
+        cidr: '10.81.0.0/24',
+        pools: [{ start: '10.81.0.10', end: '10.81.0.20' }],
+        excludes: ['10.81.0.15/32'],
+      },
+    },
+  },
+  {
+    name: 'vx',
+    spec: {
+      type: 'macvlan',
+      device: 'eth2',
+      vxlan: { vni: 8181, remotes: ['192.168.81.9'] },
+      ipv4: { cidr: '10.82.0.0/24' },
+      routingTable: 182,
+    },
+  },
   // The gateway of this route is not on-link: the kernel refuses it after the link and its
   // addresses exist, i.e. in the middle of the third interface's set-up.
-  { name: 'broken', spec: { type: 'bridge', ipv4: { cidr: '10.83.0.0/24', routes: [{ dst: '192.0.2.0/24', gw: '10.99.99.1' }] } } },
+  {
+    name: 'broken',
+    spec: {
+      type: 'bridge',
+      ipv4: { cidr: '10.83.0.0/24', routes: [{ dst: '192.0.2.0/24', gw: '10.99.99.1' }] },
+    },
+  },
   { name: 'tiny', spec: { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.84.0.0/30' } } },
 ];
 
 /** Everything that could leak: pod links, node links, rules in the pod, allocations in the store. */
-async function leftovers(): Promise<{ podLinks: string[]; nodeLinks: string[]; rules: number; allocs: string[] }> {
+async function leftovers(): Promise<{
+  podLinks: string[];
+  nodeLinks: string[];
+  rules: number;
+  allocs: string[];
+}> {
   const node = f.node('n1');
-  const nodeLinks = (await nsjson<Array<{ ifname: string }>>(node, 'link', 'show')).map((l) => l.ifname);
-  const rules = (await nsjson<Array<{ table: string }>>(pod, 'rule', 'show')).filter((r) => !['local', 'main', 'default'].includes(r.table)).length;
+  const nodeLinks = (await nsjson<Array<{ ifname: string }>>(node, 'link', 'show')).map(
+    (l) => l.ifname,
+  );
+  const rules = (await nsjson<Array<{ table: string }>>(pod, 'rule', 'show')).filter(
+    (r) => !['local', 'main', 'default'].includes(r.table),
+  ).length;
   const store = await createFileStore(join(f.dir, 'ipam.db'));
   const entries = await store.list<Record<string, unknown>>('');
   await store.close();
-  const allocs = entries.filter((e) => JSON.stringify(e.value).includes('"handle"') || JSON.stringify(e.value).includes('cid-')).flatMap((e) => {
-    const v = e.value as { allocs?: Record<string, unknown> };
-    return v.allocs ? Object.keys(v.allocs).map((k) => `${e.key}:${k}`) : [];
-  });
-  return { podLinks: (await podLinks(pod)).map((l) => l.ifname).filter((n) => n !== 'lo'), nodeLinks: nodeLinks.filter((n) => !['lo', 'eth1', 'eth2'].includes(n)), rules, allocs };
+  const allocs = entries
+    .filter(
+      (e) =>
+        JSON.stringify(e.value).includes('"handle"') || JSON.stringify(e.value).includes('cid-'),
+    )
+    .flatMap((e) => {
+      const v = e.value as { allocs?: Record<string, unknown> };
+      return v.allocs ? Object.keys(v.allocs).map((k) => `${e.key}:${k}`) : [];
+    });
+  return {
+    podLinks: (await podLinks(pod)).map((l) => l.ifname).filter((n) => n !== 'lo'),
+    nodeLinks: nodeLinks.filter((n) => !['lo', 'eth1', 'eth2'].includes(n)),
+    rules,
+    allocs,
+  };
 }
 
 const clean = { podLinks: [], nodeLinks: [], rules: 0, allocs: [] };
 
 beforeAll(async () => {
-  f = await makeFixture('fl', [{ name: 'n1', nics: [{ name: 'eth1', segment: 's1' }, { name: 'eth2', segment: 's2', address: '192.168.81.1/24' }] }]);
+  f = await makeFixture('fl', [
+    {
+      name: 'n1',
+      nics: [
+        { name: 'eth1', segment: 's1' },
+        { name: 'eth2', segment: 's2', address: '192.168.81.1/24' },
+      ],
+    },
+  ]);
   f.writeNetworks(nets);
   pod = await f.pod('p');
 });
@@ -52,7 +105,9 @@ const err = (o: unknown) => o as { code: number; msg: string; details?: string }
 
 describe('rollback', () => {
   it('undoes every interface, host parent, rule and allocation when the third interface fails', async () => {
-    const conf = f.conf('n1', { interfaces: [{ network: 'good', ip: '10.81.0.11' }, { network: 'vx' }, { network: 'broken' }] });
+    const conf = f.conf('n1', {
+      interfaces: [{ network: 'good', ip: '10.81.0.11' }, { network: 'vx' }, { network: 'broken' }],
+    });
     const r = await f.cni('ADD', 'n1', pod, { conf });
     expect(r.code).toBe(1);
     expect(err(r.out).code).toBe(101);
@@ -60,7 +115,9 @@ describe('rollback', () => {
     expect(err(r.out).msg).toMatch(/10\.99\.99\.1|[Nn]exthop|unreachable/);
     expect(await leftovers()).toEqual(clean);
     // The fixed address is free again.
-    const ok = await f.cni('ADD', 'n1', pod, { conf: f.conf('n1', { interfaces: [{ network: 'good', ip: '10.81.0.11' }] }) });
+    const ok = await f.cni('ADD', 'n1', pod, {
+      conf: f.conf('n1', { interfaces: [{ network: 'good', ip: '10.81.0.11' }] }),
+    });
     expect(ok.code, ok.stdout).toBe(0);
     expect((await f.cni('DEL', 'n1', pod, { conf })).code).toBe(0);
     expect(await leftovers()).toEqual(clean);
@@ -78,7 +135,14 @@ describe('DEL and CHECK', () => {
     expect(d.code, d.stdout).toBe(0);
     expect(await leftovers()).toEqual(clean);
     // A DEL without CNI_NETNS at all is fine too.
-    const d2 = await callCni({ plugin: TARTAN, command: 'DEL', conf, node: f.node('n1'), containerId: `cid-${gone}`, ifname: 'eth0' });
+    const d2 = await callCni({
+      plugin: TARTAN,
+      command: 'DEL',
+      conf,
+      node: f.node('n1'),
+      containerId: `cid-${gone}`,
+      ifname: 'eth0',
+    });
     expect(d2.code, d2.stdout).toBe(0);
   });
 
@@ -114,18 +178,90 @@ describe('bad input', () => {
   const add = (opts: Parameters<Fixture['cni']>[3], pod2 = pod) => f.cni('ADD', 'n1', pod2, opts);
   const cases: Array<[string, () => Promise<{ code: number; out: unknown }>, number, RegExp]> = [
     ['malformed stdin', () => add({ conf: '{"cniVersion": "1.1.0", ' }), 6, /not valid JSON/],
-    ['oversized stdin', () => add({ conf: JSON.stringify({ ...f.conf('n1'), pad: 'x'.repeat(1.5 * 1024 * 1024) }) }), 6, /larger than/],
-    ['unsupported version', () => add({ conf: { ...f.conf('n1'), cniVersion: '9.9.9' } }), 1, /version/],
-    ['unknown network', () => add({ conf: f.conf('n1', { interfaces: [{ network: 'nope' }] }) }), 7, /unknown network nope/],
-    ['fixed IP outside the range', () => add({ conf: f.conf('n1', { interfaces: [{ network: 'good', ip: '10.81.0.50' }] }) }), 104, /10\.81\.0\.50/],
-    ['fixed IP in an excluded range', () => add({ conf: f.conf('n1', { interfaces: [{ network: 'good', ip: '10.81.0.15' }] }) }), 104, /10\.81\.0\.15/],
-    ['interface name too long', () => add({ conf: f.conf('n1', { interfaces: [{ network: 'good', ifname: 'averyverylongname0' }] }) }), 107, /ifname/],
-    ['interface name with shell metacharacters', () => add({ conf: f.conf('n1', { interfaces: [{ network: 'good', ifname: 'a;rm -rf' }] }) }), 107, /ifname/],
-    ['CNI_IFNAME with shell metacharacters', () => add({ ifname: 'e$(x)', conf: f.conf('n1', { interfaces: [{ network: 'good' }] }) }), 4, /CNI_IFNAME/],
-    ['missing netns', () => add({ netns: '/run/netns/tt-does-not-exist', conf: f.conf('n1', { interfaces: [{ network: 'good' }] }) }), 4, /does not exist/],
-    ['netns that is a regular file', () => add({ netns: join(f.dir, 'not-a-netns'), conf: f.conf('n1', { interfaces: [{ network: 'good' }] }) }), 4, /not a network namespace/],
-    ['netns of another kind', () => add({ netns: '/proc/1/ns/mnt', conf: f.conf('n1', { interfaces: [{ network: 'good' }] }) }), 4, /not a network namespace/],
-    ['invalid configuration field', () => add({ conf: { ...f.conf('n1'), store: { type: 'floppy' } } }), 7, /store/],
+    [
+      'oversized stdin',
+      () => add({ conf: JSON.stringify({ ...f.conf('n1'), pad: 'x'.repeat(1.5 * 1024 * 1024) }) }),
+      6,
+      /larger than/,
+    ],
+    [
+      'unsupported version',
+      () => add({ conf: { ...f.conf('n1'), cniVersion: '9.9.9' } }),
+      1,
+      /version/,
+    ],
+    [
+      'unknown network',
+      () => add({ conf: f.conf('n1', { interfaces: [{ network: 'nope' }] }) }),
+      7,
+      /unknown network nope/,
+    ],
+    [
+      'fixed IP outside the range',
+      () => add({ conf: f.conf('n1', { interfaces: [{ network: 'good', ip: '10.81.0.50' }] }) }),
+      104,
+      /10\.81\.0\.50/,
+    ],
+    [
+      'fixed IP in an excluded range',
+      () => add({ conf: f.conf('n1', { interfaces: [{ network: 'good', ip: '10.81.0.15' }] }) }),
+      104,
+      /10\.81\.0\.15/,
+    ],
+    [
+      'interface name too long',
+      () =>
+        add({
+          conf: f.conf('n1', { interfaces: [{ network: 'good', ifname: 'averyverylongname0' }] }),
+        }),
+      107,
+      /ifname/,
+    ],
+    [
+      'interface name with shell metacharacters',
+      () => add({ conf: f.conf('n1', { interfaces: [{ network: 'good', ifname: 'a;rm -rf' }] }) }),
+      107,
+      /ifname/,
+    ],
+    [
+      'CNI_IFNAME with shell metacharacters',
+      () => add({ ifname: 'e$(x)', conf: f.conf('n1', { interfaces: [{ network: 'good' }] }) }),
+      4,
+      /CNI_IFNAME/,
+    ],
+    [
+      'missing netns',
+      () =>
+        add({
+          netns: '/run/netns/tt-does-not-exist',
+          conf: f.conf('n1', { interfaces: [{ network: 'good' }] }),
+        }),
+      4,
+      /does not exist/,
+    ],
+    [
+      'netns that is a regular file',
+      () =>
+        add({
+          netns: join(f.dir, 'not-a-netns'),
+          conf: f.conf('n1', { interfaces: [{ network: 'good' }] }),
+        }),
+      4,
+      /not a network namespace/,
+    ],
+    [
+      'netns of another kind',
+      () =>
+        add({ netns: '/proc/1/ns/mnt', conf: f.conf('n1', { interfaces: [{ network: 'good' }] }) }),
+      4,
+      /not a network namespace/,
+    ],
+    [
+      'invalid configuration field',
+      () => add({ conf: { ...f.conf('n1'), store: { type: 'floppy' } } }),
+      7,
+      /store/,
+    ],
   ];
   for (const [name, call, code, msg] of cases) {
     it(`${name}: code ${code}, nothing left behind`, async () => {
@@ -139,7 +275,12 @@ describe('bad input', () => {
   }
 
   it('unknown CNI_COMMAND: code 4', async () => {
-    const r = await callCni({ plugin: TARTAN, command: 'BOGUS' as 'ADD', conf: f.conf('n1'), node: f.node('n1') });
+    const r = await callCni({
+      plugin: TARTAN,
+      command: 'BOGUS' as 'ADD',
+      conf: f.conf('n1'),
+      node: f.node('n1'),
+    });
     expect(err(r.out).code).toBe(4);
     expect(err(r.out).msg).toMatch(/unknown CNI_COMMAND/);
   });
@@ -151,7 +292,11 @@ describe('bad input', () => {
     const r = await f.cni('ADD', 'n1', pod, { conf });
     expect(err(r.out).code).toBe(103);
     expect(err(r.out).msg).toMatch(new RegExp(`cid-${other}`));
-    const full = await f.cni('ADD', 'n1', pod, { conf: f.conf('n1', { interfaces: [{ network: 'tiny', ip: '10.84.0.2' }, { network: 'tiny' }] }) });
+    const full = await f.cni('ADD', 'n1', pod, {
+      conf: f.conf('n1', {
+        interfaces: [{ network: 'tiny', ip: '10.84.0.2' }, { network: 'tiny' }],
+      }),
+    });
     expect(err(full.out).code).toBe(102);
     expect((await podLinks(pod)).filter((l) => l.ifname !== 'lo')).toEqual([]);
     expect((await f.cni('DEL', 'n1', other, { conf })).code).toBe(0);

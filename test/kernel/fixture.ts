@@ -24,7 +24,13 @@ export interface Fixture {
     command: 'ADD' | 'DEL' | 'CHECK' | 'STATUS' | 'GC' | 'VERSION',
     node: string,
     pod: string | undefined,
-    opts?: { containerId?: string; ifname?: string; conf?: Record<string, unknown> | string; args?: string; netns?: string },
+    opts?: {
+      containerId?: string;
+      ifname?: string;
+      conf?: Record<string, unknown> | string;
+      args?: string;
+      netns?: string;
+    },
   ): Promise<CniOutcome>;
   destroy(): Promise<void>;
 }
@@ -53,7 +59,12 @@ export async function makeFixture(tag: string, nodes: NodeSpec[]): Promise<Fixtu
       rmSync(netsDir, { recursive: true, force: true });
       mkdirSync(netsDir, { recursive: true });
       const docs = nets.map((n) =>
-        stringify({ apiVersion: 'tartan.io/v1alpha1', kind: 'ClusterNetwork', metadata: { name: n.name }, spec: n.spec }),
+        stringify({
+          apiVersion: 'tartan.io/v1alpha1',
+          kind: 'ClusterNetwork',
+          metadata: { name: n.name },
+          spec: n.spec,
+        }),
       );
       writeFileSync(join(netsDir, 'networks.yaml'), docs.join('---\n'));
     },
@@ -75,7 +86,9 @@ export async function makeFixture(tag: string, nodes: NodeSpec[]): Promise<Fixtu
         command,
         conf: opts.conf ?? f.conf(node),
         node: f.node(node),
-        ...(pod !== undefined || opts.netns !== undefined ? { netns: opts.netns ?? `/run/netns/${pod}` } : {}),
+        ...(pod !== undefined || opts.netns !== undefined
+          ? { netns: opts.netns ?? `/run/netns/${pod}` }
+          : {}),
         containerId: opts.containerId ?? (pod ? `cid-${pod}` : 'cid-none'),
         ifname: opts.ifname ?? 'eth0',
         ...(opts.args !== undefined ? { args: opts.args } : {}),
@@ -91,8 +104,17 @@ export async function makeFixture(tag: string, nodes: NodeSpec[]): Promise<Fixtu
 }
 
 export interface PodState {
-  links: Array<{ ifname: string; address?: string; flags: string[]; mtu: number; linkinfo?: { info_kind?: string } }>;
-  addrs: Array<{ ifname: string; addr_info: Array<{ local: string; prefixlen: number; family: string; tentative?: boolean }> }>;
+  links: Array<{
+    ifname: string;
+    address?: string;
+    flags: string[];
+    mtu: number;
+    linkinfo?: { info_kind?: string };
+  }>;
+  addrs: Array<{
+    ifname: string;
+    addr_info: Array<{ local: string; prefixlen: number; family: string; tentative?: boolean }>;
+  }>;
 }
 
 export async function podLinks(ns: string) {
@@ -101,5 +123,7 @@ export async function podLinks(ns: string) {
 
 export async function podAddrs(ns: string, dev: string): Promise<string[]> {
   const a = await nsjson<PodState['addrs']>(ns, 'addr', 'show', 'dev', dev);
-  return (a[0]?.addr_info ?? []).filter((x) => !x.local.startsWith('fe80')).map((x) => `${x.local}/${x.prefixlen}`);
+  return (a[0]?.addr_info ?? [])
+    .filter((x) => !x.local.startsWith('fe80'))
+    .map((x) => `${x.local}/${x.prefixlen}`);
 }

@@ -37,15 +37,32 @@ const confFor = (node: string, fixed: string) =>
   f.conf(node, {
     interfaces: [
       { network: 'oam', ip: fixed },
-      { network: 'internal', ifname: 'int0', ip6: 'dynamic', policyRoutes: [{ dst: '198.51.100.0/24' }] },
+      {
+        network: 'internal',
+        ifname: 'int0',
+        ip6: 'dynamic',
+        policyRoutes: [{ dst: '198.51.100.0/24' }],
+      },
       { network: 'local' },
     ],
   });
 
 beforeAll(async () => {
   f = await makeFixture('mi', [
-    { name: 'n1', nics: [{ name: 'eth1', segment: 'oam' }, { name: 'eth2', segment: 'under', address: '192.168.71.1/24' }] },
-    { name: 'n2', nics: [{ name: 'eth1', segment: 'oam' }, { name: 'eth2', segment: 'under', address: '192.168.71.2/24' }] },
+    {
+      name: 'n1',
+      nics: [
+        { name: 'eth1', segment: 'oam' },
+        { name: 'eth2', segment: 'under', address: '192.168.71.1/24' },
+      ],
+    },
+    {
+      name: 'n2',
+      nics: [
+        { name: 'eth1', segment: 'oam' },
+        { name: 'eth2', segment: 'under', address: '192.168.71.2/24' },
+      ],
+    },
   ]);
   f.writeNetworks(nets);
   for (const p of ['a', 'b', 'c']) pods[p] = await f.pod(p);
@@ -59,9 +76,16 @@ describe('multi-interface pods on two nodes', () => {
   it('attaches every interface in order with its addresses, routes and policy rules', async () => {
     const r = await f.cni('ADD', 'n1', pods.a, { conf: confFor('n1', '10.71.0.21') });
     expect(r.code, r.stdout).toBe(0);
-    const res = r.out as { interfaces: Array<{ name: string; sandbox?: string }>; ips: Array<{ address: string; interface: number }> };
+    const res = r.out as {
+      interfaces: Array<{ name: string; sandbox?: string }>;
+      ips: Array<{ address: string; interface: number }>;
+    };
     // eth0 (oam), int0 (internal), net1 (local: host veth + pod end)
-    expect(res.interfaces.filter((i) => i.sandbox).map((i) => i.name)).toEqual(['eth0', 'int0', 'net1']);
+    expect(res.interfaces.filter((i) => i.sandbox).map((i) => i.name)).toEqual([
+      'eth0',
+      'int0',
+      'net1',
+    ]);
     for (const ip of res.ips) expect(res.interfaces[ip.interface]?.sandbox).toBeDefined();
 
     const links = await podLinks(pods.a!);
@@ -77,18 +101,36 @@ describe('multi-interface pods on two nodes', () => {
     expect(main).not.toMatch(/default.*int0/);
 
     // Policy routing for int0: from <ip> lookup 172, and table 172 knows only int0.
-    const intAddr = (await podAddrs(pods.a!, 'int0')).find((x) => x.startsWith('10.72.'))!.split('/')[0]!;
-    const rules = await nsjson<Array<{ priority: number; src?: string; table: string }>>(pods.a, 'rule', 'show');
+    const intAddr = (await podAddrs(pods.a!, 'int0'))
+      .find((x) => x.startsWith('10.72.'))!
+      .split('/')[0]!;
+    const rules = await nsjson<Array<{ priority: number; src?: string; table: string }>>(
+      pods.a,
+      'rule',
+      'show',
+    );
     expect(rules).toContainEqual(expect.objectContaining({ src: intAddr, table: '172' }));
     const t172 = await sh('ip', ['-n', pods.a!, 'route', 'show', 'table', '172']);
     expect(t172).toMatch(/10\.72\.0\.0\/24 dev int0/);
     expect(t172).toMatch(/198\.51\.100\.0\/24 dev int0/);
-    const rules6 = await nsjson<Array<{ src?: string; table: string }>>(pods.a, '-6', 'rule', 'show');
+    const rules6 = await nsjson<Array<{ src?: string; table: string }>>(
+      pods.a,
+      '-6',
+      'rule',
+      'show',
+    );
     expect(rules6.some((x) => x.table === '172' && x.src?.startsWith('fd00:72::'))).toBe(true);
 
     // Host parents on the node: the VXLAN device over eth2 and the bridge.
     const node = f.node('n1');
-    const vx = (await nsjson<Array<{ ifname: string; linkinfo?: { info_kind: string; info_data?: { id?: number; port?: number } } }>>(node, '-d', 'link', 'show', 'tvx7171'))[0];
+    const vx = (
+      await nsjson<
+        Array<{
+          ifname: string;
+          linkinfo?: { info_kind: string; info_data?: { id?: number; port?: number } };
+        }>
+      >(node, '-d', 'link', 'show', 'tvx7171')
+    )[0];
     expect(vx?.linkinfo?.info_kind).toBe('vxlan');
     expect(vx?.linkinfo?.info_data?.id).toBe(7171);
     const fdb = await sh('ip', ['netns', 'exec', node, 'bridge', 'fdb', 'show', 'dev', 'tvx7171']);
@@ -108,14 +150,17 @@ describe('multi-interface pods on two nodes', () => {
     expect(await ping(pods.a!, b4)).toBe(true);
     expect(await ping(pods.a!, b6)).toBe(true);
     // Different nodes took addresses from different node-affine blocks (/28).
-    const aInt = (await podAddrs(pods.a!, 'int0')).find((x) => x.startsWith('10.72.'))!.split('/')[0]!;
+    const aInt = (await podAddrs(pods.a!, 'int0'))
+      .find((x) => x.startsWith('10.72.'))!
+      .split('/')[0]!;
     const block = (ip: string) => Number(ip.split('.')[3]) >> 4;
     expect(block(aInt)).not.toBe(block(b4));
   });
 
   it('keeps a shared host parent while in use, removes it after the last user, repairs it if deleted', async () => {
     const node = f.node('n1');
-    const links = async () => (await sh('ip', ['-n', node, '-br', 'link'])).split('\n').map((l) => l.split(/[\s@]/)[0]);
+    const links = async () =>
+      (await sh('ip', ['-n', node, '-br', 'link'])).split('\n').map((l) => l.split(/[\s@]/)[0]);
     const r = await f.cni('ADD', 'n1', pods.c, { conf: confFor('n1', '10.71.0.23') });
     expect(r.code, r.stdout).toBe(0);
     expect(await ping(pods.c!, '10.71.0.21')).toBe(true);
@@ -129,19 +174,30 @@ describe('multi-interface pods on two nodes', () => {
     const again = await f.cni('ADD', 'n1', pods.c, { conf: confFor('n1', '10.71.0.23') });
     expect(again.code, again.stdout).toBe(0);
     expect(await links()).toContain('tvx7171');
-    const c4 = (await podAddrs(pods.c!, 'int0')).find((x) => x.startsWith('10.72.'))!.split('/')[0]!;
-    const b4 = (await podAddrs(pods.b!, 'int0')).find((x) => x.startsWith('10.72.'))!.split('/')[0]!;
+    const c4 = (await podAddrs(pods.c!, 'int0'))
+      .find((x) => x.startsWith('10.72.'))!
+      .split('/')[0]!;
+    const b4 = (await podAddrs(pods.b!, 'int0'))
+      .find((x) => x.startsWith('10.72.'))!
+      .split('/')[0]!;
     expect(await ping(pods.c!, b4)).toBe(true);
     expect(c4).toBeTruthy();
 
     for (const p of ['a', 'c'])
-      expect((await f.cni('DEL', 'n1', pods[p], { conf: confFor('n1', '10.71.0.2' + (p === 'a' ? '1' : '3')) })).code).toBe(0);
+      expect(
+        (
+          await f.cni('DEL', 'n1', pods[p], {
+            conf: confFor('n1', '10.71.0.2' + (p === 'a' ? '1' : '3')),
+          })
+        ).code,
+      ).toBe(0);
     const after = await links();
     expect(after).not.toContain('tvx7171');
     expect(after).not.toContain('tt-br-local');
     expect(after.filter((l) => l?.startsWith('tt'))).toEqual([]);
     expect((await f.cni('DEL', 'n2', pods.b, { conf: confFor('n2', '10.71.0.22') })).code).toBe(0);
     expect((await sh('ip', ['-n', f.node('n2'), '-br', 'link'])).includes('tvx7171')).toBe(false);
-    for (const p of Object.values(pods)) expect((await podLinks(p)).map((l) => l.ifname)).toEqual(['lo']);
+    for (const p of Object.values(pods))
+      expect((await podLinks(p)).map((l) => l.ifname)).toEqual(['lo']);
   });
 });
