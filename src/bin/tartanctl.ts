@@ -1,0 +1,170 @@
+// tartanctl: networks, pools, a pod's interfaces, check (intent vs kernel), topology.
+import { spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { checkInterface } from '../attach/check.js';
+import { openContext } from '../ctl/context.js';
+import { networksView, podView, poolsView, records, topologyDot } from '../ctl/commands.js';
+import { createKernel } from '../kernel/iproute.js';
+import { table } from '../lab/lab.js';
+
+const USAGE = `usage: tartanctl <command> [options]
+commands:
+  networks                 networks with type, segment, capacity and usage
+  pools <network>          the network's address blocks: node affinity and use
+  pod <name|containerId>   a pod's interfaces as Tartan recorded them
+  check                    every recorded attachment against the kernel
+  topology --out F         nodes, pods and networks as a picture (.svg, .png or .dot)
+options:
+  --lab <name>             use a running local lab (npm run lab -- up)
+  --networks-dir D --store-path F | --etcd URL --state-dir D --node N`;
+
+async function main(): Promise<number> {
+  const { values, positionals } = parseArgs({
+    allowPositionals: true,
+    options: {
+      lab: { type: 'string' },
+      'networks-dir': { type: 'string' },
+      'store-path': { type: 'string' },
+      etcd: { type: 'string' },
+      'state-dir': { type: 'string' },
+      node: { type: 'string' },
+      out: { type: 'string' },
+      local: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [cmd, arg] = positionals;
+  if (!cmd || values.help) {
+    console.log(USAGE);
+    return cmd ? 0 : 2;
+  }
+  const ctx = await openContext({
+    ...(values.lab ? { lab: values.lab } : {}),
+    ...(values['networks-dir'] ? { networksDir: values['networks-dir'] } : {}),
+    ...(values['store-path'] ? { storePath: values['store-path'] } : {}),
+    ...(values.etcd ? { etcd: values.etcd } : {}),
+    ...(values['state-dir'] ? { stateDir: values['state-dir'] } : {}),
+    ...(values.node ? { node: values.node } : {}),
+  });
+  try {
+    switch (cmd) {
+      case 'networks':
+        console.log(
+          table(
+            ['NAME', 'TYPE', 'DEVICE', 'SEGMENT', 'CIDRS', 'CAPACITY', 'IN USE', 'BLOCKS'],
+            await networksView(ctx),
+          ),
+        );
+        return 0;
+      case 'pools':
+        if (!arg) throw new Error('pools needs a network name');
+        console.log(
+          table(
+            ['FAMILY', 'BLOCK', 'NODE', 'USED', 'CLAIMED', 'GC-MARKED', 'SEQ'],
+            await poolsView(ctx, arg),
+          ),
+        );
+        return 0;
+      case 'pod':
+        if (!arg) throw new Error('pod needs a pod name or container id');
+        console.log(
+          table(
+            [
+              'NODE',
+              'IFACE',
+              'NETWORK',
+              'TYPE',
+              'ADDRESSES',
+              'HOST PARENTS',
+              'POLICY RULES',
+              'STATE',
+            ],
+            await podView(ctx, arg),
+          ),
+        );
+        return 0;
+      case 'check':
+        return await check(ctx, values);
+      case 'topology': {
+        const out = values.out ?? 'tartan-topology.svg';
+        const dot = await topologyDot(ctx);
+        if (out.endsWith('.dot')) writeFileSync(out, dot);
+        else {
+          const fmt = out.endsWith('.png') ? 'png' : 'svg';
+          const r = spawnSync('dot', [`-T${fmt}`, '-o', out], { input: dot });
+          if (r.status !== 0)
+            throw new Error(`graphviz dot failed: ${r.stderr?.toString() ?? 'not installed'}`);
+        }
+        console.log(`wrote ${out}`);
+        return 0;
+      }
+      default:
+        console.error(USAGE);
+        return 2;
+    }
+  } finally {
+    await ctx.store.close();
+  }
+}
+
+/** Host-side state lives in the node's netns, so each lab node is checked from inside it. */
+async function check(
+  ctx: Awaited<ReturnType<typeof openContext>>,
+  values: { lab?: string | undefined; local?: boolean | undefined; node?: string | undefined },
+): Promise<number> {
+  if (values.lab && !values.local) {
+    let bad = 0;
+    for (const n of ctx.nodes) {
+      const r = spawnSync(
+        'ip',
+        [
+          'netns',
+          'exec',
+          n.netns!,
+          process.execPath,
+          process.argv[1]!,
+          'check',
+          '--local',
+          '--state-dir',
+          n.stateDir,
+          '--node',
+          n.name,
+          '--lab',
+          values.lab,
+        ],
+        { stdio: 'inherit' },
+      );
+      if (r.status !== 0) bad++;
+    }
+    return bad === 0 ? 0 : 1;
+  }
+  const k = createKernel();
+  let bad = 0;
+  // Inside a lab node, only that node's records are checked (the kernel is that node's).
+  const only = values.local ? values.node : undefined;
+  for (const { node, rec } of await records(ctx)) {
+    if (only && node !== only) continue;
+    for (const i of rec.interfaces) {
+      if (i.delegate) continue;
+      try {
+        await checkInterface(k, rec.netns, i);
+        console.log(`ok    ${node} ${rec.containerId} ${i.ifname} (${i.network})`);
+      } catch (e) {
+        bad++;
+        console.log(
+          `DRIFT ${node} ${rec.containerId} ${i.ifname} (${i.network}): ${(e as Error).message}`,
+        );
+      }
+    }
+  }
+  return bad === 0 ? 0 : 1;
+}
+
+main().then(
+  (c) => process.exit(c),
+  (e) => {
+    console.error(`tartanctl: ${(e as Error).message}`);
+    process.exit(1);
+  },
+);

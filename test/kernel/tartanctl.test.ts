@@ -1,0 +1,79 @@
+// tartanctl against a running lab: the views read the real store and node state, `check`
+// compares them with the kernel and reports drift, `topology` draws the picture.
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { listNetns, run, sh } from '../../src/lab/sh.js';
+
+const root = join(import.meta.dirname, '../..');
+const lab = (...a: string[]) =>
+  run('node', [join(root, 'dist/lab.js'), ...a], undefined, process.env);
+const ctl = (...a: string[]) =>
+  run('node', [join(root, 'dist/tartanctl.js'), ...a, '--lab', 'site'], undefined, process.env);
+
+beforeAll(async () => {
+  const up = await lab('up');
+  expect(up.code, up.stdout + up.stderr).toBe(0);
+});
+
+afterAll(async () => {
+  await lab('down');
+  expect(await listNetns('tt-lab-')).toEqual([]);
+});
+
+describe('tartanctl', () => {
+  it('networks: type, segment, capacity and usage', async () => {
+    const r = await ctl('networks');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(
+      /internal\s+macvlan\s+eth2\s+vxlan 1000\s+10\.20\.0\.0\/24 fd00:20::\/64\s+v4: 254 v6: 2\^63\s+v4: 3 v6: 3/,
+    );
+    expect(r.stdout).toMatch(
+      /oam\s+macvlan\/bridge\s+eth1\s+-\s+10\.10\.0\.0\/24\s+v4: 190\s+v4: 2/,
+    );
+  });
+
+  it('pools: node-affine blocks', async () => {
+    const r = await ctl('pools', 'internal');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/v4\s+10\.20\.0\.\d+\/28\s+node1\s+2/);
+    expect(r.stdout).toMatch(/v4\s+10\.20\.0\.\d+\/28\s+node2\s+1/);
+  });
+
+  it('pod: interfaces, parents and policy rules as recorded', async () => {
+    const r = await ctl('pod', 'amf');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/node1\s+eth0\s+oam\s+macvlan\s+10\.10\.0\.10\/24/);
+    expect(r.stdout).toMatch(
+      /int0\s+internal\s+macvlan\s+10\.20\.0\.\d+\/24 fd00:20::\S+\s+tvx1000\s+from 10\.20\.0\.\d+\/32 lookup 120/,
+    );
+  });
+
+  it('check: clean, then reports a deleted address as drift', async () => {
+    const ok = await ctl('check');
+    expect(ok.code, ok.stdout + ok.stderr).toBe(0);
+    expect(ok.stdout.match(/^ok /gm)).toHaveLength(7);
+    await sh('ip', ['-n', 'tt-lab-site-smf', 'addr', 'del', '10.10.0.20/24', 'dev', 'eth0']);
+    const drift = await ctl('check');
+    expect(drift.code).toBe(1);
+    expect(drift.stdout).toMatch(
+      /DRIFT node2 lab-smf eth0 \(oam\): .*address 10\.10\.0\.20\/24 is missing/,
+    );
+  });
+
+  it('topology: DOT and SVG of nodes, pods and networks', async () => {
+    const dot = '/tmp/tartan-topology-test.dot';
+    const svg = '/tmp/tartan-topology-test.svg';
+    try {
+      expect((await ctl('topology', '--out', dot)).code).toBe(0);
+      const text = readFileSync(dot, 'utf8');
+      expect(text).toMatch(/subgraph "cluster_node1"/);
+      expect(text).toMatch(/"pod:lab-amf" -- "net:oam" \[label="eth0 10\.10\.0\.10"\]/);
+      expect((await ctl('topology', '--out', svg)).code).toBe(0);
+      expect(existsSync(svg) && readFileSync(svg, 'utf8')).toMatch(/<svg/);
+    } finally {
+      rmSync(dot, { force: true });
+      rmSync(svg, { force: true });
+    }
+  });
+});
