@@ -21,7 +21,7 @@ export async function sh(
       );
     }
   }
-  const r = await run(file, args, opts.input, {});
+  const r = await run(file, args, opts.input, process.env);
   if (r.code !== 0)
     throw new Error(
       `${file} ${args.join(' ')} failed (${r.code}): ${(r.stderr || r.stdout).trim()}`,
