@@ -1,0 +1,73 @@
+// The smallest common surface of bun:sqlite and better-sqlite3, so the file store runs
+// unchanged in the Bun-compiled CNI binary and in the Node agent. Both drivers are
+// synchronous and embed SQLite, so the two runtimes share one file with SQLite's own locks.
+
+export type SqlValue = string | number | bigint | null;
+export type Row = Record<string, unknown>;
+
+export interface SqliteDriver {
+  readonly runtime: 'bun' | 'node';
+  exec(sql: string): void;
+  get(sql: string, ...params: SqlValue[]): Row | undefined;
+  all(sql: string, ...params: SqlValue[]): Row[];
+  /** Returns the number of rows changed. */
+  run(sql: string, ...params: SqlValue[]): number;
+  close(): void;
+}
+
+interface Statement {
+  get(...params: SqlValue[]): Row | null | undefined;
+  all(...params: SqlValue[]): Row[];
+  run(...params: SqlValue[]): { changes: number | bigint };
+}
+
+interface Database {
+  exec(sql: string): unknown;
+  prepare(sql: string): Statement;
+  close(): void;
+}
+
+type DatabaseCtor = new (path: string, opts?: Record<string, unknown>) => Database;
+
+// Specifiers are held in variables so neither bundler follows them: the Bun build must
+// not pull in a native Node addon, and esbuild cannot resolve bun:sqlite.
+const BUN_SQLITE = 'bun:sqlite';
+const BETTER_SQLITE3 = 'better-sqlite3';
+
+export const isBun = (): boolean => typeof process !== 'undefined' && !!process.versions.bun;
+
+export async function openSqlite(path: string): Promise<SqliteDriver> {
+  let db: Database;
+  let runtime: SqliteDriver['runtime'];
+  if (isBun()) {
+    const mod = (await import(BUN_SQLITE)) as { Database: DatabaseCtor };
+    db = new mod.Database(path, { create: true });
+    runtime = 'bun';
+  } else {
+    const mod = (await import(BETTER_SQLITE3)) as { default: DatabaseCtor };
+    db = new mod.default(path);
+    runtime = 'node';
+  }
+  // Preparing costs more than running these tiny statements; the store uses a handful.
+  const cache = new Map<string, Statement>();
+  const stmt = (sql: string): Statement => {
+    let s = cache.get(sql);
+    if (!s) {
+      s = db.prepare(sql);
+      cache.set(sql, s);
+    }
+    return s;
+  };
+  return {
+    runtime,
+    exec: (sql) => void db.exec(sql),
+    // bun:sqlite answers null for "no row", better-sqlite3 undefined.
+    get: (sql, ...p) => stmt(sql).get(...p) ?? undefined,
+    all: (sql, ...p) => stmt(sql).all(...p),
+    run: (sql, ...p) => Number(stmt(sql).run(...p).changes),
+    close: () => {
+      cache.clear();
+      db.close();
+    },
+  };
+}
