@@ -31,7 +31,9 @@ export async function openHostState(stateDir: string): Promise<HostState> {
     db = await openSqlite(join(stateDir, 'state.db'));
     db.exec('PRAGMA busy_timeout = 10000');
     db.exec('PRAGMA journal_mode = WAL');
-    db.exec('PRAGMA synchronous = FULL');
+    // NORMAL survives a process crash; after a power loss every pod these records describe
+    // is gone too, and GC reconciles what is left (see ADR 0002).
+    db.exec('PRAGMA synchronous = NORMAL');
     db.exec('CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL)');
   } catch (e) {
     throw new TartanError(

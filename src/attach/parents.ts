@@ -104,12 +104,12 @@ export async function acquireParents(
 ): Promise<string[]> {
   if (plans.length === 0) return [];
   return state.withLock(async () => {
-    const present = new Set((await k.links(HOST)).map((l) => l.ifname));
     const taken: string[] = [];
     for (const p of plans) {
+      const present = await k.linkExists(p.name);
       let rec = state.getParent(p.name);
-      if (!rec) rec = { name: p.name, kind: p.kind, external: present.has(p.name), users: [] };
-      if (!present.has(p.name)) {
+      if (!rec) rec = { name: p.name, kind: p.kind, external: present, users: [] };
+      if (!present) {
         await k.apply(HOST, await p.create(k));
         rec.external = false;
       }

@@ -217,4 +217,18 @@ describe('attach pipeline', () => {
     );
     expect(k.ops.filter((o) => o.t.ns === '/d')).toEqual([]);
   });
+
+  it("applies the runtime's ips and mac capabilities to the first interface", async () => {
+    const r = await add(
+      deps,
+      req('/rc', [{ network: 'oam' }, { network: 'br' }], {
+        runtimeConfig: { ips: ['10.1.0.77/24'], mac: '02:11:22:33:44:55' },
+      }),
+    );
+    expect(r.ips?.[0]?.address).toBe('10.1.0.77/24');
+    expect(k.ns('/rc').links.get('eth0')?.address).toBe('02:11:22:33:44:55');
+    await expect(
+      add(deps, req('/rc2', [{ network: 'oam' }], { runtimeConfig: { mac: 'zz' } })),
+    ).rejects.toThrow(/not a MAC address/);
+  });
 });

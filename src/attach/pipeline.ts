@@ -5,12 +5,12 @@ import { TartanError, withContext } from '../cni/errors.js';
 import type { InterfaceRequest } from '../cni/config.js';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, mergeResults, type CniResult } from '../cni/spec.js';
 import type { Ipam } from '../ipam/index.js';
-import type { Kernel } from '../kernel/types.js';
+import { HOST, type Kernel, type LinkInfo } from '../kernel/types.js';
 import type { Network } from '../network/schema.js';
 import { planAddressing } from './addressing.js';
 import { delegateAdd, delegateCheck, delegateDel, type DelegateEnv } from './delegate.js';
 import type { HostState } from './host-state.js';
-import { createLink, destroyLink } from './links.js';
+import { destroyLink, linkOps } from './links.js';
 import { acquireParents, planParents, releaseParents } from './parents.js';
 import type { AttachmentRecord, InterfaceRecord } from './records.js';
 import { checkInterface } from './check.js';
@@ -34,6 +34,32 @@ export interface AttachRequest {
   defaultNetwork: string | undefined;
   requests: InterfaceRequest[];
   prevResult: CniResult | undefined;
+}
+
+/**
+ * The `ips` and `mac` capabilities (CNI conventions): the runtime's per-pod addresses and
+ * MAC apply to the pod's first interface unless its request says otherwise.
+ */
+export function runtimeOverrides(
+  rc: Record<string, unknown> | undefined,
+): Partial<InterfaceRequest> {
+  const out: Partial<InterfaceRequest> = {};
+  const ips = Array.isArray(rc?.ips)
+    ? (rc.ips as unknown[]).filter((x): x is string => typeof x === 'string')
+    : [];
+  const v4 = ips.find((x) => !x.includes(':'));
+  const v6 = ips.find((x) => x.includes(':'));
+  if (v4) out.ip = v4;
+  if (v6) out.ip6 = v6;
+  if (rc?.mac !== undefined) {
+    if (typeof rc.mac !== 'string' || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(rc.mac))
+      throw new TartanError(
+        'ERR_IFACE_REQUEST',
+        `runtimeConfig.mac ${JSON.stringify(rc.mac)} is not a MAC address`,
+      );
+    out.mac = rc.mac;
+  }
+  return out;
 }
 
 export interface PlannedInterface {
@@ -72,6 +98,8 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
     return `net${n}`;
   };
   const explicitDefault = reqs.some((q) => q.defaultRoute);
+  const first = runtimeOverrides(r.runtimeConfig);
+  if (reqs[0] && Object.keys(first).length > 0) reqs[0] = { ...first, ...reqs[0] };
   return reqs.map((q, i) => {
     const net = deps.network(q.network);
     if (!net) throw new TartanError('ERR_UNKNOWN_NETWORK', `unknown network ${q.network}`);
@@ -129,8 +157,10 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
   try {
     for (const [i, p] of plan.entries()) {
       try {
-        const one = await attachOne(deps, r, rec, p, i);
-        result = mergeResults(result, one);
+        // The last interface's process also reads the pod's links back (MACs for the result).
+        const one = await attachOne(deps, r, rec, p, i, i === plan.length - 1);
+        result = mergeResults(result, one.res);
+        if (one.links) setMacs(result, r.netns, one.links);
       } catch (e) {
         throw withContext(e, `interface ${p.ifname} (network ${p.net.metadata.name})`);
       }
@@ -168,7 +198,8 @@ async function attachOne(
   rec: AttachmentRecord,
   p: PlannedInterface,
   position: number,
-): Promise<CniResult> {
+  readBack: boolean,
+): Promise<{ res: CniResult; links?: LinkInfo[] }> {
   const { kernel: k, state, ipam } = deps;
   const ir: InterfaceRecord = {
     ifname: p.ifname,
@@ -182,16 +213,16 @@ async function attachOne(
     ...(p.req.claim ? { claim: p.req.claim } : {}),
   };
   rec.interfaces.push(ir);
-  // Write ahead: from here on, a crash leaves a record that DEL and GC can undo.
-  state.putAttachment(rec);
 
   if (p.net.spec.type === 'delegate') {
+    // Write ahead: the delegate may leave state of its own that only its DEL removes.
+    state.putAttachment(rec);
     const env = delegateEnv(r, p.ifname);
     const out = await delegateAdd(p.net.spec.delegate!, env, SUPPORTED_VERSIONS);
     ir.delegate = out;
     ir.state = 'ready';
     state.putAttachment(rec);
-    return out.result;
+    return { res: out.result };
   }
 
   const spec = p.net.spec;
@@ -206,7 +237,6 @@ async function attachOne(
       ...(p.req.ip6 !== undefined ? { ip6: p.req.ip6 } : {}),
       ...(p.req.claim !== undefined ? { claim: p.req.claim } : {}),
     });
-    state.putAttachment(rec);
   } else if ((p.req.ip && p.req.ip !== 'none') || (p.req.ip6 && p.req.ip6 !== 'none')) {
     throw new TartanError(
       'ERR_IFACE_REQUEST',
@@ -214,25 +244,31 @@ async function attachOne(
     );
   }
 
+  // Everything this interface will create is named before any of it exists, and recorded:
+  // a crash from here on leaves a record that DEL and GC can undo (undo tolerates absence).
   const parents = planParents(p.net);
-  ir.parents = await acquireParents(k, state, parents, user(r.containerId, p.ifname));
-  state.putAttachment(rec);
+  ir.parents = parents.map((x) => x.name);
   const parent = ir.parents.at(-1) ?? spec.device;
-
-  const pre = await createLink(k, r.netns, r.containerId, p.ifname, p.net, parent, ir);
-  state.putAttachment(rec);
-
+  const link = linkOps(r.netns, r.containerId, p.ifname, p.net, parent, ir);
   const a = planAddressing(p.ifname, p.net, p.req, ir.allocations, position, p.defaultRoute);
   ir.rules = a.rules;
   ir.routes = a.routes;
-  const pod = { ns: r.netns };
-  if (pre.length > 0) await k.apply(pod, pre);
-  await k.apply(pod, a.sysctls);
-  await k.apply(pod, a.ops);
-  ir.state = 'ready';
   state.putAttachment(rec);
 
-  return {
+  await acquireParents(k, state, parents, user(r.containerId, p.ifname));
+  const pod = { ns: r.netns };
+  // One process for the whole interface: host link, pod sysctls, addresses, routes, rules.
+  const links = await k.run(
+    [
+      { t: HOST, ops: link.host },
+      { t: pod, ops: [...link.pod, ...a.sysctls, ...a.ops] },
+    ],
+    readBack ? { linksOf: pod } : {},
+  );
+
+  ir.state = 'ready';
+
+  const res: CniResult = {
     cniVersion: LATEST_VERSION,
     interfaces: [
       ...(ir.hostVeth ? [{ name: ir.hostVeth }] : []),
@@ -249,20 +285,20 @@ async function attachOne(
       ...(rt.table !== undefined ? { table: rt.table } : {}),
     })),
   };
+  return links ? { res, links } : { res };
+}
+
+function setMacs(result: CniResult, netns: string, links: LinkInfo[]): void {
+  for (const i of result.interfaces ?? []) {
+    if (i.mac || i.sandbox !== netns) continue;
+    const l = links.find((x) => x.ifname === i.name);
+    if (l?.address) i.mac = l.address;
+  }
 }
 
 async function fillMacs(k: Kernel, netns: string, result: CniResult): Promise<void> {
-  const needPod = result.interfaces?.some((i) => i.sandbox === netns && !i.mac);
-  const needHost = result.interfaces?.some((i) => !i.sandbox && !i.mac);
-  const [pod, host] = await Promise.all([
-    needPod ? k.links({ ns: netns }) : Promise.resolve([]),
-    needHost ? k.links({}) : Promise.resolve([]),
-  ]);
-  for (const i of result.interfaces ?? []) {
-    if (i.mac) continue;
-    const l = (i.sandbox === netns ? pod : i.sandbox ? [] : host).find((x) => x.ifname === i.name);
-    if (l?.address) i.mac = l.address;
-  }
+  if (!result.interfaces?.some((i) => i.sandbox === netns && !i.mac)) return;
+  setMacs(result, netns, await k.links({ ns: netns }));
 }
 
 function delegateEnv(

@@ -1,6 +1,8 @@
 // One CNI command, end to end: configuration -> dependencies -> pipeline -> wire result.
 // The `tartan` executable calls this in-process; the node agent will call the same function.
+import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
+import { join } from 'node:path';
 import {
   interfaceRequests,
   parseCniArgs,
@@ -34,7 +36,10 @@ export async function runCni(
   if (env.command === 'VERSION') return versionResponse(raw.cniVersion);
   const conf = parsePluginConfig(raw);
   const needNetworks = env.command === 'ADD' || env.command === 'GC' || env.command === 'STATUS';
-  const networks = needNetworks ? await loadNetworks(conf.networksDir) : new Map<string, Network>();
+  if (needNetworks) mkdirSync(conf.stateDir, { recursive: true, mode: 0o700 });
+  const networks = needNetworks
+    ? await loadNetworks(conf.networksDir, join(conf.stateDir, 'networks.cache.json'))
+    : new Map<string, Network>();
   let store: Store | undefined;
   let state: HostState | undefined;
   try {

@@ -211,6 +211,13 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
         }
       }
     },
+    async run(steps, opts = {}) {
+      for (const st of steps) await this.apply(st.t, st.ops, opts);
+      return opts.linksOf ? this.links(opts.linksOf) : undefined;
+    },
+    async linkExists(name) {
+      return host.links.has(name);
+    },
     async links(t) {
       return [...space(t).links.values()].map((l) => ({ ...l, flags: [...l.flags] }));
     },

@@ -1,10 +1,12 @@
 // Kernel driver over iproute2. Ops for one target are sent as a single `ip -batch`, so a
 // whole attachment costs one or two processes. Work in a pod netns runs in `ip -n <name>`
 // when the netns is a named one (ip switches itself), else under `nsenter --net=<path>`.
-import { readFile, statfs, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { readFile, statfs } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { TartanError } from '../cni/errors.js';
 import { exec } from './exec.js';
+import { buildScript, failedStep, type Step } from './script.js';
 import type {
   AddrInfo,
   Kernel,
@@ -188,54 +190,36 @@ function fail(t: Target, what: string, stderr: string): never {
   );
 }
 
+function parseLinks(stdout: string): LinkInfo[] {
+  type Raw = {
+    ifindex: number;
+    ifname: string;
+    flags: string[];
+    mtu: number;
+    address?: string;
+    operstate?: string;
+    link?: string;
+    master?: string;
+    linkinfo?: { info_kind?: string; info_data?: { mode?: string; id?: number } };
+  };
+  const raw = (stdout.trim() === '' ? [] : JSON.parse(stdout)) as Raw[];
+  return raw.map((l): LinkInfo => {
+    const info: LinkInfo = { ifindex: l.ifindex, ifname: l.ifname, flags: l.flags, mtu: l.mtu };
+    if (l.address !== undefined) info.address = l.address;
+    if (l.operstate !== undefined) info.operstate = l.operstate;
+    if (l.link !== undefined) info.link = l.link;
+    if (l.master !== undefined) info.master = l.master;
+    const kind = l.linkinfo?.info_kind;
+    if (kind !== undefined) info.kind = kind;
+    const d = l.linkinfo?.info_data;
+    if (d?.mode !== undefined) info.mode = d.mode.toLowerCase();
+    if (kind === 'vlan' && d?.id !== undefined) info.vlanId = d.id;
+    if (kind === 'vxlan' && d?.id !== undefined) info.vni = d.id;
+    return info;
+  });
+}
+
 export function createKernel(): Kernel {
-  async function runBatch(
-    t: Target,
-    tool: string,
-    lines: string[][],
-    force: boolean,
-    opts: string[] = [],
-  ): Promise<void> {
-    if (lines.length === 0) return;
-    const [file, pre] = inTarget(t, tool);
-    // iproute2's batch tokenizer splits on whitespace; every token we emit is validated
-    // (names by regex, addresses by parsing) so none contains whitespace or quotes.
-    const input = lines.map((l) => l.join(' ')).join('\n') + '\n';
-    const r = await exec(
-      file,
-      [...pre, ...opts, ...(force ? ['-force'] : []), '-batch', '-'],
-      input,
-    );
-    if (r.code !== 0 && !force)
-      fail(t, `${tool} ${lines.map((l) => l.slice(0, 3).join(' ')).join('; ')}`, r.stderr);
-  }
-
-  async function writeSysctls(
-    t: Target,
-    kv: [string, string][],
-    bestEffort: boolean,
-  ): Promise<void> {
-    for (const [k] of kv)
-      if (!SYSCTL_KEY_RE.test(k)) throw new TartanError('ERR_KERNEL', `bad sysctl key ${k}`);
-    if (t.ns === undefined) {
-      for (const [k, v] of kv) {
-        try {
-          await writeFile(`/proc/sys/${k}`, v);
-        } catch (e) {
-          if (!bestEffort)
-            throw new TartanError('ERR_KERNEL', `sysctl ${k}=${v} failed`, { cause: e });
-        }
-      }
-      return;
-    }
-    // /proc/sys/net shows the namespace of the process that opens it, so write from inside.
-    const script = kv
-      .map(([k, v]) => `echo ${v} > /proc/sys/${k}`)
-      .join(bestEffort ? '; ' : ' && ');
-    const r = await exec('nsenter', [`--net=${t.ns}`, '--', 'sh', '-c', script]);
-    if (r.code !== 0 && !bestEffort) fail(t, 'sysctl', r.stderr);
-  }
-
   async function query<T>(t: Target, args: string[]): Promise<T> {
     const [file, pre] = inTarget(t, IP);
     const r = await exec(file, [...pre, '-j', ...args]);
@@ -243,53 +227,56 @@ export function createKernel(): Kernel {
     return (r.stdout.trim() === '' ? [] : JSON.parse(r.stdout)) as T;
   }
 
+  async function run(steps: Step[], opts: { bestEffort?: boolean; linksOf?: Target } = {}) {
+    const nonEmpty = steps.filter((s) => s.ops.length > 0);
+    if (nonEmpty.length === 0 && !opts.linksOf) return undefined;
+    const only = nonEmpty[0];
+    if (nonEmpty.length === 1 && !opts.linksOf && only) {
+      const tools = new Set(only.ops.map((o) => opToArgs(o).tool));
+      // A single plain batch needs no shell around it.
+      if (tools.size === 1 && tools.has('ip')) {
+        const [file, pre] = inTarget(only.t, IP);
+        const input = only.ops.map((o) => opToArgs(o).args.join(' ')).join('\n') + '\n';
+        const force = opts.bestEffort ? ['-force'] : [];
+        const r = await exec(file, [...pre, ...force, '-batch', '-'], input);
+        if (r.code !== 0 && !opts.bestEffort)
+          fail(
+            only.t,
+            `ip ${only.ops.map((o) => opToArgs(o).args.slice(0, 3).join(' ')).join('; ')}`,
+            r.stderr,
+          );
+        return undefined;
+      }
+    }
+    const { script, labels } = buildScript(nonEmpty, {
+      bestEffort: opts.bestEffort === true,
+      ...(opts.linksOf ? { linksOf: opts.linksOf } : {}),
+    });
+    const r = await exec('sh', ['-s'], script);
+    if (r.code !== 0 && !opts.bestEffort) {
+      const f = failedStep(r.stderr, labels);
+      throw new TartanError('ERR_KERNEL', `${f.label} failed: ${f.message}`);
+    }
+    return opts.linksOf ? parseLinks(r.stdout) : undefined;
+  }
+
   return {
     async apply(t, ops, opts = {}) {
-      const force = opts.bestEffort === true;
-      // Consecutive ops of one tool are batched; order across tools is kept.
-      let i = 0;
-      while (i < ops.length) {
-        const first = opToArgs(ops[i]!).tool;
-        const group: string[][] = [];
-        while (i < ops.length && opToArgs(ops[i]!).tool === first)
-          group.push(opToArgs(ops[i++]!).args);
-        if (first === 'sysctl')
-          await writeSysctls(
-            t,
-            group.map((a) => [a[0]!, a[1]!]),
-            force,
-          );
-        else if (first === 'bridge') await runBatch(t, BRIDGE, group, force);
-        else await runBatch(t, IP, group, force, first === 'ip6' ? ['-6'] : []);
-      }
+      await run([{ t, ops }], opts);
+    },
+    async run(steps, opts = {}) {
+      return run(steps, opts);
     },
     async links(t) {
-      type Raw = {
-        ifindex: number;
-        ifname: string;
-        flags: string[];
-        mtu: number;
-        address?: string;
-        operstate?: string;
-        link?: string;
-        master?: string;
-        linkinfo?: { info_kind?: string; info_data?: { mode?: string; id?: number } };
-      };
-      const raw = await query<Raw[]>(t, ['-d', 'link', 'show']);
-      return raw.map((l): LinkInfo => {
-        const info: LinkInfo = { ifindex: l.ifindex, ifname: l.ifname, flags: l.flags, mtu: l.mtu };
-        if (l.address !== undefined) info.address = l.address;
-        if (l.operstate !== undefined) info.operstate = l.operstate;
-        if (l.link !== undefined) info.link = l.link;
-        if (l.master !== undefined) info.master = l.master;
-        const kind = l.linkinfo?.info_kind;
-        if (kind !== undefined) info.kind = kind;
-        const d = l.linkinfo?.info_data;
-        if (d?.mode !== undefined) info.mode = d.mode.toLowerCase();
-        if (kind === 'vlan' && d?.id !== undefined) info.vlanId = d.id;
-        if (kind === 'vxlan' && d?.id !== undefined) info.vni = d.id;
-        return info;
-      });
+      const [file, pre] = inTarget(t, IP);
+      const r = await exec(file, [...pre, '-j', '-d', 'link', 'show']);
+      if (r.code !== 0) fail(t, 'ip link show', r.stderr);
+      return parseLinks(r.stdout);
+    },
+    async linkExists(name) {
+      // sysfs shows the links of the netns it was mounted in: the process's own, also under
+      // `ip netns exec`, which remounts it. No process spawn for the common check.
+      return existsSync(`/sys/class/net/${name}`);
     },
     async addresses(t) {
       type Raw = {

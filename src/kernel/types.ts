@@ -104,7 +104,15 @@ export type NetnsKind = 'net' | 'missing' | 'not-netns';
 export interface Kernel {
   /** Runs ops in order; stops at the first failure unless bestEffort (used for undo). */
   apply(t: Target, ops: Op[], opts?: { bestEffort?: boolean }): Promise<void>;
+  /** Runs several steps (each a target and its ops) in order, in as few processes as the
+   * driver can; with linksOf, returns that target's links read back at the end. */
+  run(
+    steps: Array<{ t: Target; ops: Op[] }>,
+    opts?: { bestEffort?: boolean; linksOf?: Target },
+  ): Promise<LinkInfo[] | undefined>;
   links(t: Target): Promise<LinkInfo[]>;
+  /** Whether a link exists in the process's own namespace. */
+  linkExists(name: string): Promise<boolean>;
   addresses(t: Target): Promise<AddrInfo[]>;
   routes(t: Target, table?: number): Promise<RouteInfo[]>;
   rules(t: Target): Promise<RuleInfo[]>;

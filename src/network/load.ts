@@ -1,6 +1,5 @@
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir, readFile, stat, writeFile, rename } from 'node:fs/promises';
 import { join } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { TartanError } from '../cni/errors.js';
 import { NetworkSchema, type Network } from './schema.js';
 import { validateNetwork } from './validate.js';
@@ -16,14 +15,48 @@ export function parseNetwork(raw: unknown, source: string): Network {
   return r.data;
 }
 
-/** Loads every *.yaml, *.yml and *.json file of a directory; a file may hold several documents. */
-export async function loadNetworks(dir: string): Promise<Map<string, Network>> {
+/**
+ * Loads every *.yaml, *.yml and *.json file of a directory; a file may hold several
+ * documents. With a cache file, networks validated before are reused as long as no file
+ * changed (name, size, mtime): parsing YAML and validating costs more than the rest of a
+ * CNI ADD's user-space work.
+ */
+export async function loadNetworks(dir: string, cacheFile?: string): Promise<Map<string, Network>> {
   let names: string[];
   try {
     names = (await readdir(dir)).filter((n) => /\.(ya?ml|json)$/.test(n)).sort();
   } catch (e) {
     throw new TartanError('ERR_CONFIG', `cannot read networks directory ${dir}`, { cause: e });
   }
+  let sig = '';
+  if (cacheFile) {
+    const stats = await Promise.all(names.map((n) => stat(join(dir, n))));
+    sig = JSON.stringify([dir, names.map((n, i) => [n, stats[i]!.size, stats[i]!.mtimeMs])]);
+    try {
+      const c = JSON.parse(await readFile(cacheFile, 'utf8')) as {
+        sig: string;
+        networks: Network[];
+      };
+      if (c.sig === sig) return new Map(c.networks.map((n) => [n.metadata.name, n]));
+    } catch {
+      // no cache or a stale/garbled one: parse the files
+    }
+  }
+  const out = await parseDir(dir, names);
+  if (cacheFile) {
+    const tmp = `${cacheFile}.${process.pid}.tmp`;
+    try {
+      await writeFile(tmp, JSON.stringify({ sig, networks: [...out.values()] }));
+      await rename(tmp, cacheFile);
+    } catch {
+      // A cache that cannot be written only costs speed.
+    }
+  }
+  return out;
+}
+
+async function parseDir(dir: string, names: string[]): Promise<Map<string, Network>> {
+  const { parseAllDocuments } = await import('yaml');
   const out = new Map<string, Network>();
   for (const name of names) {
     const file = join(dir, name);

@@ -58,14 +58,18 @@ export const NetworkSpecSchema = z
     namespaces: z.array(z.string()).optional(),
   })
   .superRefine((s, ctx) => {
-    const bad = (message: string, path: string[]) => ctx.addIssue({ code: 'custom', message, path });
+    const bad = (message: string, path: string[]) =>
+      ctx.addIssue({ code: 'custom', message, path });
     if (s.vlan !== undefined && s.vxlan !== undefined)
       bad('vlan and vxlan are mutually exclusive', ['vxlan']);
     if ((s.type === 'ipvlan' || s.type === 'macvlan' || s.type === 'host-device') && !s.device)
       bad(`type ${s.type} needs a host device`, ['device']);
-    if (s.vxlan && !s.device) bad('vxlan needs a device to take the local address from', ['device']);
-    if (s.type === 'delegate' && !s.delegate) bad('type delegate needs a delegate config', ['delegate']);
-    if (s.type !== 'delegate' && s.delegate) bad('delegate is only valid with type delegate', ['delegate']);
+    if (s.vxlan && !s.device)
+      bad('vxlan needs a device to take the local address from', ['device']);
+    if (s.type === 'delegate' && !s.delegate)
+      bad('type delegate needs a delegate config', ['delegate']);
+    if (s.type !== 'delegate' && s.delegate)
+      bad('delegate is only valid with type delegate', ['delegate']);
     if (s.type === 'delegate' && (s.ipv4 || s.ipv6))
       bad('a delegated network brings its own IPAM; ipv4/ipv6 are not allowed', ['ipv4']);
     if (s.type === 'host-device' && (s.vlan !== undefined || s.vxlan))
