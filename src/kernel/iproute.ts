@@ -19,7 +19,6 @@ import type {
 } from './types.js';
 
 const IP = process.env.TARTAN_IP_BIN ?? 'ip';
-const BRIDGE = process.env.TARTAN_BRIDGE_BIN ?? 'bridge';
 
 /** Converts one op to the argv of an `ip` (or `bridge`) command. */
 export function opToArgs(o: Op): { tool: 'ip' | 'ip6' | 'bridge' | 'sysctl'; args: string[] } {
