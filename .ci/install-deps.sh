@@ -7,7 +7,7 @@ pkgs=(
   etcd-server containerd runc podman
   qemu-system-x86 busybox-static cpio
   hyperfine sockperf iperf3 qperf
-  graphviz
+  graphviz gnuplot-nox
 )
 missing=()
 for p in "${pkgs[@]}"; do

@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { callCni } from '../src/lab/cni.js';
 import { addNetns, delNetns, listNetns, run, sh } from '../src/lab/sh.js';
+import { plotResult } from './plot.js';
 import { printTable, quantile, round } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -186,6 +187,7 @@ async function main() {
     };
     mkdirSync(join(root, 'bench', 'results'), { recursive: true });
     writeFileSync(join(root, 'bench', 'results', 'cni.json'), JSON.stringify(out, null, 2) + '\n');
+    console.log(`plot: ${plotResult(join(root, 'bench', 'results'), 'cni')}`);
     console.log(
       `\nwrote bench/results/cni.json: add_p50_ratio_1if=${out.add_p50_ratio_1if} add_p50_ratio_4if=${out.add_p50_ratio_4if}`,
     );

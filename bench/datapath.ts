@@ -11,6 +11,7 @@ import { stringify } from 'yaml';
 import { mustCni } from '../src/lab/cni.js';
 import { addNetns, delNetns, listNetns, run, sh } from '../src/lab/sh.js';
 import { buildTopology } from '../src/lab/topology.js';
+import { plotResult } from './plot.js';
 import { printTable, round } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -290,6 +291,7 @@ async function main() {
     console.log(
       `\nwrote bench/results/datapath.json: macvlan_latency_ratio=${out.macvlan_latency_ratio} vxlan_latency_ratio=${out.vxlan_latency_ratio}`,
     );
+    console.log(`plot: ${plotResult(join(root, 'bench', 'results'), 'datapath')}`);
   } finally {
     for (const ns of await listNetns(P)) await delNetns(ns);
     await topo.destroy();

@@ -35,7 +35,7 @@ if (!fresh(bin) || process.argv.includes('--force')) {
 
 // Node programs: bundled, with native and heavy dependencies left as imports.
 const entries = {};
-for (const f of ['lab', 'tartanctl', 'bench-cni', 'bench-ipam', 'bench-datapath']) {
+for (const f of ['lab', 'tartanctl', 'bench-cni', 'bench-ipam', 'bench-datapath', 'bench-plot']) {
   const src = f.startsWith('bench-') ? join(root, 'bench', `${f.slice(6)}.ts`) : join(root, 'src/bin', `${f}.ts`);
   if (existsSync(src)) entries[f] = src;
 }
