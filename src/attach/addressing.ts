@@ -10,10 +10,23 @@ import type { InterfaceRecord } from './records.js';
 export const RULE_BASE = 1000;
 
 export interface AddressingPlan {
-  sysctls: Op[];
   ops: Op[];
   rules: InterfaceRecord['rules'];
   routes: InterfaceRecord['routes'];
+}
+
+/**
+ * Pod-wide defaults, set before any of Tartan's links exist in the pod so that each link
+ * inherits them: announce a new address at once (GARP / unsolicited NA on link up) so
+ * neighbours and switches learn the pod's MAC without waiting for an ARP timeout, and use
+ * an IPv6 address at once (telco default: no DAD delay; addresses also carry nodad).
+ */
+export function podDefaults(): Op[] {
+  return [
+    { op: 'sysctl', key: 'net/ipv4/conf/default/arp_notify', value: '1' },
+    { op: 'sysctl', key: 'net/ipv6/conf/default/accept_dad', value: '0' },
+    { op: 'sysctl', key: 'net/ipv6/conf/default/ndisc_notify', value: '1' },
+  ];
 }
 
 export function planAddressing(
@@ -24,20 +37,8 @@ export function planAddressing(
   position: number,
   holdsDefaultRoute: boolean,
 ): AddressingPlan {
-  const has6 = allocs.some((a) => a.family === 6);
-  const sysctls: Op[] = [
-    // Announce the new address at once (GARP on link up) so neighbours and switches learn
-    // the pod's MAC without waiting for the first ARP timeout.
-    { op: 'sysctl', key: `net/ipv4/conf/${ifname}/arp_notify`, value: '1' },
-  ];
-  if (has6) {
-    // Telco default: an address is usable at once (no DAD delay); unsolicited NA on up.
-    sysctls.push({ op: 'sysctl', key: `net/ipv6/conf/${ifname}/accept_dad`, value: '0' });
-    sysctls.push({ op: 'sysctl', key: `net/ipv6/conf/${ifname}/ndisc_notify`, value: '1' });
-  }
   const ops: Op[] = [];
   if (net.spec.mtu !== undefined) ops.push({ op: 'link-set', name: ifname, mtu: net.spec.mtu });
-  if (req.mac) ops.push({ op: 'link-set', name: ifname, mac: req.mac });
   for (const a of allocs)
     ops.push({ op: 'addr-add', dev: ifname, cidr: `${a.address}/${a.prefixLength}`, nodad: true });
   ops.push({ op: 'link-set', name: ifname, up: true });
@@ -80,5 +81,5 @@ export function planAddressing(
       ...(r.table !== undefined ? { table: r.table } : {}),
     });
   for (const r of rules) ops.push({ op: 'rule-add', ...r });
-  return { sysctls, ops, rules, routes };
+  return { ops, rules, routes };
 }

@@ -2,6 +2,7 @@
 // inside the pod's netns under its final name (IFLA_NET_NS_FD), so no temporary host name
 // can collide and nothing of the pod's is ever visible on the host.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { TartanError } from '../cni/errors.js';
 import { HOST, type Kernel, type Op } from '../kernel/types.js';
 import type { Network } from '../network/schema.js';
@@ -12,7 +13,30 @@ export function hostVethName(containerId: string, ifname: string): string {
   return 'tt' + createHash('sha256').update(`${containerId}/${ifname}`).digest('hex').slice(0, 10);
 }
 
-/** Ops that create the link in the pod netns: host-side ops, then pod-side ones. */
+/**
+ * A stable, locally administered unicast MAC for (containerId, ifname): the same pod
+ * interface keeps its MAC across a repeated ADD, and the result needs no read-back.
+ */
+export function stableMac(containerId: string, ifname: string): string {
+  const h = createHash('sha256').update(`mac/${containerId}/${ifname}`).digest();
+  const b = [...h.subarray(0, 6)];
+  b[0] = (b[0]! & 0xfc) | 0x02;
+  return b.map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
+/** The MAC of a link in this process's namespace, from sysfs (no process spawn). */
+export function sysfsMac(name: string): string | undefined {
+  try {
+    return readFileSync(`/sys/class/net/${name}/address`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Ops that create the link in the pod netns: host-side ops, then pod-side ones. Sets
+ * rec.mac where it is known up front (ipvlan shares its parent's, learnt later).
+ */
 export function linkOps(
   netns: string,
   containerId: string,
@@ -20,6 +44,7 @@ export function linkOps(
   net: Network,
   parent: string | undefined,
   rec: InterfaceRecord,
+  mac: string | undefined,
 ): { host: Op[]; pod: Op[] } {
   const s = net.spec;
   switch (s.type) {
@@ -29,10 +54,11 @@ export function linkOps(
         throw new TartanError('ERR_CONFIG', `network ${net.metadata.name} has no parent device`);
       const mode = s.mode ?? (s.type === 'macvlan' ? 'bridge' : 'l2');
       const base = { name: ifname, parent, mode, intoNs: netns };
+      if (s.type === 'ipvlan') return { host: [{ op: 'ipvlan-add', ...base }], pod: [] };
+      // passthru hands the parent's own MAC to the pod.
+      if (mode !== 'passthru') rec.mac = mac ?? stableMac(containerId, ifname);
       return {
-        host: [
-          s.type === 'macvlan' ? { op: 'macvlan-add', ...base } : { op: 'ipvlan-add', ...base },
-        ],
+        host: [{ op: 'macvlan-add', ...base, ...(rec.mac ? { mac: rec.mac } : {}) }],
         pod: [],
       };
     }
@@ -41,6 +67,7 @@ export function linkOps(
         throw new TartanError('ERR_CONFIG', `network ${net.metadata.name} has no bridge`);
       const veth = hostVethName(containerId, ifname);
       rec.hostVeth = veth;
+      rec.mac = mac ?? stableMac(containerId, ifname);
       return {
         host: [
           {
@@ -48,6 +75,7 @@ export function linkOps(
             name: veth,
             peer: ifname,
             peerNs: netns,
+            peerMac: rec.mac,
             ...(s.mtu !== undefined ? { mtu: s.mtu } : {}),
           },
           { op: 'link-set', name: veth, master: parent, up: true },
@@ -58,10 +86,12 @@ export function linkOps(
     case 'host-device': {
       const dev = s.device!;
       rec.hostDevice = dev;
-      return {
-        host: [{ op: 'link-set', name: dev, down: true, intoNs: netns }],
-        pod: dev === ifname ? [] : [{ op: 'link-set', name: dev, newName: ifname }],
-      };
+      const own = sysfsMac(dev);
+      if (own) rec.hostMac = own;
+      rec.mac = mac ?? own;
+      const pod: Op[] = dev === ifname ? [] : [{ op: 'link-set', name: dev, newName: ifname }];
+      if (mac && mac !== own) pod.push({ op: 'link-set', name: ifname, mac });
+      return { host: [{ op: 'link-set', name: dev, down: true, intoNs: netns }], pod };
     }
     case 'delegate':
       throw new TartanError('ERR_INTERNAL', 'delegated networks are attached by the delegate');
@@ -82,6 +112,9 @@ export async function destroyLink(
     // already gone the kernel has returned it to the initial namespace.
     if (rec.hostDevice) {
       podOps.push({ op: 'link-set', name: rec.ifname, down: true });
+      // Give the NIC back as it came: its own MAC and name.
+      if (rec.hostMac && rec.mac !== rec.hostMac)
+        podOps.push({ op: 'link-set', name: rec.ifname, mac: rec.hostMac });
       if (rec.ifname !== rec.hostDevice)
         podOps.push({ op: 'link-set', name: rec.ifname, newName: rec.hostDevice });
       podOps.push({ op: 'link-set', name: rec.hostDevice, intoNs: `/proc/${process.pid}/ns/net` });

@@ -5,13 +5,13 @@ import { TartanError, withContext } from '../cni/errors.js';
 import type { InterfaceRequest } from '../cni/config.js';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, mergeResults, type CniResult } from '../cni/spec.js';
 import type { Ipam } from '../ipam/index.js';
-import { HOST, type Kernel, type LinkInfo } from '../kernel/types.js';
+import { HOST, type Kernel, type Op, type Target } from '../kernel/types.js';
 import type { Network } from '../network/schema.js';
-import { planAddressing } from './addressing.js';
+import { planAddressing, podDefaults } from './addressing.js';
 import { delegateAdd, delegateCheck, delegateDel, type DelegateEnv } from './delegate.js';
 import type { HostState } from './host-state.js';
-import { destroyLink, linkOps } from './links.js';
-import { acquireParents, planParents, releaseParents } from './parents.js';
+import { destroyLink, linkOps, sysfsMac } from './links.js';
+import { acquireParents, planParents, releaseParents, type ParentPlan } from './parents.js';
 import type { AttachmentRecord, InterfaceRecord } from './records.js';
 import { checkInterface } from './check.js';
 
@@ -155,17 +155,33 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
   };
   let result: CniResult = r.prevResult ? { ...r.prevResult } : { cniVersion: LATEST_VERSION };
   try {
+    const pending: Prepared[] = [];
     for (const [i, p] of plan.entries()) {
       try {
-        // The last interface's process also reads the pod's links back (MACs for the result).
-        const one = await attachOne(deps, r, rec, p, i, i === plan.length - 1);
+        const one = await prepareOne(deps, r, rec, p, i);
         result = mergeResults(result, one.res);
-        if (one.links) setMacs(result, r.netns, one.links);
+        if (one.kernel) pending.push(one.kernel);
       } catch (e) {
         throw withContext(e, `interface ${p.ifname} (network ${p.net.metadata.name})`);
       }
     }
-    await fillMacs(k, r.netns, result);
+    if (pending.length > 0) {
+      for (const x of pending) {
+        try {
+          await acquireParents(k, state, x.parents, user(r.containerId, x.ir.ifname));
+        } catch (e) {
+          throw withContext(e, x.label);
+        }
+        // ipvlan shares its parent's MAC, known once the parent exists.
+        if (!x.ir.mac && x.parent) x.ir.mac = sysfsMac(x.parent);
+      }
+      // One process for all of the pod's kernel work: defaults, links, addresses, routes, rules.
+      await k.run([{ t: { ns: r.netns }, ops: podDefaults() }, ...pending.flatMap((x) => x.steps)]);
+      for (const x of pending) x.ir.state = 'ready';
+    }
+    const macs = new Map(rec.interfaces.filter((i) => i.mac).map((i) => [i.ifname, i.mac!]));
+    for (const i of result.interfaces ?? [])
+      if (i.sandbox === r.netns && !i.mac && macs.has(i.name)) i.mac = macs.get(i.name)!;
     rec.result = result;
     state.putAttachment(rec);
     return result;
@@ -192,15 +208,26 @@ function sameShape(rec: AttachmentRecord, plan: PlannedInterface[]): boolean {
   );
 }
 
-async function attachOne(
+interface Prepared {
+  ir: InterfaceRecord;
+  label: string;
+  parents: ParentPlan[];
+  parent: string | undefined;
+  steps: Array<{ t: Target; ops: Op[]; label: string }>;
+}
+
+/**
+ * Everything for one interface short of kernel work: addresses from the IPAM, names and
+ * ops planned, and the record written ahead. Delegates run here, in order.
+ */
+async function prepareOne(
   deps: Deps,
   r: AttachRequest,
   rec: AttachmentRecord,
   p: PlannedInterface,
   position: number,
-  readBack: boolean,
-): Promise<{ res: CniResult; links?: LinkInfo[] }> {
-  const { kernel: k, state, ipam } = deps;
+): Promise<{ res: CniResult; kernel?: Prepared }> {
+  const { state, ipam } = deps;
   const ir: InterfaceRecord = {
     ifname: p.ifname,
     network: p.net.metadata.name,
@@ -249,25 +276,13 @@ async function attachOne(
   const parents = planParents(p.net);
   ir.parents = parents.map((x) => x.name);
   const parent = ir.parents.at(-1) ?? spec.device;
-  const link = linkOps(r.netns, r.containerId, p.ifname, p.net, parent, ir);
+  const link = linkOps(r.netns, r.containerId, p.ifname, p.net, parent, ir, p.req.mac);
   const a = planAddressing(p.ifname, p.net, p.req, ir.allocations, position, p.defaultRoute);
   ir.rules = a.rules;
   ir.routes = a.routes;
   state.putAttachment(rec);
 
-  await acquireParents(k, state, parents, user(r.containerId, p.ifname));
-  const pod = { ns: r.netns };
-  // One process for the whole interface: host link, pod sysctls, addresses, routes, rules.
-  const links = await k.run(
-    [
-      { t: HOST, ops: link.host },
-      { t: pod, ops: [...link.pod, ...a.sysctls, ...a.ops] },
-    ],
-    readBack ? { linksOf: pod } : {},
-  );
-
-  ir.state = 'ready';
-
+  const label = `interface ${p.ifname} (network ${ir.network})`;
   const res: CniResult = {
     cniVersion: LATEST_VERSION,
     interfaces: [
@@ -285,20 +300,19 @@ async function attachOne(
       ...(rt.table !== undefined ? { table: rt.table } : {}),
     })),
   };
-  return links ? { res, links } : { res };
-}
-
-function setMacs(result: CniResult, netns: string, links: LinkInfo[]): void {
-  for (const i of result.interfaces ?? []) {
-    if (i.mac || i.sandbox !== netns) continue;
-    const l = links.find((x) => x.ifname === i.name);
-    if (l?.address) i.mac = l.address;
-  }
-}
-
-async function fillMacs(k: Kernel, netns: string, result: CniResult): Promise<void> {
-  if (!result.interfaces?.some((i) => i.sandbox === netns && !i.mac)) return;
-  setMacs(result, netns, await k.links({ ns: netns }));
+  return {
+    res,
+    kernel: {
+      ir,
+      label,
+      parents,
+      parent,
+      steps: [
+        { t: HOST, ops: link.host, label },
+        { t: { ns: r.netns }, ops: [...link.pod, ...a.ops], label },
+      ],
+    },
+  };
 }
 
 function delegateEnv(

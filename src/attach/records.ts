@@ -28,6 +28,8 @@ export interface InterfaceRecord {
   /** type delegate: the effective conflist and its result, for DEL/CHECK with prevResult. */
   delegate?: { conflist: Record<string, unknown>; result: CniResult };
   mac?: string;
+  /** type host-device: the NIC's own MAC, restored on DEL. */
+  hostMac?: string;
 }
 
 /** One CNI attachment (containerId + CNI_IFNAME): all the interfaces Tartan gave the pod. */

@@ -92,6 +92,7 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
           kind: o.op === 'macvlan-add' ? 'macvlan' : 'ipvlan',
           mode: o.mode,
           link: o.parent,
+          ...(o.op === 'macvlan-add' && o.mac ? { address: o.mac } : {}),
         });
         return;
       case 'veth-add':
@@ -106,6 +107,7 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
           kind: 'veth',
           link: o.name,
           ...(o.mtu ? { mtu: o.mtu } : {}),
+          ...(o.peerMac ? { address: o.peerMac } : {}),
         });
         return;
       case 'vlan-add':
@@ -212,7 +214,15 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
       }
     },
     async run(steps, opts = {}) {
-      for (const st of steps) await this.apply(st.t, st.ops, opts);
+      for (const st of steps) {
+        try {
+          await this.apply(st.t, st.ops, opts);
+        } catch (e) {
+          if (st.label && e instanceof TartanError)
+            throw new TartanError(e.code, `${st.label}: ${e.message}`);
+          throw e;
+        }
+      }
       return opts.linksOf ? this.links(opts.linksOf) : undefined;
     },
     async linkExists(name) {

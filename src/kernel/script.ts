@@ -11,6 +11,8 @@ import type { Op, Target } from './types.js';
 export interface Step {
   t: Target;
   ops: Op[];
+  /** Prefix for error messages, e.g. "interface net1 (network oam)". */
+  label?: string;
 }
 
 const NAMED_NS_DIRS = new Set(['/run/netns', '/var/run/netns']);
@@ -43,8 +45,9 @@ export function buildScript(
     labels.push(label);
   };
   const force = opts.bestEffort ? ' -force' : '';
-  for (const { t, ops } of steps) {
+  for (const { t, ops, label } of steps) {
     const where = t.ns === undefined ? 'host' : `netns ${t.ns}`;
+    const pre = label ? `${label}: ` : '';
     let i = 0;
     while (i < ops.length) {
       const tool = opToArgs(ops[i]!).tool;
@@ -57,7 +60,7 @@ export function buildScript(
         const writes = group
           .map(([k, v]) => `echo ${safe(v!)} > /proc/sys/${k}`)
           .join(opts.bestEffort ? '; ' : ' && ');
-        mark(`sysctl ${group.map(([k, v]) => `${k}=${v}`).join(' ')} in ${where}`);
+        mark(`${pre}sysctl ${group.map(([k, v]) => `${k}=${v}`).join(' ')} in ${where}`);
         // /proc/sys/net shows the namespace of the process that opens it: write from inside.
         lines.push(t.ns === undefined ? writes : `${inNs(t, 'sh')} -c '${writes}'`);
         continue;
@@ -65,7 +68,7 @@ export function buildScript(
       const cmd =
         tool === 'bridge' ? inNs(t, 'bridge') : inNs(t, 'ip') + (tool === 'ip6' ? ' -6' : '');
       mark(
-        `${tool === 'ip6' ? 'ip -6' : tool} ${group.map((a) => a.slice(0, 3).join(' ')).join('; ')} in ${where}`,
+        `${pre}${tool === 'ip6' ? 'ip -6' : tool} ${group.map((a) => a.slice(0, 3).join(' ')).join('; ')} in ${where}`,
       );
       lines.push(`${cmd}${force} -batch - <<'TARTAN_EOF'`);
       for (const a of group) lines.push(a.map(safe).join(' '));

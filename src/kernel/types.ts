@@ -107,7 +107,7 @@ export interface Kernel {
   /** Runs several steps (each a target and its ops) in order, in as few processes as the
    * driver can; with linksOf, returns that target's links read back at the end. */
   run(
-    steps: Array<{ t: Target; ops: Op[] }>,
+    steps: Array<{ t: Target; ops: Op[]; label?: string }>,
     opts?: { bestEffort?: boolean; linksOf?: Target },
   ): Promise<LinkInfo[] | undefined>;
   links(t: Target): Promise<LinkInfo[]>;
