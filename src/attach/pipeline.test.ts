@@ -231,4 +231,23 @@ describe('attach pipeline', () => {
       add(deps, req('/rc2', [{ network: 'oam' }], { runtimeConfig: { mac: 'zz' } })),
     ).rejects.toThrow(/not a MAC address/);
   });
+
+  it("CHECK fails when the IPAM no longer holds the pod's address", async () => {
+    await add(deps, req('/ck', [{ network: 'oam', ip: '10.1.0.66' }]));
+    const d = {
+      containerId: 'c-ck',
+      ifname: 'eth0',
+      netns: '/ck',
+      cniPath: [],
+      cniArgs: undefined,
+    };
+    await check(deps, d);
+    await deps.ipam.release({
+      network: 'oam',
+      spec: networks.get('oam')!.spec,
+      containerId: 'c-ck',
+      ifname: 'eth0',
+    });
+    await expect(check(deps, d)).rejects.toThrow(/10\.1\.0\.66 is no longer allocated/);
+  });
 });

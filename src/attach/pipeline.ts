@@ -429,6 +429,16 @@ export async function check(
       continue;
     }
     await checkInterface(deps.kernel, r.netns, ir);
+    if (ir.allocations.length > 0) {
+      // The addresses must still be held for this pod in the IPAM, not only on the link.
+      const held = await deps.ipam.find(ir.network, ir.spec, r.containerId, ir.ifname, rec.node);
+      for (const a of ir.allocations)
+        if (!held.some((h) => h.address === a.address))
+          throw new TartanError(
+            'ERR_CHECK',
+            `interface ${ir.ifname} (network ${ir.network}): address ${a.address} is no longer allocated to this pod in the IPAM`,
+          );
+    }
   }
 }
 
