@@ -1,0 +1,131 @@
+// Parsing and validation of one address family of a network (schema `Range`) into the
+// bigint form the allocator works on. Pure: no I/O. Every malformed definition is refused
+// with ERR_IPAM_RANGE before any state is touched.
+import { TartanError } from '../cni/errors.js';
+import type { Range } from '../network/schema.js';
+import { alignDown, bitsOf, type Family, formatIp, parseCidr, parseIp, sizeOf } from './ip.js';
+import { type Interval, normalize, subtract, total } from './intervals.js';
+
+/** Default block sizes: 64 addresses per block in both families (as Calico's IPv4 /26). */
+export const DEFAULT_BLOCK_PREFIX: Record<Family, number> = { 4: 26, 6: 122 };
+
+export interface ParsedRange {
+  family: Family;
+  /** Canonical "address/prefix" of the network. */
+  cidr: string;
+  base: bigint;
+  prefix: number;
+  /** Last address of the cidr (the IPv4 broadcast address). */
+  last: bigint;
+  /** Effective block prefix: blockPrefix, or the default, but never shorter than the cidr. */
+  blockPrefix: number;
+  /** Allocation pools (normalized, inside the cidr); the whole cidr when none are given. */
+  pools: Interval[];
+  /** Excluded addresses (normalized, clipped to the cidr). */
+  excludes: Interval[];
+  /** Network address, IPv4 broadcast address and gateway: never handed out. */
+  reserved: bigint[];
+  /** pools - excludes - reserved: the addresses that may be handed out. */
+  usable: Interval[];
+  capacity: bigint;
+  gateway: string | undefined;
+  routes: { dst: string; gw?: string }[];
+}
+
+export function parseRange(range: Range, family: Family, where: string): ParsedRange {
+  const bad = (msg: string): never => {
+    throw new TartanError('ERR_IPAM_RANGE', `${where}: ${msg}`);
+  };
+  const bits = bitsOf(family);
+  const cidrParsed = parseCidr(range.cidr, family);
+  if (!cidrParsed) bad(`cidr "${range.cidr}" is not an IPv${family} CIDR`);
+  const [addr, prefix] = cidrParsed!;
+  const base = alignDown(addr, family, prefix);
+  if (base !== addr)
+    bad(`cidr "${range.cidr}" has host bits set (network is ${formatIp(base, family)}/${prefix})`);
+  const last = base + sizeOf(family, prefix) - 1n;
+  const inside = (v: bigint) => v >= base && v <= last;
+  const cidr = `${formatIp(base, family)}/${prefix}`;
+
+  const ip = (s: string, what: string): bigint => {
+    const v = parseIp(s, family);
+    if (v === undefined) bad(`${what} "${s}" is not an IPv${family} address`);
+    return v!;
+  };
+
+  const pools: Interval[] = [];
+  for (const [i, p] of (range.pools ?? []).entries()) {
+    const lo = ip(p.start, `pools[${i}].start`);
+    const hi = ip(p.end, `pools[${i}].end`);
+    if (lo > hi) bad(`pools[${i}]: start ${p.start} is after end ${p.end}`);
+    if (!inside(lo) || !inside(hi)) bad(`pools[${i}] ${p.start}-${p.end} is not inside ${cidr}`);
+    pools.push({ lo, hi });
+  }
+  if (pools.length === 0) pools.push({ lo: base, hi: last });
+
+  const excludes: Interval[] = [];
+  for (const [i, x] of (range.excludes ?? []).entries()) {
+    let lo: bigint;
+    let hi: bigint;
+    if (x.includes('/')) {
+      const c = parseCidr(x, family);
+      if (!c) bad(`excludes[${i}] "${x}" is not an IPv${family} address or CIDR`);
+      lo = alignDown(c![0], family, c![1]);
+      hi = lo + sizeOf(family, c![1]) - 1n;
+    } else {
+      lo = hi = ip(x, `excludes[${i}]`);
+    }
+    // A typo here would silently hand out an address meant to be kept free: refuse it.
+    if (hi < base || lo > last) bad(`excludes[${i}] "${x}" does not overlap ${cidr}`);
+    excludes.push({ lo: lo < base ? base : lo, hi: hi > last ? last : hi });
+  }
+
+  // RFC 3021 (/31) and RFC 6164 (/127) point-to-point links have no network or broadcast address.
+  const reserved: bigint[] = [];
+  if (family === 4 ? prefix <= 30 : prefix <= 126) reserved.push(base);
+  if (family === 4 && prefix <= 30) reserved.push(last);
+  let gateway: string | undefined;
+  if (range.gateway !== undefined) {
+    const gw = ip(range.gateway, 'gateway');
+    if (!inside(gw)) bad(`gateway ${range.gateway} is not inside ${cidr}`);
+    if (reserved.includes(gw)) bad(`gateway ${range.gateway} is the network or broadcast address`);
+    reserved.push(gw);
+    gateway = formatIp(gw, family);
+  }
+
+  const routes: { dst: string; gw?: string }[] = [];
+  for (const [i, r] of (range.routes ?? []).entries()) {
+    const dst = parseCidr(r.dst, family);
+    if (!dst) bad(`routes[${i}].dst "${r.dst}" is not an IPv${family} CIDR`);
+    if (alignDown(dst![0], family, dst![1]) !== dst![0])
+      bad(`routes[${i}].dst "${r.dst}" has host bits set`);
+    const route: { dst: string; gw?: string } = { dst: `${formatIp(dst![0], family)}/${dst![1]}` };
+    if (r.gw !== undefined) route.gw = formatIp(ip(r.gw, `routes[${i}].gw`), family);
+    routes.push(route);
+  }
+
+  const requested = range.blockPrefix;
+  if (requested !== undefined && (requested < prefix || requested > bits))
+    bad(`blockPrefix /${requested} must be between the cidr prefix /${prefix} and /${bits}`);
+  const blockPrefix = requested ?? Math.max(DEFAULT_BLOCK_PREFIX[family], prefix);
+
+  const normPools = normalize(pools);
+  const normExcludes = normalize(excludes);
+  const reservedIv = normalize(reserved.map((v) => ({ lo: v, hi: v })));
+  const usable = subtract(subtract(normPools, normExcludes), reservedIv);
+  return {
+    family,
+    cidr,
+    base,
+    prefix,
+    last,
+    blockPrefix,
+    pools: normPools,
+    excludes: normExcludes,
+    reserved: [...new Set(reserved)].sort((a, b) => (a < b ? -1 : 1)),
+    usable,
+    capacity: total(usable),
+    gateway,
+    routes,
+  };
+}
