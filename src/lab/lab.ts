@@ -6,7 +6,7 @@ import { stringify } from 'yaml';
 import type { Network } from '../network/schema.js';
 import { callCni } from './cni.js';
 import type { Scenario } from './scenario.js';
-import { addNetns, delNetns, listNetns, nsjson, ping } from './sh.js';
+import { addNetns, delNetns, listNetns, nsjson, ping, run, sh } from './sh.js';
 import { buildTopology } from './topology.js';
 
 export interface LabState {
@@ -50,12 +50,53 @@ function pluginConf(st: LabState, node: string, pod: Scenario['pods'][number]) {
   };
 }
 
+/** Whether this kernel can make VLAN sub-interfaces (8021q): try one on a scratch veth. */
+async function hasVlan(): Promise<boolean> {
+  const probe = 'tt-lab-vlprobe';
+  try {
+    await sh('ip', ['link', 'add', probe, 'type', 'veth', 'peer', 'name', `${probe}p`]);
+    await sh('ip', ['link', 'add', 'link', probe, 'name', `${probe}.9`, 'type', 'vlan', 'id', '9']);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await run('ip', ['link', 'del', probe], undefined, process.env);
+  }
+}
+
+/** Drops VLAN networks (and the interfaces on them) when the kernel cannot make VLANs. */
+async function fitToKernel(scenario: Scenario, networks: Network[], log: (s: string) => void) {
+  const vlanNets = new Set(
+    networks.filter((n) => n.spec.vlan !== undefined).map((n) => n.metadata.name),
+  );
+  if (vlanNets.size === 0 || (await hasVlan())) return { scenario, networks };
+  log(
+    `SKIPPED VLAN networks ${[...vlanNets].join(', ')}: this kernel has no 8021q module ` +
+      '(VLAN parents are tested in the VM tier: npm run test:vm)',
+  );
+  const pods = scenario.pods
+    .map((p) => ({ ...p, interfaces: p.interfaces.filter((i) => !vlanNets.has(i.network)) }))
+    .filter((p) => p.interfaces.length > 0);
+  const keep = new Set(pods.flatMap((p) => p.interfaces.map((i) => i.network)));
+  const isolation = (scenario.isolation ?? []).filter((i) => pods.some((p) => p.name === i.from));
+  return {
+    scenario: {
+      ...scenario,
+      pods,
+      isolation,
+      networks: scenario.networks.filter((n) => !vlanNets.has(n.name) || keep.has(n.name)),
+    },
+    networks: networks.filter((n) => !vlanNets.has(n.metadata.name)),
+  };
+}
+
 export async function labUp(
-  scenario: Scenario,
-  networks: Network[],
+  fullScenario: Scenario,
+  fullNetworks: Network[],
   tartan: string,
   log: (s: string) => void,
 ): Promise<LabState> {
+  const { scenario, networks } = await fitToKernel(fullScenario, fullNetworks, log);
   if (loadLabState(scenario.name))
     throw new Error(`lab ${scenario.name} is already up; run "down" first`);
   const prefix = labPrefix(scenario);

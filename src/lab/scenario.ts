@@ -67,7 +67,8 @@ export function loadScenario(file: string): { scenario: Scenario; networks: Netw
 }
 
 /** The README's lab: two nodes, a macvlan OAM network with well-known addresses, a VXLAN
- * network for internal traffic (dual stack, policy routing), and a node-local bridge. */
+ * network for internal traffic (dual stack, policy routing), a VLAN towards the radio side
+ * (where the kernel has 8021q) and a node-local bridge. */
 export const DEFAULT_SCENARIO = {
   name: 'site',
   nodes: [
@@ -76,6 +77,7 @@ export const DEFAULT_SCENARIO = {
       nics: [
         { name: 'eth1', segment: 'oam' },
         { name: 'eth2', segment: 'underlay', address: '192.168.100.1/24' },
+        { name: 'eth3', segment: 'trunk' },
       ],
     },
     {
@@ -83,6 +85,7 @@ export const DEFAULT_SCENARIO = {
       nics: [
         { name: 'eth1', segment: 'oam' },
         { name: 'eth2', segment: 'underlay', address: '192.168.100.2/24' },
+        { name: 'eth3', segment: 'trunk' },
       ],
     },
   ],
@@ -113,6 +116,10 @@ export const DEFAULT_SCENARIO = {
       },
     },
     {
+      name: 'radio',
+      spec: { type: 'macvlan', device: 'eth3', vlan: 310, ipv4: { cidr: '10.40.0.0/24' } },
+    },
+    {
       name: 'local',
       spec: { type: 'bridge', bridge: 'tt-br-local', ipv4: { cidr: '10.30.0.0/24' } },
     },
@@ -140,9 +147,15 @@ export const DEFAULT_SCENARIO = {
       interfaces: [
         { network: 'internal', ifname: 'int0' },
         { network: 'local', ifname: 'loc0' },
+        { network: 'radio', ifname: 'ran0', ip: '10.40.0.10' },
       ],
     },
     { name: 'db', node: 'node1', interfaces: [{ network: 'local', ifname: 'loc0' }] },
+    {
+      name: 'du',
+      node: 'node2',
+      interfaces: [{ network: 'radio', ifname: 'ran0', ip: '10.40.0.20' }],
+    },
   ],
   isolation: [{ from: 'upf', to: '10.10.0.10', why: 'upf has no OAM interface' }],
 } satisfies z.input<typeof ScenarioSchema>;
