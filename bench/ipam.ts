@@ -20,6 +20,7 @@ import { createEtcdStore } from '../src/store/etcd.js';
 import { createFileStore } from '../src/store/file.js';
 import type { Store } from '../src/store/types.js';
 import { startEtcd } from '../test/harness/etcd.js';
+import { plotResult } from './plot.js';
 import { printTable, quantile, round } from './stats.js';
 
 const TOTAL = Number(process.env.IPAM_BENCH_ALLOCS ?? 2000);
@@ -321,3 +322,4 @@ const out = join(dirname(fileURLToPath(import.meta.url)), '..', 'bench', 'result
 await mkdir(out, { recursive: true });
 await writeFile(join(out, 'ipam.json'), `${JSON.stringify(json, null, 2)}\n`);
 console.log(`wrote ${join(out, 'ipam.json')}`);
+console.log(`plot: ${plotResult(out, 'ipam')}`);

@@ -197,7 +197,7 @@ export async function labProbes(st: LabState, rows: PodInterface[]): Promise<Pro
         const dst = addr.split('/')[0]!;
         if (!a.addresses.some((x) => x.includes(':') === dst.includes(':'))) continue;
         jobs.push(
-          ping(`${st.prefix}-${a.pod}`, dst, 1).then((ok) => {
+          ping(`${st.prefix}-${a.pod}`, dst, 2).then((ok) => {
             out.push({ from: a.pod, to: dst, network: a.network, expect: true, ok });
           }),
         );
