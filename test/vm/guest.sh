@@ -26,7 +26,8 @@ for s in ${TT_SCENARIOS:?}; do
   fi
   t1=$(now)
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f\n", b - a }' >"$R/$s.time"
-  echo "$rc" >"$R/$s.rc"
+  # The host polls for <name>.rc while the VM runs: write it whole, then rename it in.
+  echo "$rc" >"$R/$s.rc.tmp" && mv "$R/$s.rc.tmp" "$R/$s.rc"
   # Leftovers are a scenario bug: record them (the next scenario still starts clean-ish).
   left=$(ip netns list 2>/dev/null | awk '{print $1}' | grep '^tt-vm-' || true)
   links=$(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep '^tt-vm-' || true)
