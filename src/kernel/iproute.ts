@@ -30,6 +30,9 @@ export function opToArgs(o: Op): { tool: 'ip' | 'ip6' | 'bridge' | 'sysctl'; arg
   const intoNs = (ns?: string) => (ns === undefined ? [] : ['netns', ns]);
   switch (o.op) {
     case 'macvlan-add':
+    case 'ipvlan-add': {
+      const mac = o.op === 'macvlan-add' && o.mac ? ['address', o.mac] : [];
+      const kind = o.op === 'macvlan-add' ? 'macvlan' : 'ipvlan';
       return ip(
         'link',
         'add',
@@ -39,27 +42,13 @@ export function opToArgs(o: Op): { tool: 'ip' | 'ip6' | 'bridge' | 'sysctl'; arg
         o.name,
         ...intoNs(o.intoNs),
         ...mtu(o.mtu),
-        ...(o.mac ? ['address', o.mac] : []),
+        ...mac,
         'type',
-        'macvlan',
+        kind,
         'mode',
         o.mode,
       );
-    case 'ipvlan-add':
-      return ip(
-        'link',
-        'add',
-        'link',
-        o.parent,
-        'name',
-        o.name,
-        ...intoNs(o.intoNs),
-        ...mtu(o.mtu),
-        'type',
-        'ipvlan',
-        'mode',
-        o.mode,
-      );
+    }
     case 'veth-add':
       return ip(
         'link',
