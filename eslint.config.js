@@ -7,24 +7,45 @@ const layer = (dir, forbidden) => ({
   rules: {
     'no-restricted-imports': [
       'error',
-      { patterns: forbidden.map((f) => ({ group: [`**/${f}/**`, `../${f}/*`], message: `${dir}/ must not import ${f}/` })) },
+      {
+        patterns: forbidden.map((f) => ({
+          group: [`**/${f}/**`, `../${f}/*`],
+          message: `${dir}/ must not import ${f}/`,
+        })),
+      },
     ],
   },
 });
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '.cache/**', 'test/vm/out/**'] },
+  {
+    ignores: [
+      'dist/**',
+      'node_modules/**',
+      '.cache/**',
+      'test/vm/out/**',
+      'test/k8s/vitest.config.ts',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': [
+        'error',
+        { argsIgnorePattern: '^_', varsIgnorePattern: '^_' },
+      ],
     },
   },
   layer('cni', ['ipam', 'store', 'kernel', 'attach', 'bin', 'lab']),
   layer('ipam', ['kernel', 'attach', 'bin', 'lab']),
   layer('store', ['kernel', 'attach', 'bin', 'lab']),
   layer('kernel', ['ipam', 'store', 'attach', 'bin', 'lab']),
-  layer('attach', ['bin', 'lab']),
-  { files: ['**/*.js', '**/*.mjs'], languageOptions: { globals: { process: 'readonly', console: 'readonly' } } },
+  layer('attach', ['bin', 'lab', 'agent', 'controller']),
+  layer('k8s', ['kernel', 'attach', 'bin', 'lab', 'controller', 'agent']),
+  layer('controller', ['kernel', 'attach', 'bin', 'lab', 'agent']),
+  {
+    files: ['**/*.js', '**/*.mjs'],
+    languageOptions: { globals: { process: 'readonly', console: 'readonly' } },
+  },
 );

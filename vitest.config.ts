@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
 // Tiers: unit (no root), kernel (root, network namespaces), services (etcd), clients
-// (libcni, containerd CRI, podman). The VM tier runs through test/vm/run.sh.
+// (libcni, containerd CRI, podman), k8s (a real kube-apiserver). The VM tier runs through
+// test/vm/run.sh.
 export default defineConfig({
   test: {
     projects: [
@@ -22,6 +23,15 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 180_000,
           hookTimeout: 60_000,
+        },
+      },
+      {
+        test: {
+          name: 'k8s',
+          include: ['test/k8s/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
         },
       },
       {

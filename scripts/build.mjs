@@ -18,7 +18,10 @@ function newest(dir) {
   }
   return t;
 }
-const srcTime = Math.max(newest(join(root, 'src')), statSync(fileURLToPath(import.meta.url)).mtimeMs);
+const srcTime = Math.max(
+  newest(join(root, 'src')),
+  statSync(fileURLToPath(import.meta.url)).mtimeMs,
+);
 const fresh = (out) => existsSync(out) && statSync(out).mtimeMs > srcTime;
 
 const bin = join(dist, 'tartan');
@@ -26,8 +29,17 @@ if (!fresh(bin) || process.argv.includes('--force')) {
   const bun = join(root, 'node_modules', '.bin', 'bun');
   const r = spawnSync(
     bun,
-    ['build', '--compile', '--minify', '--bytecode', '--external', 'better-sqlite3',
-      join(root, 'src/bin/tartan.ts'), '--outfile', bin],
+    [
+      'build',
+      '--compile',
+      '--minify',
+      '--bytecode',
+      '--external',
+      'better-sqlite3',
+      join(root, 'src/bin/tartan.ts'),
+      '--outfile',
+      bin,
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   if (r.status !== 0) process.exit(r.status ?? 1);
@@ -36,9 +48,13 @@ if (!fresh(bin) || process.argv.includes('--force')) {
 // Node programs: bundled, with native and heavy dependencies left as imports.
 const entries = {};
 for (const f of ['lab', 'tartanctl', 'bench-cni', 'bench-ipam', 'bench-datapath', 'bench-plot']) {
-  const src = f.startsWith('bench-') ? join(root, 'bench', `${f.slice(6)}.ts`) : join(root, 'src/bin', `${f}.ts`);
+  const src = f.startsWith('bench-')
+    ? join(root, 'bench', `${f.slice(6)}.ts`)
+    : join(root, 'src/bin', `${f}.ts`);
   if (existsSync(src)) entries[f] = src;
 }
+// Programs that run in the cluster, under the names deploy/ expects.
+entries['controller'] = join(root, 'src/bin/tartan-controller.ts');
 if (Object.keys(entries).length > 0) {
   await esbuild.build({
     entryPoints: entries,
@@ -50,6 +66,8 @@ if (Object.keys(entries).length > 0) {
     packages: 'external',
     sourcemap: true,
     logLevel: 'warning',
-    banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+    banner: {
+      js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+    },
   });
 }

@@ -1,0 +1,113 @@
+// What the webhook checks on ClusterNetworks and TenantNetworks beyond the CRD schema: the
+// IP arithmetic (CIDRs, pools inside them, gateway and routes consistent) through the same
+// code the CNI core uses, and the rules that need other objects: a network in use (IPAM
+// allocations or attachment records) can neither be deleted nor moved to another
+// VLAN, VNI or device, because the pods on it would silently lose their connectivity.
+import { isTartanError } from '../cni/errors.js';
+import { auditIpam } from '../ipam/audit.js';
+import { parseIp } from '../ipam/ip.js';
+import { parseRange } from '../ipam/range.js';
+import type { KubeClient } from '../k8s/client.js';
+import { attachmentsPath, ipamNetworkName, type NetworkId } from '../k8s/names.js';
+import { NetworkSpecSchema } from '../network/schema.js';
+import type { Store } from '../store/types.js';
+import type { KubeNetworkSpec } from './segments.js';
+
+/** A message for the person who wrote the spec, or undefined when it is valid. */
+export function specProblem(spec: unknown): string | undefined {
+  const r = NetworkSpecSchema.safeParse(spec);
+  if (!r.success) {
+    const i = r.error.issues[0]!;
+    return `spec${i.path.length ? '.' + i.path.join('.') : ''}: ${i.message}`;
+  }
+  const s = r.data;
+  const raw = spec as KubeNetworkSpec;
+  if (raw.devicePool !== undefined && s.type !== 'host-device')
+    return `spec.devicePool: only type host-device takes a device from a pool (got type ${s.type})`;
+  for (const [fam, range] of [
+    [4, s.ipv4],
+    [6, s.ipv6],
+  ] as const) {
+    if (!range) continue;
+    try {
+      const parsed = parseRange(range, fam, `spec.ipv${fam}`);
+      for (const [i, rt] of (range.routes ?? []).entries()) {
+        if (rt.gw === undefined) continue;
+        const gw = parseIp(rt.gw, fam)!;
+        // A next hop must be on the link, or the kernel refuses the route at ADD time.
+        if (gw < parsed.base || gw > parsed.last)
+          return `spec.ipv${fam}.routes[${i}]: gateway ${rt.gw} is not inside ${parsed.cidr}, so it cannot be reached over this network`;
+      }
+      if (range.routes?.length && !range.gateway && range.routes.some((rt) => rt.gw === undefined))
+        return `spec.ipv${fam}.routes: a route without "gw" needs the network's "gateway"`;
+    } catch (e) {
+      if (isTartanError(e)) return e.message;
+      throw e;
+    }
+  }
+  if (s.vxlan) {
+    for (const r of s.vxlan.remotes ?? [])
+      if (parseIp(r, 4) === undefined && parseIp(r, 6) === undefined)
+        return `spec.vxlan.remotes: "${r}" is not an IP address`;
+    if (
+      s.vxlan.group !== undefined &&
+      parseIp(s.vxlan.group, 4) === undefined &&
+      parseIp(s.vxlan.group, 6) === undefined
+    )
+      return `spec.vxlan.group: "${s.vxlan.group}" is not an IP address`;
+    if (s.vxlan.group !== undefined && !isMulticast(s.vxlan.group))
+      return `spec.vxlan.group: ${s.vxlan.group} is not a multicast address`;
+  }
+  return undefined;
+}
+
+function isMulticast(ip: string): boolean {
+  if (parseIp(ip, 4) !== undefined) {
+    const first = Number(ip.split('.')[0]);
+    return first >= 224 && first <= 239;
+  }
+  const v = parseIp(ip, 6);
+  return v !== undefined && v >> 120n === 0xffn;
+}
+
+/** Why the network counts as in use ("3 addresses allocated, 1 attachment"), or undefined. */
+export async function inUse(
+  client: KubeClient,
+  store: Store,
+  id: NetworkId,
+): Promise<string | undefined> {
+  const entries = await store.list(`ipam/${encodeURIComponent(ipamNetworkName(id))}/`);
+  const held = auditIpam(entries).held.length;
+  const att = await client.request<{ items: unknown[] }>({
+    method: 'GET',
+    path: attachmentsPath(id),
+  });
+  const attachments = att.status === 200 ? att.body.items.length : 0;
+  if (held === 0 && attachments === 0) return undefined;
+  const parts: string[] = [];
+  if (held) parts.push(`${held} address${held === 1 ? '' : 'es'} allocated`);
+  if (attachments)
+    parts.push(`${attachments} pod interface${attachments === 1 ? '' : 's'} attached`);
+  return parts.join(', ');
+}
+
+/** The fields whose change would cut the pods on the network off. */
+export function movedFields(before: KubeNetworkSpec, after: KubeNetworkSpec): string[] {
+  const out: string[] = [];
+  if (before.vlan !== after.vlan)
+    out.push(`vlan ${before.vlan ?? 'none'} -> ${after.vlan ?? 'none'}`);
+  if (before.vxlan?.vni !== after.vxlan?.vni)
+    out.push(`vxlan.vni ${before.vxlan?.vni ?? 'none'} -> ${after.vxlan?.vni ?? 'none'}`);
+  if (before.device !== after.device)
+    out.push(`device ${before.device ?? 'none'} -> ${after.device ?? 'none'}`);
+  if (before.devicePool !== after.devicePool)
+    out.push(`devicePool ${before.devicePool ?? 'none'} -> ${after.devicePool ?? 'none'}`);
+  if (before.type !== after.type) out.push(`type ${before.type} -> ${after.type}`);
+  // IPAM blocks were cut from the old CIDR in the old block size (see ipam/records.ts).
+  for (const f of ['ipv4', 'ipv6'] as const) {
+    if (before[f]?.cidr !== after[f]?.cidr)
+      out.push(`${f}.cidr ${before[f]?.cidr ?? 'none'} -> ${after[f]?.cidr ?? 'none'}`);
+    if (before[f]?.blockPrefix !== after[f]?.blockPrefix) out.push(`${f}.blockPrefix`);
+  }
+  return out;
+}

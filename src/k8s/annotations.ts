@@ -1,0 +1,281 @@
+// A pod's interface requests, from Tartan's own annotation or the Network Plumbing WG one,
+// parsed into one list of requests (syntax only: no API access). resolve.ts then checks
+// which networks the pod may use. Every refusal names the annotation, the entry and what
+// to write instead, because the person reading it wrote the pod spec, not this code.
+//
+//   tartan.io/interfaces: '[{"network":"oam","kind":"ClusterNetwork","ip":"10.0.0.5/24",
+//                           "ip6":"none","ifname":"oam0","policyRoutes":[{"dst":"0.0.0.0/0"}]}]'
+//   k8s.v1.cni.cncf.io/networks: 'net-a, other-ns/net-b@fast0'          (short form)
+//   k8s.v1.cni.cncf.io/networks: '[{"name":"net-a","ips":["10.1.1.5/24"],"mac":"..",
+//        "interface":"net7","default-route":["10.1.1.1"],"cni-args":{..},
+//        "portMappings":[..],"bandwidth":{..}}]'                        (JSON form)
+import { z } from 'zod';
+import { TartanError } from '../cni/errors.js';
+import { familyOf } from '../ipam/ip.js';
+
+export const TARTAN_ANNOTATION = 'tartan.io/interfaces';
+export const NPWG_ANNOTATION = 'k8s.v1.cni.cncf.io/networks';
+export const NETWORK_STATUS_ANNOTATION = 'k8s.v1.cni.cncf.io/network-status';
+
+export type NetworkKind = 'TenantNetwork' | 'ClusterNetwork' | 'NetworkAttachmentDefinition';
+
+export interface NetworkRef {
+  kind: NetworkKind;
+  name: string;
+  /** TenantNetwork and NetworkAttachmentDefinition: the namespace named, or the pod's. */
+  namespace?: string;
+  /** NPWG names may be a NetworkAttachmentDefinition or a Tartan network: resolved later. */
+  npwg?: boolean;
+  /** The request named the namespace ("ns/name"), so it cannot fall back to a ClusterNetwork. */
+  explicitNamespace?: boolean;
+}
+
+export interface PodInterfaceRequest {
+  ref: NetworkRef;
+  ifname: string;
+  ip: string;
+  ip6: string;
+  mac?: string;
+  defaultRoute?: boolean;
+  policyRoutes?: { dst: string; gw?: string }[];
+  claim?: string;
+  cniArgs?: Record<string, unknown>;
+  portMappings?: { hostPort: number; containerPort: number; protocol?: string; hostIP?: string }[];
+  bandwidth?: Record<string, number>;
+}
+
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
+const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
+const MAC = /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/;
+
+const ifname = z
+  .string()
+  .regex(IFNAME, 'must be 1-15 letters, digits, "_", "." or "-"')
+  .refine((n) => n !== '.' && n !== '..', 'must not be "." or ".."');
+const route = z.object({ dst: z.string(), gw: z.string().optional() }).strict();
+
+const TartanEntry = z
+  .object({
+    network: z.string().regex(DNS_SUBDOMAIN, 'must be a network name (lower-case DNS name)'),
+    kind: z.enum(['TenantNetwork', 'ClusterNetwork']).default('TenantNetwork'),
+    ifname: ifname.optional(),
+    ip: z.string().optional(),
+    ip6: z.string().optional(),
+    mac: z.string().regex(MAC, 'must be a MAC address like 02:00:00:00:00:01').optional(),
+    defaultRoute: z.boolean().optional(),
+    policyRoutes: z.array(route).max(64).optional(),
+    claim: z.string().regex(DNS_SUBDOMAIN, 'must be a lower-case DNS name').optional(),
+  })
+  .strict();
+
+const NpwgEntry = z
+  .object({
+    name: z.string().regex(DNS_SUBDOMAIN, 'must be a lower-case DNS name'),
+    namespace: z.string().regex(DNS_LABEL, 'must be a namespace name').optional(),
+    interface: ifname.optional(),
+    ips: z.array(z.string()).max(2).optional(),
+    mac: z.string().regex(MAC, 'must be a MAC address like 02:00:00:00:00:01').optional(),
+    'default-route': z.array(z.string()).max(2).optional(),
+    'cni-args': z.record(z.string(), z.unknown()).optional(),
+    portMappings: z
+      .array(
+        z
+          .object({
+            hostPort: z.number().int().min(1).max(65535),
+            containerPort: z.number().int().min(1).max(65535),
+            protocol: z.enum(['tcp', 'udp', 'sctp', 'TCP', 'UDP', 'SCTP']).optional(),
+            hostIP: z.string().optional(),
+          })
+          .strict(),
+      )
+      .optional(),
+    bandwidth: z.record(z.string(), z.number().int().nonnegative()).optional(),
+    'ipam-claim-reference': z.string().regex(DNS_SUBDOMAIN).optional(),
+  })
+  .strict();
+
+function bad(annotation: string, message: string): TartanError {
+  return new TartanError('ERR_IFACE_REQUEST', `pod annotation ${annotation}: ${message}`);
+}
+
+function zodProblem(annotation: string, where: string, e: z.ZodError): TartanError {
+  const first = e.issues[0]!;
+  const path = first.path.length ? `.${first.path.join('.')}` : '';
+  const msg =
+    first.code === 'unrecognized_keys'
+      ? `unknown field ${first.keys.map((k) => JSON.stringify(k)).join(', ')}`
+      : first.message;
+  return bad(annotation, `${where}${path}: ${msg}`);
+}
+
+function parseJsonList(annotation: string, text: string): unknown[] {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw bad(annotation, `not valid JSON (${(e as Error).message})`);
+  }
+  if (!Array.isArray(raw)) throw bad(annotation, 'must be a JSON list of interface requests');
+  return raw;
+}
+
+/** "dynamic" | "none" | an address of the family, with or without its prefix length. */
+function checkAddress(annotation: string, where: string, family: 4 | 6, v: string): string {
+  if (v === 'dynamic' || v === 'none') return v;
+  const addr = v.includes('/') ? v.slice(0, v.indexOf('/')) : v;
+  const len = v.includes('/') ? v.slice(v.indexOf('/') + 1) : undefined;
+  if (familyOf(addr) !== family || (len !== undefined && !/^\d{1,3}$/.test(len)))
+    throw bad(annotation, `${where}: "${v}" is not "dynamic", "none" or an IPv${family} address`);
+  return v;
+}
+
+function fromTartan(text: string, podNamespace: string): PodInterfaceRequest[] {
+  const A = TARTAN_ANNOTATION;
+  return parseJsonList(A, text).map((item, i) => {
+    const r = TartanEntry.safeParse(item);
+    if (!r.success) throw zodProblem(A, `entry ${i}`, r.error);
+    const e = r.data;
+    const where = `entry ${i} (${e.network})`;
+    return {
+      ref:
+        e.kind === 'ClusterNetwork'
+          ? { kind: e.kind, name: e.network }
+          : { kind: e.kind, name: e.network, namespace: podNamespace },
+      ifname: e.ifname ?? '',
+      ip: checkAddress(A, `${where} ip`, 4, e.ip ?? 'dynamic'),
+      ip6: checkAddress(A, `${where} ip6`, 6, e.ip6 ?? 'dynamic'),
+      ...(e.mac ? { mac: e.mac } : {}),
+      ...(e.defaultRoute !== undefined ? { defaultRoute: e.defaultRoute } : {}),
+      ...(e.policyRoutes ? { policyRoutes: e.policyRoutes } : {}),
+      ...(e.claim ? { claim: e.claim } : {}),
+    };
+  });
+}
+
+function fromNpwgShort(text: string, podNamespace: string): PodInterfaceRequest[] {
+  const A = NPWG_ANNOTATION;
+  return text.split(',').map((part, i) => {
+    const s = part.trim();
+    const m = /^(?:([^/@]+)\/)?([^/@]+)(?:@(.+))?$/.exec(s);
+    if (!m) throw bad(A, `entry ${i} "${s}" must be [namespace/]name[@interface]`);
+    const [, ns, name, ifn] = m;
+    if (ns !== undefined && !DNS_LABEL.test(ns))
+      throw bad(A, `entry ${i} "${s}": "${ns}" is not a namespace name`);
+    if (!DNS_SUBDOMAIN.test(name!))
+      throw bad(A, `entry ${i} "${s}": "${name}" is not a network name`);
+    if (ifn !== undefined && !ifname.safeParse(ifn).success)
+      throw bad(
+        A,
+        `entry ${i} "${s}": interface "${ifn}" must be 1-15 letters, digits, "_", "." or "-"`,
+      );
+    return npwgRequest(name!, ns, podNamespace, { ifname: ifn ?? '' });
+  });
+}
+
+function npwgRequest(
+  name: string,
+  ns: string | undefined,
+  podNamespace: string,
+  rest: Partial<PodInterfaceRequest>,
+): PodInterfaceRequest {
+  const ref: NetworkRef = {
+    kind: 'NetworkAttachmentDefinition',
+    name,
+    namespace: ns ?? podNamespace,
+    npwg: true,
+    ...(ns === undefined ? {} : { explicitNamespace: true }),
+  };
+  return { ref, ifname: '', ip: 'dynamic', ip6: 'dynamic', ...rest };
+}
+
+function fromNpwgJson(text: string, podNamespace: string): PodInterfaceRequest[] {
+  const A = NPWG_ANNOTATION;
+  return parseJsonList(A, text).map((item, i) => {
+    const r = NpwgEntry.safeParse(item);
+    if (!r.success) throw zodProblem(A, `entry ${i}`, r.error);
+    const e = r.data;
+    const where = `entry ${i} (${e.name})`;
+    // NPWG "ips" are static addresses in CIDR form, at most one per family here.
+    let ip = 'dynamic';
+    let ip6 = 'dynamic';
+    for (const a of e.ips ?? []) {
+      const fam = familyOf(a.includes('/') ? a.slice(0, a.indexOf('/')) : a);
+      if (fam === undefined) throw bad(A, `${where}: ips: "${a}" is not an IP address`);
+      if ((fam === 4 ? ip : ip6) !== 'dynamic')
+        throw bad(A, `${where}: ips: more than one IPv${fam} address; one per family is supported`);
+      if (fam === 4) ip = a;
+      else ip6 = a;
+    }
+    for (const gw of e['default-route'] ?? [])
+      if (familyOf(gw) === undefined)
+        throw bad(A, `${where}: default-route: "${gw}" is not a gateway IP address`);
+    return npwgRequest(e.name, e.namespace, podNamespace, {
+      ifname: e.interface ?? '',
+      ip,
+      ip6,
+      ...(e.mac ? { mac: e.mac } : {}),
+      ...(e['default-route']?.length ? { defaultRoute: true } : {}),
+      ...(e['cni-args'] ? { cniArgs: e['cni-args'] } : {}),
+      ...(e.portMappings ? { portMappings: e.portMappings } : {}),
+      ...(e.bandwidth ? { bandwidth: e.bandwidth } : {}),
+      ...(e['ipam-claim-reference'] ? { claim: e['ipam-claim-reference'] } : {}),
+    });
+  });
+}
+
+/**
+ * The pod's secondary interface requests, in annotation order, with interface names given
+ * (net1, net2, ... for unnamed ones, skipping names taken). eth0 is the cluster default
+ * network's and cannot be requested.
+ */
+export function parsePodInterfaces(
+  podNamespace: string,
+  annotations: Record<string, string> | undefined,
+): PodInterfaceRequest[] {
+  const tartan = annotations?.[TARTAN_ANNOTATION];
+  const npwg = annotations?.[NPWG_ANNOTATION];
+  if (tartan !== undefined && npwg !== undefined)
+    throw bad(
+      `${TARTAN_ANNOTATION} and ${NPWG_ANNOTATION}`,
+      'use one of the two annotations, not both: the order of the interfaces would be ambiguous',
+    );
+  let reqs: PodInterfaceRequest[] = [];
+  let annotation = TARTAN_ANNOTATION;
+  if (tartan !== undefined) reqs = fromTartan(tartan, podNamespace);
+  else if (npwg !== undefined) {
+    annotation = NPWG_ANNOTATION;
+    const t = npwg.trim();
+    if (t === '') return [];
+    reqs =
+      t.startsWith('[') || t.startsWith('{')
+        ? fromNpwgJson(t, podNamespace)
+        : fromNpwgShort(t, podNamespace);
+  }
+  const taken = new Set<string>();
+  for (const [i, r] of reqs.entries()) {
+    if (r.ifname === '') continue;
+    if (r.ifname === 'eth0' || r.ifname === 'lo')
+      throw bad(
+        annotation,
+        `entry ${i}: interface "${r.ifname}" is reserved for the pod's ${r.ifname === 'lo' ? 'loopback' : 'cluster default network'}`,
+      );
+    if (taken.has(r.ifname))
+      throw bad(annotation, `entry ${i}: interface "${r.ifname}" is requested twice`);
+    taken.add(r.ifname);
+  }
+  let n = 1;
+  for (const r of reqs) {
+    if (r.ifname !== '') continue;
+    while (taken.has(`net${n}`)) n++;
+    r.ifname = `net${n}`;
+    taken.add(r.ifname);
+  }
+  const defaults = reqs.filter((r) => r.defaultRoute);
+  if (defaults.length > 1)
+    throw bad(
+      annotation,
+      `default route requested on ${defaults.map((r) => r.ifname).join(' and ')}; at most one interface can hold it`,
+    );
+  return reqs;
+}

@@ -1,0 +1,292 @@
+// The controller against a real API server: Lease leader election, network status, IPAM
+// garbage collection against the pods that exist, and the events it records.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startController } from '../../src/controller/controller.js';
+import { startLeaderElection } from '../../src/controller/leader.js';
+import { reconcileOnce } from '../../src/controller/reconcile.js';
+import { createIpam } from '../../src/ipam/index.js';
+import { ensureNamespace, installCrds } from '../../src/k8s/apply.js';
+import type { KubeClient } from '../../src/k8s/client.js';
+import { writeAttachment } from '../../src/k8s/attachments.js';
+import type { NetworkSpec } from '../../src/network/schema.js';
+import { createKubernetesStore } from '../../src/store/kubernetes.js';
+import type { Store } from '../../src/store/types.js';
+import { startKube, type KubeHandle } from '../harness/kube.js';
+
+const G = '/apis/tartan.io/v1alpha1';
+const LEASES = '/apis/coordination.k8s.io/v1/namespaces/tartan-system/leases';
+let kube: KubeHandle;
+let admin: KubeClient;
+let store: Store;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 10_000) {
+  const deadline = Date.now() + ms;
+  while (!(await fn())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
+  }
+}
+
+beforeAll(async () => {
+  kube = await startKube();
+  admin = kube.client();
+  await installCrds(admin);
+  for (const ns of ['tartan-system', 'tenant-a']) await ensureNamespace(admin, ns);
+  store = await createKubernetesStore({
+    url: kube.url,
+    ca: kube.ca,
+    cert: kube.clientCert,
+    key: kube.clientKey,
+  });
+});
+afterAll(async () => {
+  await store?.close();
+  await kube?.stop();
+});
+
+describe('leader election', () => {
+  const timing = { leaseDurationMs: 2000, renewDeadlineMs: 1500, retryPeriodMs: 150 };
+
+  it('elects exactly one of two candidates, and hands over on release', async () => {
+    const opts = { client: admin, namespace: 'tartan-system', name: 'le-test', ...timing };
+    const a = startLeaderElection({ ...opts, identity: 'a' });
+    const b = startLeaderElection({ ...opts, identity: 'b' });
+    let both = 0;
+    const watch = setInterval(() => {
+      if (a.isLeader() && b.isLeader()) both++;
+    }, 10);
+    try {
+      await until('a leader', () => a.isLeader() || b.isLeader());
+      await sleep(1000);
+      const [leader, other, otherId] = a.isLeader() ? [a, b, 'b'] : [b, a, 'a'];
+      expect(other.isLeader()).toBe(false);
+      const lease = await admin.must<{ spec: { holderIdentity: string } }>({
+        method: 'GET',
+        path: `${LEASES}/le-test`,
+      });
+      expect(lease.spec.holderIdentity).toBe(otherId === 'a' ? 'b' : 'a');
+      await leader.stop();
+      await until('the other to take over', () => other.isLeader(), 3000);
+      await other.stop();
+    } finally {
+      clearInterval(watch);
+      await Promise.all([a.stop(), b.stop()]);
+    }
+    expect(both).toBe(0);
+  });
+
+  it("waits for a crashed holder's Lease to expire before taking it", async () => {
+    const now = new Date().toISOString().replace('Z', '000Z');
+    await admin.must({
+      method: 'POST',
+      path: LEASES,
+      body: {
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: { name: 'le-crash' },
+        spec: {
+          holderIdentity: 'ghost',
+          leaseDurationSeconds: 2,
+          renewTime: now,
+          acquireTime: now,
+        },
+      },
+    });
+    const started = Date.now();
+    const c = startLeaderElection({
+      client: admin,
+      namespace: 'tartan-system',
+      name: 'le-crash',
+      identity: 'c',
+      ...timing,
+    });
+    try {
+      await sleep(800);
+      expect(c.isLeader()).toBe(false);
+      await until('c to take over', () => c.isLeader(), 5000);
+      expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
+      const lease = await admin.must<{
+        spec: { holderIdentity: string; leaseTransitions: number };
+      }>({ method: 'GET', path: `${LEASES}/le-crash` });
+      expect(lease.spec).toMatchObject({ holderIdentity: 'c', leaseTransitions: 1 });
+    } finally {
+      await c.stop();
+    }
+  });
+});
+
+describe('reconcile', () => {
+  const spec: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.80.0.0/29', blockPrefix: 30 } };
+  // Written as the agent writes them (src/k8s/attachments.ts), owner reference included.
+  const attach = (pod: string, uid: string, containerId: string) =>
+    writeAttachment(admin, {
+      pod: { name: pod, namespace: 'tenant-a', uid },
+      node: 'n1',
+      containerId,
+      ifname: 'net1',
+      network: { kind: 'ClusterNetwork', name: 'gcnet' },
+      ips: [],
+    });
+
+  it('writes status, deletes stale attachments, releases leaked addresses after two sightings, and records events', async () => {
+    await admin.must({
+      method: 'POST',
+      path: `${G}/clusternetworks`,
+      body: {
+        apiVersion: 'tartan.io/v1alpha1',
+        kind: 'ClusterNetwork',
+        metadata: { name: 'gcnet' },
+        spec,
+      },
+    });
+    const pod = await admin.must<{ metadata: { uid: string } }>({
+      method: 'POST',
+      path: '/api/v1/namespaces/tenant-a/pods',
+      body: {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'alive' },
+        spec: { containers: [{ name: 'c', image: 'busybox' }] },
+      },
+    });
+    const ipam = createIpam(store);
+    const alloc = (containerId: string) =>
+      ipam.allocate({ network: 'gcnet', spec, node: 'n1', containerId, ifname: 'net1' });
+    const kept = await alloc('c-alive');
+    await alloc('c-gone'); // pod deleted, its attachment left behind
+    await alloc('c-orphan'); // no attachment record at all
+    await attach('alive', pod.metadata.uid, 'c-alive');
+    await attach('alive', pod.metadata.uid, 'c-alive'); // a repeated ADD replaces it
+    await attach('gone', 'uid-of-a-deleted-pod', 'c-gone');
+    const rec = await admin.must<{
+      metadata: { ownerReferences: { kind: string; uid: string }[] };
+    }>({
+      method: 'GET',
+      path: `${G}/namespaces/tenant-a/attachments/alive-net1`,
+    });
+    expect(rec.metadata.ownerReferences).toMatchObject([{ kind: 'Pod', uid: pod.metadata.uid }]);
+
+    let t = Date.now();
+    const deps = { client: admin, store, gcGraceMs: 60_000, now: () => t };
+    expect(await reconcileOnce(deps)).toEqual({ released: 0, staleAttachments: 1, finalized: 0 });
+    const status = async () =>
+      (
+        await admin.must<{ status: Record<string, unknown> }>({
+          method: 'GET',
+          path: `${G}/clusternetworks/gcnet`,
+        })
+      ).status;
+    // A /29 in /30 blocks: 8 addresses less network and broadcast.
+    expect(await status()).toMatchObject({
+      capacity: { ipv4: '6' },
+      inUse: { ipv4: 3 },
+      attachments: 1,
+    });
+    expect(((await status()).conditions as { type: string; status: string }[])[0]).toMatchObject({
+      type: 'Ready',
+      status: 'True',
+      reason: 'Ready',
+    });
+
+    t += 61_000; // the second sighting, past the grace period
+    expect(await reconcileOnce(deps)).toEqual({ released: 2, staleAttachments: 0, finalized: 0 });
+    expect(await status()).toMatchObject({ inUse: { ipv4: 1 }, attachments: 1 });
+    expect((await ipam.find('gcnet', spec, 'c-alive', 'net1')).map((a) => a.address)).toEqual(
+      kept.map((a) => a.address),
+    );
+    expect(await ipam.find('gcnet', spec, 'c-gone', 'net1')).toEqual([]);
+
+    const events = await admin.must<{
+      items: { reason: string; message: string; involvedObject: { name: string } }[];
+    }>({
+      method: 'GET',
+      path: '/api/v1/namespaces/default/events',
+    });
+    const mine = events.items
+      .filter((e) => e.involvedObject.name === 'gcnet')
+      .map((e) => `${e.reason}: ${e.message}`);
+    expect(mine).toEqual(
+      expect.arrayContaining([
+        'AddressesReleased: released 2 addresses held by no live pod',
+        'Ready: spec valid; addresses available',
+      ]),
+    );
+  });
+
+  it('reports an exhausted pool in the Ready condition', async () => {
+    const small: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.81.0.0/30' } };
+    await admin.must({
+      method: 'POST',
+      path: `${G}/clusternetworks`,
+      body: {
+        apiVersion: 'tartan.io/v1alpha1',
+        kind: 'ClusterNetwork',
+        metadata: { name: 'tiny' },
+        spec: small,
+      },
+    });
+    const ipam = createIpam(store);
+    for (const c of ['x1', 'x2'])
+      await ipam.allocate({
+        network: 'tiny',
+        spec: small,
+        node: 'n1',
+        containerId: c,
+        ifname: 'net1',
+      });
+    await reconcileOnce({ client: admin, store, gcGraceMs: 3_600_000 });
+    const obj = await admin.must<{
+      status: { conditions: { status: string; reason: string; message: string }[] };
+    }>({ method: 'GET', path: `${G}/clusternetworks/tiny` });
+    expect(obj.status.conditions[0]).toMatchObject({
+      status: 'False',
+      reason: 'PoolExhausted',
+      message: 'no free address left in IPv4',
+    });
+  });
+
+  it('reconciles in the replica that leads while a second one stands by', async () => {
+    const opts = {
+      client: admin,
+      store,
+      namespace: 'tartan-system',
+      intervalMs: 200,
+      gcGraceMs: 3_600_000,
+      leaseDurationMs: 2000,
+      renewDeadlineMs: 1500,
+      retryPeriodMs: 150,
+    };
+    const ctl = startController({ ...opts, identity: 'ctl-1' });
+    await until('ctl-1 to lead', () => ctl.isLeader());
+    const standby = startController({ ...opts, identity: 'ctl-2' });
+    try {
+      await sleep(500);
+      expect(standby.isLeader()).toBe(false);
+      await admin.must({
+        method: 'POST',
+        path: `${G}/clusternetworks`,
+        body: {
+          apiVersion: 'tartan.io/v1alpha1',
+          kind: 'ClusterNetwork',
+          metadata: { name: 'late' },
+          spec: { type: 'bridge', ipv4: { cidr: '10.82.0.0/24' } },
+        },
+      });
+      await until('status of a new network', async () => {
+        const o = await admin.must<{ status?: { capacity?: { ipv4?: string } } }>({
+          method: 'GET',
+          path: `${G}/clusternetworks/late`,
+        });
+        return o.status?.capacity?.ipv4 === '254'; // a /24 less network and broadcast
+      });
+    } finally {
+      await ctl.stop();
+    }
+    try {
+      await until('ctl-2 to take over', () => standby.isLeader(), 5000);
+    } finally {
+      await standby.stop();
+    }
+  });
+});
