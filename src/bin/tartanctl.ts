@@ -17,6 +17,8 @@ commands:
   topology --out F         nodes, pods and networks as a picture (.svg, .png or .dot)
 options:
   --lab <name>             use a running local lab (npm run lab -- up)
+  --kubeconfig F           use a cluster: networks, Tartan's records and Attachments
+                           (check runs on a node, against its own state)
   --networks-dir D --store-path F | --etcd URL --state-dir D --node N`;
 
 async function main(): Promise<number> {
@@ -24,6 +26,8 @@ async function main(): Promise<number> {
     allowPositionals: true,
     options: {
       lab: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      namespace: { type: 'string' },
       'networks-dir': { type: 'string' },
       'store-path': { type: 'string' },
       etcd: { type: 'string' },
@@ -41,6 +45,8 @@ async function main(): Promise<number> {
   }
   const ctx = await openContext({
     ...(values.lab ? { lab: values.lab } : {}),
+    ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
+    ...(values.namespace ? { namespace: values.namespace } : {}),
     ...(values['networks-dir'] ? { networksDir: values['networks-dir'] } : {}),
     ...(values['store-path'] ? { storePath: values['store-path'] } : {}),
     ...(values.etcd ? { etcd: values.etcd } : {}),
@@ -85,6 +91,10 @@ async function main(): Promise<number> {
         );
         return 0;
       case 'check':
+        if (ctx.attachments)
+          throw new Error(
+            "check compares a node's own state with its kernel: run it on the node (--state-dir)",
+          );
         return await check(ctx, values);
       case 'topology': {
         const out = values.out ?? 'tartan-topology.svg';

@@ -26,11 +26,10 @@ export function describeNet(n: Network): {
 export async function networksView(ctx: Context): Promise<string[][]> {
   const ipam = createIpam(ctx.store);
   const rows: string[][] = [];
-  for (const n of [...ctx.networks.values()].sort((a, b) =>
-    a.metadata.name.localeCompare(b.metadata.name),
-  )) {
+  // The map key is the IPAM network name ("<namespace>/<name>" for a TenantNetwork).
+  for (const [name, n] of [...ctx.networks.entries()].sort((a, b) => a[0].localeCompare(b[0]))) {
     const d = describeNet(n);
-    const usage = n.spec.ipv4 || n.spec.ipv6 ? await ipam.usage(n.metadata.name, n.spec) : [];
+    const usage = n.spec.ipv4 || n.spec.ipv6 ? await ipam.usage(name, n.spec) : [];
     const cap =
       usage
         .map(
@@ -40,7 +39,7 @@ export async function networksView(ctx: Context): Promise<string[][]> {
         .join(' ') || '-';
     const used = usage.map((u) => `v${u.family}: ${u.inUse}`).join(' ') || '-';
     const blocks = usage.reduce((s, u) => s + u.blocks, 0);
-    rows.push([n.metadata.name, d.kind, d.device, d.segment, d.cidrs, cap, used, String(blocks)]);
+    rows.push([name, d.kind, d.device, d.segment, d.cidrs, cap, used, String(blocks)]);
   }
   return rows;
 }
@@ -84,20 +83,78 @@ export async function records(
   return out;
 }
 
+/** One pod's interfaces on one node, from node state (lab, node) or Attachment objects (cluster). */
+export interface PodView {
+  node: string;
+  containerId: string;
+  pod: string;
+  interfaces: Array<{
+    ifname: string;
+    network: string;
+    type: string;
+    addresses: string[];
+    parents: string[];
+    rules: string[];
+    state: string;
+  }>;
+}
+
+export async function podViews(ctx: Context): Promise<PodView[]> {
+  if (ctx.attachments) {
+    const by = new Map<string, PodView>();
+    for (const a of ctx.attachments) {
+      const key = `${a.node}/${a.containerId}`;
+      const v = by.get(key) ?? {
+        node: a.node,
+        containerId: a.containerId,
+        pod: `${a.namespace}/${a.pod}`,
+        interfaces: [],
+      };
+      const type = ctx.networks.get(a.network)?.spec.type ?? '?';
+      v.interfaces.push({
+        ifname: a.ifname,
+        network: a.network,
+        type,
+        addresses: a.ips,
+        parents: [],
+        rules: [],
+        state: 'recorded',
+      });
+      by.set(key, v);
+    }
+    return [...by.values()];
+  }
+  const name = new Map([...ctx.pods.entries()].map(([n, p]) => [p.containerId, n]));
+  return (await records(ctx)).map(({ node, rec }) => ({
+    node,
+    containerId: rec.containerId,
+    pod: name.get(rec.containerId) ?? rec.containerId.slice(0, 12),
+    interfaces: rec.interfaces.map((i) => ({
+      ifname: i.ifname,
+      network: i.network,
+      type: i.spec.type,
+      addresses: i.allocations.map((a) => `${a.address}/${a.prefixLength}`),
+      parents: i.parents,
+      rules: i.rules.map((r) => `from ${r.from} lookup ${r.table}`),
+      state: i.state,
+    })),
+  }));
+}
+
 export async function podView(ctx: Context, pod: string): Promise<string[][]> {
   const cid = ctx.pods.get(pod)?.containerId ?? pod;
   const rows: string[][] = [];
-  for (const { node, rec } of await records(ctx)) {
-    if (rec.containerId !== cid) continue;
-    for (const i of rec.interfaces)
+  for (const v of await podViews(ctx)) {
+    if (v.containerId !== cid && v.pod !== pod && !v.pod.endsWith(`/${pod}`)) continue;
+    for (const i of v.interfaces)
       rows.push([
-        node,
+        v.node,
         i.ifname,
         i.network,
-        i.spec.type,
-        i.allocations.map((a) => `${a.address}/${a.prefixLength}`).join(' ') || '-',
+        i.type,
+        i.addresses.join(' ') || '-',
         i.parents.join(',') || '-',
-        i.rules.map((r) => `from ${r.from} lookup ${r.table}`).join('; ') || '-',
+        i.rules.join('; ') || '-',
         i.state,
       ]);
   }
@@ -107,36 +164,34 @@ export async function podView(ctx: Context, pod: string): Promise<string[][]> {
 
 /** Graphviz DOT of nodes (clusters), their pods, and the networks the pods attach to. */
 export async function topologyDot(ctx: Context): Promise<string> {
-  const recs = await records(ctx);
-  const podName = new Map([...ctx.pods.entries()].map(([name, p]) => [p.containerId, name]));
-  const q = (s: string) => JSON.stringify(s);
+  const views = await podViews(ctx);
+  const q = (x: string) => JSON.stringify(x);
   const lines = [
     'graph tartan {',
     '  rankdir=LR; fontname="Helvetica"; node [fontname="Helvetica", fontsize=10]; edge [fontname="Helvetica", fontsize=9];',
   ];
-  for (const n of ctx.networks.values()) {
+  for (const [name, n] of ctx.networks) {
     const d = describeNet(n);
+    const label = `${name}\n${d.kind} ${d.segment !== '-' ? d.segment : ''}\n${d.cidrs}`;
     lines.push(
-      `  ${q('net:' + n.metadata.name)} [shape=box, style="rounded,filled", fillcolor="#dbe9f6", label=${q(`${n.metadata.name}\n${d.kind} ${d.segment !== '-' ? d.segment : ''}\n${d.cidrs}`)}];`,
+      `  ${q('net:' + name)} [shape=box, style="rounded,filled", fillcolor="#dbe9f6", label=${q(label)}];`,
     );
   }
   for (const node of ctx.nodes) {
     lines.push(
       `  subgraph ${q('cluster_' + node.name)} { label=${q('node ' + node.name)}; style=dashed;`,
     );
-    for (const r of recs.filter((x) => x.node === node.name)) {
-      const name = podName.get(r.rec.containerId) ?? r.rec.containerId.slice(0, 12);
+    for (const v of views.filter((x) => x.node === node.name))
       lines.push(
-        `    ${q('pod:' + r.rec.containerId)} [shape=ellipse, style=filled, fillcolor="#f6e7db", label=${q(name)}];`,
+        `    ${q('pod:' + v.containerId)} [shape=ellipse, style=filled, fillcolor="#f6e7db", label=${q(v.pod)}];`,
       );
-    }
     lines.push('  }');
   }
-  for (const r of recs)
-    for (const i of r.rec.interfaces)
-      lines.push(
-        `  ${q('pod:' + r.rec.containerId)} -- ${q('net:' + i.network)} [label=${q(`${i.ifname} ${i.allocations.map((a) => a.address).join(' ')}`)}];`,
-      );
+  for (const v of views)
+    for (const i of v.interfaces) {
+      const label = `${i.ifname} ${i.addresses.map((a) => a.split('/')[0]).join(' ')}`;
+      lines.push(`  ${q('pod:' + v.containerId)} -- ${q('net:' + i.network)} [label=${q(label)}];`);
+    }
   lines.push('}');
   return lines.join('\n') + '\n';
 }
