@@ -58,6 +58,30 @@ async function series(
   return s;
 }
 
+/** One more ADD with TARTAN_TRACE=1: where a one-interface ADD spends its time. */
+async function traced(plugin: string, conf: Record<string, unknown>): Promise<string> {
+  const ns = `${P}-traced`;
+  await addNetns(ns);
+  const call = {
+    plugin,
+    conf,
+    netns: `/run/netns/${ns}`,
+    containerId: 'bench-traced',
+    ifname: 'eth0',
+  };
+  const r = await callCni({ ...call, command: 'ADD', env: { TARTAN_TRACE: '1' } });
+  await callCni({ ...call, command: 'DEL' });
+  await delNetns(ns);
+  return r.stderr
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => {
+      const t = JSON.parse(l) as { trace: string; ms: number };
+      return `${t.trace} @${t.ms} ms`;
+    })
+    .join(', ');
+}
+
 async function startup(plugin: string): Promise<number> {
   const xs: number[] = [];
   for (let i = 0; i < 30; i++)
@@ -141,8 +165,22 @@ async function main() {
     const startRef = await startup(REF);
     // Interleave the series so drift on a shared machine hits both alike.
     const ref1 = await series('ref', REF, refConf);
+    // A node in service already has pods on these networks: a resident pod keeps the shared
+    // host parents (VXLAN device, bridge) alive, so the series measure a pod's own ADD/DEL,
+    // not the first-pod/last-pod parent creation and removal.
+    const resident = {
+      plugin: TARTAN,
+      conf: tartanConf(4),
+      netns: `/run/netns/${P}-resident`,
+      containerId: 'bench-resident',
+      ifname: 'eth0',
+    };
+    await addNetns(`${P}-resident`);
+    await timed({ ...resident, command: 'ADD' });
     const t1 = await series('t1', TARTAN, tartanConf(1));
     const t4 = await series('t4', TARTAN, tartanConf(4));
+    const phases = await traced(TARTAN, tartanConf(1));
+    await timed({ ...resident, command: 'DEL' });
     const ref2 = await series('ref2', REF, refConf);
     const ref: Series = { add: [...ref1.add, ...ref2.add], del: [...ref1.del, ...ref2.del] };
 
@@ -169,6 +207,7 @@ async function main() {
     console.log(
       `\nexecutable start-up (VERSION, p50): tartan ${round(startTartan)} ms, reference bridge ${round(startRef)} ms`,
     );
+    console.log(`one traced tartan ADD (ms since exec): ${phases}`);
     const out = {
       runs: RUNS,
       ref_add_p50_ms: round(refAdd),

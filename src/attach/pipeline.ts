@@ -2,6 +2,7 @@
 // order, and undoes all of it if any step fails. DEL and CHECK work from the node-local
 // attachment record, so they need neither the network definition nor the cluster.
 import { TartanError, withContext } from '../cni/errors.js';
+import { mark } from '../cni/trace.js';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, mergeResults, type CniResult } from '../cni/spec.js';
 import { HOST, type Op, type Target } from '../kernel/types.js';
 import { planAddressing, podDefaults } from './addressing.js';
@@ -68,6 +69,7 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
         throw withContext(e, `interface ${p.ifname} (network ${p.net.metadata.name})`);
       }
     }
+    mark('ipam and plan');
     if (pending.length > 0) {
       for (const x of pending) {
         try {
@@ -78,8 +80,10 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
         // ipvlan shares its parent's MAC, known once the parent exists.
         if (!x.ir.mac && x.parent) x.ir.mac = sysfsMac(x.parent);
       }
+      mark('parents');
       // One process for all of the pod's kernel work: defaults, links, addresses, routes, rules.
       await k.run([{ t: { ns: r.netns }, ops: podDefaults() }, ...pending.flatMap((x) => x.steps)]);
+      mark('kernel');
       for (const x of pending) x.ir.state = 'ready';
     }
     const macs = new Map(rec.interfaces.filter((i) => i.mac).map((i) => [i.ifname, i.mac!]));

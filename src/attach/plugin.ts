@@ -10,6 +10,7 @@ import {
   type PluginConfig,
 } from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
+import { mark } from '../cni/trace.js';
 import type { CniEnv } from '../cni/protocol.js';
 import { versionResponse } from '../cni/protocol.js';
 import { compareVersions, fromAnyVersion, toVersion } from '../cni/spec.js';
@@ -34,17 +35,20 @@ export async function runCni(
   o: Overrides = {},
 ): Promise<Record<string, unknown> | undefined> {
   if (env.command === 'VERSION') return versionResponse(raw.cniVersion);
+  mark('start');
   const conf = parsePluginConfig(raw);
   const needNetworks = env.command === 'ADD' || env.command === 'GC' || env.command === 'STATUS';
   if (needNetworks) mkdirSync(conf.stateDir, { recursive: true, mode: 0o700 });
   const networks = needNetworks
     ? await loadNetworks(conf.networksDir, join(conf.stateDir, 'networks.cache.json'))
     : new Map<string, Network>();
+  mark('config and networks');
   let store: Store | undefined;
   let state: HostState | undefined;
   try {
     store = o.store ?? (await openStore(conf.store));
     state = await openHostState(conf.stateDir);
+    mark('stores open');
     const deps: Deps = {
       kernel: o.kernel ?? createKernel(),
       ipam: createIpam(store),
