@@ -44,6 +44,7 @@ export default tseslint.config(
   layer('attach', ['bin', 'lab', 'agent', 'controller']),
   layer('k8s', ['kernel', 'attach', 'bin', 'lab', 'controller', 'agent']),
   layer('controller', ['kernel', 'attach', 'bin', 'lab', 'agent']),
+  layer('agent', ['bin', 'lab', 'controller']),
   {
     files: ['**/*.js', '**/*.mjs'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly' } },

@@ -27,6 +27,15 @@ export default defineConfig({
       },
       {
         test: {
+          name: 'agent',
+          include: ['test/agent/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+        },
+      },
+      {
+        test: {
           name: 'k8s',
           include: ['test/k8s/**/*.test.ts'],
           fileParallelism: false,

@@ -86,7 +86,19 @@ export function plotResult(dir: string, name: string): string | undefined {
           ['etcd 10 nodes', 'etcd_10_nodes_allocs_per_s'],
           ['etcd 50 nodes', 'etcd_50_nodes_allocs_per_s'],
           ['kubernetes 50 nodes', 'kubernetes_50_nodes_allocs_per_s'],
-        ['single-object baseline, etcd 50', 'baseline_50_nodes_allocs_per_s'],
+          ['single-object baseline, etcd 50', 'baseline_50_nodes_allocs_per_s'],
+        ]),
+      );
+      return png;
+    case 'agent':
+      plotBars(
+        png,
+        'Node agent RSS under churn (110 pods)',
+        'MiB',
+        pick([
+          ['RSS at start', 'rss_mib_start'],
+          ['RSS at end', 'rss_mib_end'],
+          ['RSS max', 'rss_mib_max'],
         ]),
       );
       return png;
@@ -97,7 +109,7 @@ export function plotResult(dir: string, name: string): string | undefined {
 
 if (process.argv[1]?.endsWith('bench-plot.js')) {
   const dir = join(process.cwd(), 'bench', 'results');
-  for (const n of ['cni', 'datapath', 'ipam']) {
+  for (const n of ['cni', 'datapath', 'ipam', 'agent']) {
     const p = plotResult(dir, n);
     if (p) console.log(`wrote ${p}`);
   }

@@ -47,7 +47,15 @@ if (!fresh(bin) || process.argv.includes('--force')) {
 
 // Node programs: bundled, with native and heavy dependencies left as imports.
 const entries = {};
-for (const f of ['lab', 'tartanctl', 'bench-cni', 'bench-ipam', 'bench-datapath', 'bench-plot']) {
+for (const f of [
+  'lab',
+  'tartanctl',
+  'bench-cni',
+  'bench-ipam',
+  'bench-datapath',
+  'bench-plot',
+  'bench-agent',
+]) {
   const src = f.startsWith('bench-')
     ? join(root, 'bench', `${f.slice(6)}.ts`)
     : join(root, 'src/bin', `${f}.ts`);
@@ -71,3 +79,22 @@ if (Object.keys(entries).length > 0) {
     },
   });
 }
+
+// The agent is long-lived and memory-bound: split chunks so the etcd client (gRPC) loads
+// only when an etcd store is configured (+10 MiB RSS otherwise).
+await esbuild.build({
+  entryPoints: { 'tartan-agent': join(root, 'src/bin/tartan-agent.ts') },
+  outdir: dist,
+  bundle: true,
+  splitting: true,
+  chunkNames: 'chunks/[name]-[hash]',
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  packages: 'external',
+  sourcemap: true,
+  logLevel: 'warning',
+  banner: {
+    js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
+  },
+});

@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-tiers=("${@:-lint unit kernel services k8s clients vm}")
+tiers=("${@:-lint unit kernel agent services k8s clients vm}")
 read -r -a tiers <<<"${tiers[*]}"
 failed=()
 
@@ -24,6 +24,7 @@ run_tier() {
     kernel) need_root kernel && node scripts/build.mjs && npx vitest run --project kernel ;;
     services) node scripts/build.mjs && npx vitest run --project services ;;
     clients) need_root clients && node scripts/build.mjs && bash scripts/build-go-tools.sh && npx vitest run --project clients ;;
+    agent) need_root agent && node scripts/build.mjs && npx vitest run --project agent ;;
     k8s) bash scripts/build-kube.sh && npx vitest run --project k8s ;;
     vm) need_root vm && node scripts/build.mjs && bash test/vm/run.sh ;;
     *) echo "unknown tier $t" >&2; return 2 ;;

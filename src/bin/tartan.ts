@@ -1,10 +1,18 @@
 // The `tartan` CNI executable. stdout carries only the result or the error object.
-import { readFileSync, readSync } from 'node:fs';
-import { runCni } from '../attach/plugin.js';
+// With `agentSocket` in its plugin config it is a thin shim in front of the node agent
+// (src/agent/shim.ts); without, it runs the whole CNI core in-process. Both paths are
+// dynamic imports so the shim never evaluates the core (zod, yaml, IPAM, SQLite): every
+// pod ADD pays this program's start-up (docs/adr/0001, 0006).
+import { readSync, writeSync } from 'node:fs';
 import { TartanError } from '../cni/errors.js';
-import { MAX_STDIN, errorResponse, parseStdin, readEnv } from '../cni/protocol.js';
+import { MAX_STDIN } from '../cni/protocol.js';
 
-function readStdin(): string {
+interface Input {
+  text: string;
+  readError?: unknown;
+}
+
+function readStdin(): Input {
   // Read one byte past the limit so an oversized configuration is detected, not truncated.
   const buf = Buffer.alloc(MAX_STDIN + 1);
   let n = 0;
@@ -15,42 +23,67 @@ function readStdin(): string {
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EAGAIN') continue;
       if ((e as NodeJS.ErrnoException).code === 'EOF') break;
-      throw e;
+      return { text: '', readError: e };
     }
     if (r === 0) break;
     n += r;
     if (n > MAX_STDIN)
-      throw new TartanError(
-        'ERR_DECODE',
-        `network configuration is larger than ${MAX_STDIN} bytes`,
-      );
+      return {
+        text: '',
+        readError: new TartanError(
+          'ERR_DECODE',
+          `network configuration is larger than ${MAX_STDIN} bytes`,
+        ),
+      };
   }
-  return buf.subarray(0, n).toString('utf8');
+  return { text: buf.subarray(0, n).toString('utf8') };
+}
+
+/** The plugin config when it asks for the agent; anything unparsable stays in-process. */
+function agentConfig(
+  text: string,
+): ({ agentSocket: string } & Record<string, unknown>) | undefined {
+  try {
+    const v = JSON.parse(text) as Record<string, unknown> | null;
+    if (typeof v === 'object' && v !== null && typeof v.agentSocket === 'string' && v.agentSocket)
+      return v as { agentSocket: string } & Record<string, unknown>;
+  } catch {
+    // not JSON: the in-process path reports it with the right code
+  }
+  return undefined;
+}
+
+/** stdout without process.stdout, whose stream set-up costs Bun ~1.5 ms of start-up. */
+function writeAll(text: string): void {
+  const buf = Buffer.from(text);
+  for (let off = 0; off < buf.length;) {
+    try {
+      off += writeSync(1, buf, off);
+    } catch (e) {
+      // A non-blocking pipe that is full: the runtime is reading; try again.
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') throw e;
+    }
+  }
 }
 
 async function main(): Promise<number> {
-  let version: unknown;
-  try {
-    const env = readEnv(process.env);
-    const text = env.command === 'VERSION' ? safeRead() : readStdin();
-    const raw = env.command === 'VERSION' && text.trim() === '' ? {} : parseStdin(text);
-    version = raw.cniVersion;
-    const out = await runCni(env, raw);
-    if (out !== undefined) process.stdout.write(JSON.stringify(out) + '\n');
-    return 0;
-  } catch (e) {
-    process.stdout.write(JSON.stringify(errorResponse(e, version)) + '\n');
-    if (process.env.TARTAN_DEBUG) process.stderr.write(`${(e as Error).stack}\n`);
-    return 1;
+  const input = readStdin();
+  const shim = input.readError === undefined ? agentConfig(input.text) : undefined;
+  if (shim) {
+    const [{ runShim }, { cniVars }] = await Promise.all([
+      import('../agent/shim.js'),
+      import('../agent/wire.js'),
+    ]);
+    const r = await runShim(shim, cniVars(process.env), input.text);
+    writeAll(r.stdout);
+    return r.code;
   }
-}
-
-function safeRead(): string {
-  try {
-    return readFileSync(0, 'utf8');
-  } catch {
-    return '';
-  }
+  const { executeCni } = await import('../agent/execute.js');
+  const r = await executeCni(process.env, input);
+  process.stdout.write(r.stdout);
+  if (r.error !== undefined && process.env.TARTAN_DEBUG)
+    process.stderr.write(`${(r.error as Error).stack}\n`);
+  return r.code;
 }
 
 main().then((code) => process.exit(code));

@@ -1,0 +1,364 @@
+// The node agent: serves the shim's CNI calls with the same core the executable runs
+// in-process (executeCni -> runCni), keeping what is expensive to set up warm between
+// calls (datastore connections, parsed networks), and owns the node-wide duties no single
+// CNI call can: replaying DELs queued while it was down, repairing host parents, probes and
+// metrics. Lifecycle: starting (DEL served, ADD waits) -> ready -> draining after SIGTERM
+// (readiness fails, ADD refused with "try again later", DEL still served) -> stopped.
+import { performance } from 'node:perf_hooks';
+import type { Server as HttpServer } from 'node:http';
+import type { Server } from 'node:net';
+import { join } from 'node:path';
+import { openHostState, type HostState } from '../attach/host-state.js';
+import { CniCode, TartanError } from '../cni/errors.js';
+import { parsePluginConfig, type PluginConfig } from '../cni/config.js';
+import { errorResponse } from '../cni/protocol.js';
+import { createIpam } from '../ipam/index.js';
+import { createKernel } from '../kernel/iproute.js';
+import type { Kernel } from '../kernel/types.js';
+import { openStore, type Store, type StoreConfig } from '../store/index.js';
+import { classify } from './classify.js';
+import { executeCni } from './execute.js';
+import { Gate } from './gate.js';
+import { callFields, type Logger } from './log.js';
+import { createMetrics, type AgentMetrics, type PoolUsage } from './metrics.js';
+import { fileNetworkSource, type NetworkSource } from './networks.js';
+import { listPending, pendingDir, removePending } from './pending.js';
+import { reconcileParents } from './reconcile.js';
+import { serveHttp, serveSocket } from './server.js';
+import { WIRE_VERSION, type WireRequest, type WireResponse } from './wire.js';
+
+export interface AgentOptions {
+  socket: string;
+  stateDir: string;
+  networksDir: string;
+  store: StoreConfig;
+  /** "host:port", ":port", a unix socket path, or "" for none. */
+  metricsAddress: string;
+  maxConcurrent: number;
+  maxQueue: number;
+  /** How long an ADD waits for a starting agent before "try again later". */
+  readyTimeoutMs: number;
+  /** After SIGTERM: how long DELs are still served before the socket closes. */
+  drainMs: number;
+  reconcileIntervalMs: number;
+  pendingIntervalMs: number;
+  log: Logger;
+  kernel?: Kernel;
+  /** Network definitions; default: the networks directory (an informer in a cluster). */
+  networks?: NetworkSource;
+}
+
+export type Phase = 'starting' | 'ready' | 'draining' | 'stopped';
+
+const tryAgain = (msg: string, details = 'ERR_AGENT_NOT_READY') =>
+  new TartanError('ERR_INTERNAL', `${msg}; try again later`, {
+    cniCode: CniCode.TryAgainLater,
+    details,
+  });
+
+export class Agent {
+  phase: Phase = 'starting';
+  readonly metrics: AgentMetrics;
+  private readonly gate: Gate;
+  private readonly kernel: Kernel;
+  private readonly networks: NetworkSource;
+  private readonly extraNetworks = new Map<string, NetworkSource>();
+  private readonly stores = new Map<string, Promise<Store>>();
+  private readonly states = new Map<string, Promise<HostState>>();
+  private readyWaiters: Array<(ok: boolean) => void> = [];
+  private socketServer: Server | undefined;
+  private httpServer: HttpServer | undefined;
+  private timers: NodeJS.Timeout[] = [];
+  private replaying = false;
+
+  constructor(private readonly o: AgentOptions) {
+    this.gate = new Gate(o.maxConcurrent, o.maxQueue);
+    this.kernel = o.kernel ?? createKernel();
+    this.networks =
+      o.networks ?? fileNetworkSource(o.networksDir, join(o.stateDir, 'networks.cache.json'));
+    this.metrics = createMetrics({
+      gate: () => this.gate.stats(),
+      ready: () => this.phase === 'ready',
+      pendingDels: () => listPending(pendingDir(o.stateDir)).length,
+      pools: () => this.pools(),
+    });
+  }
+
+  /** Listens at once (so shims wait rather than fail), then warms up and turns ready. */
+  async start(): Promise<void> {
+    this.socketServer = await serveSocket(this.o.socket, (r) => this.handle(r), this.o.log);
+    if (this.o.metricsAddress)
+      this.httpServer = await serveHttp(
+        this.o.metricsAddress,
+        {
+          healthz: () => this.phase !== 'stopped',
+          readyz: () => this.phase === 'ready',
+          metrics: async () => ({
+            contentType: this.metrics.registry.contentType,
+            body: await this.metrics.registry.metrics(),
+          }),
+        },
+        this.o.log,
+      );
+    this.o.log.info('listening', { socket: this.o.socket, metrics: this.o.metricsAddress });
+    void this.warmUp();
+  }
+
+  private async warmUp(): Promise<void> {
+    for (let attempt = 1; this.phase === 'starting'; attempt++) {
+      try {
+        await this.storeFor(this.o.store, true);
+        await this.stateFor(this.o.stateDir);
+        await this.networks.networks();
+        // Before ready: a pod whose DEL was queued must be gone before new ADDs arrive.
+        await this.replayPending();
+        // A parent that cannot be repaired now (e.g. its NIC is down) must not keep every
+        // other network on the node from working: logged, retried by the periodic pass.
+        await this.reconcile().catch(() => undefined);
+        this.becomeReady();
+        return;
+      } catch (e) {
+        this.o.log.error('warm-up failed, retrying', { attempt, error: (e as Error).message });
+        await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
+      }
+    }
+  }
+
+  private becomeReady(): void {
+    if (this.phase !== 'starting') return;
+    this.phase = 'ready';
+    for (const w of this.readyWaiters.splice(0)) w(true);
+    this.timers.push(
+      setInterval(() => void this.reconcile().catch(() => undefined), this.o.reconcileIntervalMs),
+      setInterval(() => void this.replayPending(), this.o.pendingIntervalMs),
+    );
+    const m = process.memoryUsage();
+    const mib = (n: number) => Math.round((n / 1048576) * 10) / 10;
+    this.o.log.info('ready', {
+      rssMiB: mib(m.rss),
+      heapUsedMiB: mib(m.heapUsed),
+      heapTotalMiB: mib(m.heapTotal),
+      externalMiB: mib(m.external),
+    });
+  }
+
+  private waitReady(): Promise<boolean> {
+    if (this.phase === 'ready') return Promise.resolve(true);
+    if (this.phase !== 'starting') return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const t = setTimeout(() => {
+        this.readyWaiters = this.readyWaiters.filter((w) => w !== done);
+        resolve(false);
+      }, this.o.readyTimeoutMs);
+      const done = (ok: boolean) => {
+        clearTimeout(t);
+        resolve(ok);
+      };
+      this.readyWaiters.push(done);
+    });
+  }
+
+  /** One CNI call from the shim (or the pending-DEL queue). Never rejects. */
+  async handle(req: WireRequest, via = 'socket'): Promise<WireResponse> {
+    const t0 = performance.now();
+    const vars = req.env ?? {};
+    const command = vars.CNI_COMMAND ?? '';
+    const log = this.o.log.with({ ...callFields(vars), via });
+    let raw: Record<string, unknown> | undefined;
+    try {
+      raw = JSON.parse(req.stdin) as Record<string, unknown>;
+    } catch {
+      raw = undefined; // executeCni reports it
+    }
+    let r: WireResponse & { error?: unknown };
+    try {
+      if (req.v !== WIRE_VERSION)
+        throw tryAgain(
+          `shim speaks wire version ${req.v}, this agent ${WIRE_VERSION}`,
+          'ERR_AGENT_VERSION',
+        );
+      if (command === 'ADD' && !(await this.waitReady()))
+        throw tryAgain(
+          this.phase === 'starting'
+            ? `the node agent is not ready after ${this.o.readyTimeoutMs} ms`
+            : 'the node agent is shutting down',
+        );
+      let conf: PluginConfig | undefined;
+      try {
+        conf = raw ? parsePluginConfig(raw) : undefined;
+      } catch {
+        conf = undefined; // executeCni reports it
+      }
+      const deps = {
+        state: (dir: string) => this.stateFor(dir),
+        networks: (c: PluginConfig) => this.networksFor(c),
+      };
+      const key =
+        command === 'ADD' || command === 'DEL' || command === 'CHECK'
+          ? `${vars.CNI_CONTAINERID}/${vars.CNI_IFNAME}`
+          : undefined;
+      let exclusive = await classify(command, vars, conf, deps);
+      for (;;) {
+        const out = await this.gate.run({ key, exclusive, tag: command }, async () => {
+          if (command === 'ADD' && this.phase !== 'ready')
+            throw tryAgain('the node agent is shutting down');
+          // Asked again in this attachment's turn: a call for it that ran meanwhile (an ADD
+          // before this DEL) may have recorded parents since the first answer.
+          if (!exclusive && (await classify(command, vars, conf, deps))) return undefined;
+          const store = conf ? await this.storeFor(conf.store) : undefined;
+          return executeCni(
+            vars,
+            { text: req.stdin },
+            { kernel: this.kernel, ...(store ? { store } : {}) },
+          );
+        });
+        if (out) {
+          r = out;
+          break;
+        }
+        exclusive = true;
+      }
+    } catch (e) {
+      r = { code: 1, stdout: JSON.stringify(errorResponse(e, raw?.cniVersion)) + '\n', error: e };
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const cniCode = r.code === 0 ? undefined : codeOf(r);
+    if (command !== 'VERSION') this.metrics.observe(command || 'unknown', seconds, cniCode);
+    const fields = { ms: Math.round(seconds * 1000), code: cniCode ?? 0 };
+    if (r.code === 0) log.info(`${command} done`, fields);
+    else
+      log.warn(`${command} failed`, {
+        ...fields,
+        error: r.error instanceof Error ? r.error.message : String(r.error),
+        ...(vars.TARTAN_DEBUG && r.error instanceof Error ? { stack: r.error.stack } : {}),
+      });
+    return { code: r.code, stdout: r.stdout };
+  }
+
+  /** Replays DELs the shim queued while the agent was down; failures stay queued. */
+  async replayPending(): Promise<number> {
+    if (this.replaying) return 0;
+    this.replaying = true;
+    let done = 0;
+    try {
+      for (const p of listPending(pendingDir(this.o.stateDir))) {
+        if (this.phase === 'stopped') break;
+        if (!p.req || p.req.env?.CNI_COMMAND !== 'DEL' || typeof p.req.stdin !== 'string') {
+          this.o.log.error('dropping unreadable pending DEL', { file: p.file });
+          removePending(p);
+          continue;
+        }
+        const r = await this.handle(p.req, 'pending-del');
+        if (r.code === 0) {
+          removePending(p);
+          done++;
+        }
+      }
+    } finally {
+      this.replaying = false;
+    }
+    return done;
+  }
+
+  /** One reconciler pass over the agent's node state, alone (see gate.ts). */
+  async reconcile(): Promise<void> {
+    const state = await this.stateFor(this.o.stateDir);
+    const rep = await this.gate
+      .run({ exclusive: true, tag: 'reconcile' }, () =>
+        reconcileParents(this.kernel, state, this.o.log),
+      )
+      .catch((e: unknown) => {
+        this.o.log.error('host parent reconciliation failed', { error: (e as Error).message });
+        throw e;
+      });
+    this.metrics.parentRepair('created', rep.created.length);
+    this.metrics.parentRepair('removed', rep.removed.length);
+  }
+
+  /** SIGTERM: fail readiness and new ADDs, keep serving DEL for drainMs, then stop. */
+  async drain(): Promise<void> {
+    if (this.phase === 'draining' || this.phase === 'stopped') return;
+    this.phase = 'draining';
+    this.o.log.info('draining', { ms: this.o.drainMs });
+    for (const w of this.readyWaiters.splice(0)) w(false);
+    this.gate.rejectWaiting('ADD', tryAgain('the node agent is shutting down'));
+    await new Promise((r) => setTimeout(r, this.o.drainMs));
+    await this.stop();
+  }
+
+  async stop(): Promise<void> {
+    if (this.phase === 'stopped') return;
+    this.phase = 'stopped';
+    for (const t of this.timers) clearInterval(t);
+    // Stop accepting; calls already admitted finish (their shims are waiting).
+    await new Promise((r) => (this.socketServer ? this.socketServer.close(r) : r(undefined)));
+    for (let i = 0; i < 600 && this.gate.stats().running + this.gate.stats().queued > 0; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => (this.httpServer ? this.httpServer.close(r) : r(undefined)));
+    for (const s of this.stores.values()) await s.then((x) => x.close()).catch(() => undefined);
+    for (const s of this.states.values()) await s.then((x) => x.close()).catch(() => undefined);
+    this.networks.close();
+    this.o.log.info('stopped');
+  }
+
+  private storeFor(cfg: StoreConfig, mustOpen = false): Promise<Store | undefined> {
+    const key = JSON.stringify(cfg);
+    let p = this.stores.get(key);
+    if (!p) {
+      p = openStore(cfg);
+      this.stores.set(key, p);
+      // A store that does not open is not kept: the next call tries again, and the core
+      // reports the failure with its own code.
+      p.catch(() => this.stores.delete(key));
+    }
+    return mustOpen ? p : p.catch(() => undefined);
+  }
+
+  private stateFor(dir: string): Promise<HostState> {
+    let p = this.states.get(dir);
+    if (!p) {
+      p = openHostState(dir);
+      this.states.set(dir, p);
+      p.catch(() => this.states.delete(dir));
+    }
+    return p;
+  }
+
+  private networksFor(conf: PluginConfig): NetworkSource {
+    if (conf.networksDir === this.o.networksDir) return this.networks;
+    let s = this.extraNetworks.get(conf.networksDir);
+    if (!s) {
+      s = fileNetworkSource(conf.networksDir, join(conf.stateDir, 'networks.cache.json'));
+      this.extraNetworks.set(conf.networksDir, s);
+    }
+    return s;
+  }
+
+  private async pools(): Promise<PoolUsage[]> {
+    const store = await this.storeFor(this.o.store, true);
+    if (!store) return [];
+    const ipam = createIpam(store);
+    const out: PoolUsage[] = [];
+    for (const net of (await this.networks.networks()).values()) {
+      if (!net.spec.ipv4 && !net.spec.ipv6) continue;
+      for (const u of await ipam.usage(net.metadata.name, net.spec))
+        out.push({
+          network: net.metadata.name,
+          family: u.family,
+          capacity: Number(u.capacity),
+          inUse: u.inUse,
+        });
+    }
+    return out;
+  }
+}
+
+function codeOf(r: WireResponse & { error?: unknown }): number {
+  if (r.error instanceof TartanError) return r.error.cniCode;
+  try {
+    const c = (JSON.parse(r.stdout) as { code?: unknown }).code;
+    return typeof c === 'number' ? c : CniCode.Internal;
+  } catch {
+    return CniCode.Internal;
+  }
+}

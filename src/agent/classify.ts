@@ -1,0 +1,49 @@
+// Whether a CNI call must run alone in the agent (see gate.ts): it may take the node
+// state's write lock across kernel work, i.e. it may create or release a host parent.
+// Any doubt answers "alone" only where a wrong "shared" could deadlock; a call whose input
+// is invalid is "shared", because the core refuses it before it writes any state.
+import type { HostState } from '../attach/host-state.js';
+import { planParents } from '../attach/parents.js';
+import { interfaceRequests, parseCniArgs, type PluginConfig } from '../cni/config.js';
+import type { NetworkSource } from './networks.js';
+
+export interface ClassifyDeps {
+  state(dir: string): Promise<HostState>;
+  networks(conf: PluginConfig): NetworkSource;
+}
+
+export async function classify(
+  command: string,
+  vars: Record<string, string>,
+  conf: PluginConfig | undefined,
+  deps: ClassifyDeps,
+): Promise<boolean> {
+  if (command === 'GC') return true;
+  if (!conf || (command !== 'ADD' && command !== 'DEL')) return false;
+  const cid = vars.CNI_CONTAINERID ?? '';
+  const ifname = vars.CNI_IFNAME ?? '';
+  let state: HostState;
+  try {
+    state = await deps.state(conf.stateDir);
+  } catch {
+    return true; // the core will open it too: keep it away from everyone meanwhile
+  }
+  // DEL releases what the record holds; a repeated ADD may first undo the old record.
+  const rec = state.getAttachment(cid, ifname);
+  if (rec?.interfaces.some((i) => i.parents.length > 0)) return true;
+  if (command === 'DEL') return false;
+  try {
+    const nets = await deps.networks(conf).networks();
+    const names = [
+      ...(conf.defaultNetwork ? [conf.defaultNetwork] : []),
+      ...interfaceRequests(conf, parseCniArgs(vars.CNI_ARGS)).map((r) => r.network),
+    ];
+    return names.some((n) => {
+      const net = nets.get(n);
+      return net !== undefined && planParents(net).length > 0;
+    });
+  } catch {
+    // Networks or requests that do not parse fail in the core before any state is written.
+    return false;
+  }
+}
