@@ -6,6 +6,8 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
+import { spawn } from 'node:child_process';
+import { AGENT_NODE_ENV, AGENT_NODE_FLAGS } from '../src/agent/launch.js';
 import { callCni } from '../src/lab/cni.js';
 import { addNetns, delNetns, listNetns, run, sh } from '../src/lab/sh.js';
 import { plotResult } from './plot.js';
@@ -80,6 +82,51 @@ async function traced(plugin: string, conf: Record<string, unknown>): Promise<st
       return `${t.trace} @${t.ms} ms`;
     })
     .join(', ');
+}
+
+/** The node agent as a process of its own (flags as in the DaemonSet), stopped by PID. */
+async function startAgent(
+  dir: string,
+  conf: Record<string, unknown>,
+): Promise<{ socket: string; stop(): Promise<void> }> {
+  const socket = join(dir, 'agent.sock');
+  const child = spawn(
+    'env',
+    [
+      ...AGENT_NODE_ENV,
+      process.execPath,
+      ...AGENT_NODE_FLAGS,
+      join(root, 'dist', 'tartan-agent.js'),
+      '--socket',
+      socket,
+      '--metrics',
+      join(dir, 'metrics.sock'),
+      '--state-dir',
+      String(conf.stateDir),
+      '--networks-dir',
+      String(conf.networksDir),
+      '--store-path',
+      String((conf.store as { path: string }).path),
+    ],
+    { stdio: 'ignore' },
+  );
+  const stop = async () => {
+    if (child.exitCode !== null) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGTERM');
+    await gone;
+  };
+  for (let i = 0; i < 200; i++) {
+    const r = await callCni({
+      plugin: TARTAN,
+      command: 'STATUS',
+      conf: { ...conf, agentSocket: socket },
+    });
+    if (r.code === 0) return { socket, stop };
+    await new Promise((res) => setTimeout(res, 50));
+  }
+  await stop();
+  throw new Error('the node agent did not become ready');
 }
 
 async function startup(plugin: string): Promise<number> {
@@ -180,6 +227,16 @@ async function main() {
     const t1 = await series('t1', TARTAN, tartanConf(1));
     const t4 = await series('t4', TARTAN, tartanConf(4));
     const phases = await traced(TARTAN, tartanConf(1));
+    // The same pods through the shim and the node agent (how Tartan runs in a cluster).
+    const agent = await startAgent(dir, tartanConf(1));
+    let a1: Series;
+    let a4: Series;
+    try {
+      a1 = await series('a1', TARTAN, { ...tartanConf(1), agentSocket: agent.socket });
+      a4 = await series('a4', TARTAN, { ...tartanConf(4), agentSocket: agent.socket });
+    } finally {
+      await agent.stop();
+    }
     await timed({ ...resident, command: 'DEL' });
     const ref2 = await series('ref2', REF, refConf);
     const ref: Series = { add: [...ref1.add, ...ref2.add], del: [...ref1.del, ...ref2.del] };
@@ -202,6 +259,8 @@ async function main() {
         row('reference bridge + host-local (1 if)', ref),
         row('tartan, 1 interface (macvlan)', t1),
         row('tartan, 4 interfaces (macvlan, vxlan dual-stack + PBR, bridge, macvlan)', t4),
+        row('tartan shim + node agent, 1 interface', a1),
+        row('tartan shim + node agent, 4 interfaces', a4),
       ],
     );
     console.log(
@@ -221,6 +280,11 @@ async function main() {
       tartan_4if_del_p50_ms: round(quantile(t4.del, 0.5)),
       add_p50_ratio_1if: round(quantile(t1.add, 0.5) / refAdd, 3),
       add_p50_ratio_4if: round(quantile(t4.add, 0.5) / refAdd, 3),
+      agent_1if_add_p50_ms: round(quantile(a1.add, 0.5)),
+      agent_4if_add_p50_ms: round(quantile(a4.add, 0.5)),
+      agent_1if_del_p50_ms: round(quantile(a1.del, 0.5)),
+      add_p50_ratio_1if_agent: round(quantile(a1.add, 0.5) / refAdd, 3),
+      add_p50_ratio_4if_agent: round(quantile(a4.add, 0.5) / refAdd, 3),
       startup_tartan_ms: round(startTartan),
       startup_ref_ms: round(startRef),
     };

@@ -27,6 +27,12 @@ import { add, check, del, gc, type Deps } from './pipeline.js';
 export interface Overrides {
   kernel?: Kernel;
   store?: Store;
+  /**
+   * The process exits right after this call (the CNI executable): leave the databases
+   * open. Closing the last connection of a WAL database checkpoints it with an fsync,
+   * ~20 ms per pod on this disk; the WAL is checkpointed later by a commit instead.
+   */
+  oneShot?: boolean;
 }
 
 export async function runCni(
@@ -58,8 +64,10 @@ export async function runCni(
     };
     return await dispatch(env, conf, deps, networks);
   } finally {
-    state?.close();
-    if (!o.store) await store?.close();
+    if (!o.oneShot) {
+      state?.close();
+      if (!o.store) await store?.close();
+    }
   }
 }
 

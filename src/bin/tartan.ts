@@ -79,7 +79,7 @@ async function main(): Promise<number> {
     return r.code;
   }
   const { executeCni } = await import('../agent/execute.js');
-  const r = await executeCni(process.env, input);
+  const r = await executeCni(process.env, input, { oneShot: true });
   process.stdout.write(r.stdout);
   if (r.error !== undefined && process.env.TARTAN_DEBUG)
     process.stderr.write(`${(r.error as Error).stack}\n`);
