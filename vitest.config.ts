@@ -1,7 +1,8 @@
 import { defineConfig } from 'vitest/config';
 
 // Tiers: unit (no root), kernel (root, network namespaces), services (etcd), clients
-// (libcni, containerd CRI, podman), k8s (a real kube-apiserver). The VM tier runs through
+// (libcni, containerd CRI, podman), k8s (a real kube-apiserver), agent, e2e (kubelet +
+// containerd + Tartan). The VM tier runs through
 // test/vm/run.sh.
 export default defineConfig({
   test: {
@@ -41,6 +42,15 @@ export default defineConfig({
           fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 180_000,
+        },
+      },
+      {
+        test: {
+          name: 'e2e',
+          include: ['test/e2e/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
         },
       },
       {

@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Builds Kubernetes binaries from the k8s.io/kubernetes Go module into .cache/bin/, for the
-# test tiers that need a real control plane (test/harness/kube.ts) or, later, a kubelet.
+# test tiers that need a real control plane (test/harness/kube.ts) or a kubelet
+# (test/harness/kubelet.ts, the e2e tier).
 # Usage: scripts/build-kube.sh [command ...]     (default: kube-apiserver)
 #        e.g. scripts/build-kube.sh kube-apiserver kubelet
+# The kubelet uses the same pin as the API server (no version skew; on this cgroup v1 host it
+# runs with failCgroupV1: false, see docs/adr/0007-e2e-kubelet.md): ~70 s to build once the
+# API server's packages are in Go's build cache.
 # Idempotent: a binary is rebuilt only when missing or stamped with another version.
 # The version is pinned below (see docs/adr/0005-kubernetes-test-control-plane.md);
 # KUBE_VERSION=v1.x.y overrides it. First build: ~300 modules downloaded, then a long
@@ -23,6 +27,14 @@ KUBE_VERSION="${KUBE_VERSION:-v1.36.3}"
 STAGING_VERSION="v0${KUBE_VERSION#v1}"
 cmds=("$@")
 ((${#cmds[@]})) || cmds=(kube-apiserver)
+
+# Version skew policy: a kubelet must not be newer than the API server it talks to.
+if [[ " ${cmds[*]} " == *" kubelet "* && -f "$bin/kube-apiserver.version" ]]; then
+  api="$(cat "$bin/kube-apiserver.version")"
+  if [[ "$(printf '%s\n%s\n' "$api" "$KUBE_VERSION" | sort -V | tail -1)" != "$api" ]]; then
+    echo "build-kube: warning: kubelet $KUBE_VERSION is newer than kube-apiserver $api (unsupported skew)" >&2
+  fi
+fi
 
 todo=()
 for c in "${cmds[@]}"; do

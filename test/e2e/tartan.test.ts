@@ -1,0 +1,424 @@
+// End to end through the real kubelet: pods created through the API server, the kubelet
+// drives containerd's CRI, CRI calls Tartan (the only plugin of the conflist) which gives
+// each pod eth0 from a delegated default network (reference bridge + host-local), a
+// macvlan interface with a fixed IP, and a macvlan interface on a VXLAN parent with dynamic
+// IPv4 + IPv6 and policy routing. Everything is read back from the kernel; pods ping each
+// other on every network; after deletion through the API nothing is left.
+//
+// Twice: Tartan in-process (the `tartan` executable with a local file store), then as the
+// shim in front of the node agent (`agentSocket`; the agent a host process). The pods'
+// interface requests come from the conflist's `interfaces` (kubelet passes no per-pod CNI
+// args and the in-process plugin does not read pod annotations), so the fixed IP of each pod
+// is set by rewriting the conflist before creating it (containerd reloads its CNI conf dir).
+// With the agent resolving pod annotations, the requests move to the pods' annotations.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openHostState } from '../../src/attach/host-state.js';
+import { createFileStore } from '../../src/store/file.js';
+import { startHostAgent, type HostAgent } from './agent-proc.js';
+import { makeCniBinDir } from '../harness/clients/containerd.js';
+import {
+  addrsIn,
+  ipv4Of,
+  linkDel,
+  linkExists,
+  mkTmp,
+  pingFrom,
+  removeDir,
+  run,
+  sh,
+  sleep,
+  tartanBinary,
+  type IpAddrInfo,
+} from '../harness/clients/util.js';
+import {
+  CLUSTER_TIMEOUT_MS,
+  startCluster,
+  type Cluster,
+  type PodObject,
+  type PodSandbox,
+} from '../harness/kubelet.js';
+
+const NS = 'tt-e2e-tartan';
+const NODE = 'tt-e2e-node1';
+const MACVLAN_PARENT = 'tt-e2e-m0';
+const MACVLAN_PEER = 'tt-e2e-m1';
+const UNDERLAY = 'tt-e2e-u0';
+const UNDERLAY_PEER = 'tt-e2e-u1';
+const BRIDGE = 'tt-e2e-tbr';
+const LOCAL_UNDERLAY = '192.168.251.1';
+const REMOTE_UNDERLAY = '192.168.251.2';
+const VNI = 4242;
+const VXLAN_DEV = `tvx${VNI}`;
+const TABLE = 162;
+const FIXED = { 'tt-e2e-a': '10.61.0.11', 'tt-e2e-b': '10.61.0.12' } as const;
+type PodName = keyof typeof FIXED;
+
+function ipv6Of(addrs: IpAddrInfo[], ifname: string): string[] {
+  const a = addrs.find((x) => x.ifname === ifname);
+  return (a?.addr_info ?? [])
+    .filter((i) => i.family === 'inet6' && i.scope === 'global')
+    .map((i) => `${i.local}/${i.prefixlen}`);
+}
+
+const bare = (cidr: string) => cidr.split('/')[0]!;
+
+type Mode = 'in-process' | 'shim+agent';
+
+for (const mode of ['in-process', 'shim+agent'] as Mode[])
+  describe(`e2e: Tartan through the real kubelet (${mode})`, () => {
+    let dir = '';
+    let agent: HostAgent | undefined;
+    let cluster: Cluster | undefined;
+    let confDir = '';
+    const paths = { networks: '', store: '', state: '', log: '' };
+    const pods = new Map<PodName, { pod: PodObject; sb: PodSandbox; addrs: IpAddrInfo[] }>();
+
+    /** The conflist CRI loads: Tartan only; the macvlan request carries this pod's fixed IP. */
+    const writeConflist = (fixed: string) => {
+      const conf = {
+        cniVersion: '1.0.0',
+        name: 'tt-e2e-tartan',
+        plugins: [
+          {
+            type: 'tartan',
+            ...(mode === 'shim+agent' ? { agentSocket: join(dir, 'agent.sock') } : {}),
+            networksDir: paths.networks,
+            store: { type: 'file', path: paths.store },
+            stateDir: paths.state,
+            nodeName: NODE,
+            defaultNetwork: 'cluster',
+            logFile: paths.log,
+            logLevel: 'debug',
+            interfaces: [
+              { network: 'oam', ifname: 'net1', ip: fixed },
+              { network: 'internal', ifname: 'net2', ip: 'dynamic', ip6: 'dynamic' },
+            ],
+          },
+        ],
+      };
+      // In place: containerd 1.6 reloads its CNI conf on a WRITE event, not on a rename.
+      writeFileSync(join(confDir, '10-tartan.conflist'), JSON.stringify(conf));
+    };
+
+    const network = (name: string, spec: Record<string, unknown>) =>
+      writeFileSync(
+        join(paths.networks, `${name}.yaml`),
+        stringify({
+          apiVersion: 'tartan.io/v1alpha1',
+          kind: 'ClusterNetwork',
+          metadata: { name },
+          spec,
+        }),
+      );
+
+    beforeAll(async () => {
+      const bin = tartanBinary();
+      dir = mkTmp('tartan-e2e-tt-');
+      confDir = join(dir, 'net.d');
+      paths.networks = join(dir, 'networks');
+      paths.store = join(dir, 'ipam.db');
+      paths.state = join(dir, 'state');
+      paths.log = join(dir, 'tartan.log');
+      mkdirSync(confDir);
+      mkdirSync(paths.networks);
+      // Host side: a veth as the macvlan parent, another as the VXLAN underlay (with an address).
+      for (const [a, b] of [
+        [MACVLAN_PARENT, MACVLAN_PEER],
+        [UNDERLAY, UNDERLAY_PEER],
+      ] as const) {
+        await linkDel(a);
+        await sh('ip', ['link', 'add', a, 'type', 'veth', 'peer', 'name', b]);
+        await sh('ip', ['link', 'set', a, 'up']);
+        await sh('ip', ['link', 'set', b, 'up']);
+      }
+      await sh('ip', ['addr', 'add', `${LOCAL_UNDERLAY}/24`, 'dev', UNDERLAY]);
+
+      network('cluster', {
+        type: 'delegate',
+        delegate: {
+          cniVersion: '1.0.0',
+          name: 'tt-e2e-cluster',
+          plugins: [
+            {
+              type: 'bridge',
+              bridge: BRIDGE,
+              isGateway: false,
+              ipam: {
+                type: 'host-local',
+                ranges: [[{ subnet: '10.88.7.0/24' }]],
+                dataDir: join(dir, 'host-local'),
+              },
+            },
+          ],
+        },
+      });
+      network('oam', {
+        type: 'macvlan',
+        device: MACVLAN_PARENT,
+        mode: 'bridge',
+        ipv4: { cidr: '10.61.0.0/24', pools: [{ start: '10.61.0.10', end: '10.61.0.99' }] },
+      });
+      network('internal', {
+        type: 'macvlan',
+        device: UNDERLAY,
+        mode: 'bridge',
+        // One definition for every node: this node's own address is in the remotes too.
+        vxlan: { vni: VNI, port: 4789, remotes: [LOCAL_UNDERLAY, REMOTE_UNDERLAY] },
+        mtu: 1450,
+        ipv4: { cidr: '10.62.0.0/24', blockPrefix: 28 },
+        ipv6: { cidr: 'fd00:62::/64' },
+        routingTable: TABLE,
+      });
+      writeConflist(FIXED['tt-e2e-a']);
+      if (mode === 'shim+agent')
+        agent = await startHostAgent(dir, join(confDir, '10-tartan.conflist'));
+      cluster = await startCluster({
+        cniBinDir: makeCniBinDir(join(dir, 'bin'), { tartan: bin }),
+        cniConfDir: confDir,
+        nodeName: NODE,
+      });
+      await cluster.namespace(NS);
+    }, CLUSTER_TIMEOUT_MS);
+
+    afterAll(async () => {
+      try {
+        await cluster?.stop();
+      } finally {
+        await agent?.stop();
+        for (const l of [MACVLAN_PARENT, UNDERLAY, BRIDGE, VXLAN_DEV]) await linkDel(l);
+        if (dir) removeDir(dir);
+      }
+    }, CLUSTER_TIMEOUT_MS);
+
+    it('two pods get eth0 (delegate), net1 (macvlan, fixed IP) and net2 (VXLAN, dynamic v4+v6)', async () => {
+      const c = cluster!;
+      for (const name of Object.keys(FIXED) as PodName[]) {
+        writeConflist(FIXED[name]);
+        await sleep(1500); // containerd's CNI conf syncer picks up the new conflist
+        await c.createPod(NS, { metadata: { name } });
+        const pod = await c.waitPodRunning(NS, name);
+        const sb = await c.sandbox(pod);
+        pods.set(name, { pod, sb, addrs: await addrsIn(sb.netns) });
+      }
+
+      for (const [name, { pod, addrs }] of pods) {
+        const names = addrs.map((a) => a.ifname).sort();
+        expect(names).toEqual(['eth0', 'lo', 'net1', 'net2']);
+        // eth0: the delegated bridge; kubelet's pod IP is the eth0 address.
+        const eth0 = ipv4Of(addrs, 'eth0');
+        expect(eth0).toHaveLength(1);
+        expect(eth0[0]).toMatch(/^10\.88\.7\.\d+\/24$/);
+        expect(pod.status?.podIP).toBe(bare(eth0[0]!));
+        expect(addrs.find((a) => a.ifname === 'eth0')?.linkinfo?.info_kind).toBe('veth');
+        // net1: macvlan with the fixed address.
+        expect(ipv4Of(addrs, 'net1')).toEqual([`${FIXED[name]}/24`]);
+        expect(addrs.find((a) => a.ifname === 'net1')?.linkinfo?.info_kind).toBe('macvlan');
+        // net2: macvlan over the VXLAN parent, dynamic IPv4 + IPv6, MTU from the network.
+        const net2 = addrs.find((a) => a.ifname === 'net2') as IpAddrInfo & { mtu?: number };
+        expect(net2.linkinfo?.info_kind).toBe('macvlan');
+        expect(net2.mtu).toBe(1450);
+        expect(ipv4Of(addrs, 'net2')[0]).toMatch(/^10\.62\.0\.\d+\/24$/);
+        expect(ipv6Of(addrs, 'net2')[0]).toMatch(/^fd00:62::[0-9a-f:]+\/64$/);
+      }
+
+      // Host: one VXLAN parent for both pods, on the underlay; this node's address skipped
+      // in the FDB, the other remote present.
+      const vx = JSON.parse(
+        (await sh('ip', ['-d', '-j', 'link', 'show', 'dev', VXLAN_DEV])).stdout,
+      ) as {
+        linkinfo?: {
+          info_kind?: string;
+          info_data?: { id?: number; local?: string; link?: string };
+        };
+      }[];
+      expect(vx[0]?.linkinfo?.info_kind).toBe('vxlan');
+      expect(vx[0]?.linkinfo?.info_data?.id).toBe(VNI);
+      expect(vx[0]?.linkinfo?.info_data?.local).toBe(LOCAL_UNDERLAY);
+      const fdb = (await sh('bridge', ['fdb', 'show', 'dev', VXLAN_DEV])).stdout;
+      expect(fdb).toContain(`dst ${REMOTE_UNDERLAY}`);
+      expect(fdb).not.toContain(`dst ${LOCAL_UNDERLAY}`);
+    });
+
+    it('policy routing: from <net2 address> lookup the network table, v4 and v6', async () => {
+      for (const { sb, addrs } of pods.values()) {
+        const v4 = bare(ipv4Of(addrs, 'net2')[0]!);
+        const v6 = bare(ipv6Of(addrs, 'net2')[0]!);
+        const rules4 = JSON.parse(
+          (await sh('nsenter', [`--net=${sb.netns}`, 'ip', '-j', 'rule'])).stdout,
+        ) as {
+          src?: string;
+          table?: string;
+        }[];
+        const rules6 = JSON.parse(
+          (await sh('nsenter', [`--net=${sb.netns}`, 'ip', '-6', '-j', 'rule'])).stdout,
+        ) as { src?: string; table?: string }[];
+        expect(
+          rules4.some((r) => r.src === v4 && r.table === String(TABLE)),
+          JSON.stringify(rules4),
+        ).toBe(true);
+        expect(
+          rules6.some((r) => r.src === v6 && r.table === String(TABLE)),
+          JSON.stringify(rules6),
+        ).toBe(true);
+        // The table routes the network's subnet through net2.
+        const t4 = (
+          await sh('nsenter', [`--net=${sb.netns}`, 'ip', 'route', 'show', 'table', String(TABLE)])
+        ).stdout;
+        expect(t4).toMatch(/10\.62\.0\.0\/24 dev net2/);
+        // No policy rule for the other interfaces (the network has no table).
+        const fixed = bare(ipv4Of(addrs, 'net1')[0]!);
+        expect(rules4.some((r) => r.src === fixed)).toBe(false);
+      }
+    });
+
+    it('the pods reach each other on every network (eth0, net1, net2 v4, net2 v6)', async () => {
+      const a = pods.get('tt-e2e-a')!;
+      const b = pods.get('tt-e2e-b')!;
+      const targets = (p: typeof a) => ({
+        eth0: bare(ipv4Of(p.addrs, 'eth0')[0]!),
+        net1: bare(ipv4Of(p.addrs, 'net1')[0]!),
+        net2v4: bare(ipv4Of(p.addrs, 'net2')[0]!),
+        net2v6: bare(ipv6Of(p.addrs, 'net2')[0]!),
+      });
+      for (const [from, to] of [
+        [a, b],
+        [b, a],
+      ] as const)
+        for (const [net, ip] of Object.entries(targets(to))) {
+          const r = await pingFrom(from.sb.netns, ip);
+          expect(r.code, `${from.pod.metadata.name} -> ${net} ${ip}\n${r.stdout}${r.stderr}`).toBe(
+            0,
+          );
+        }
+    });
+
+    it('deleting the pods through the API leaves no link, rule, attachment record or allocation', async () => {
+      const c = cluster!;
+      const netns = [...pods.values()].map((p) => p.sb.netns);
+      // Both recorded before deletion.
+      const before = await openHostState(paths.state);
+      try {
+        expect(before.listAttachments().length).toBeGreaterThan(0);
+      } finally {
+        before.close();
+      }
+      for (const name of pods.keys()) await c.deletePod(NS, name);
+
+      // CNI DEL ran at StopPodSandbox (before the kubelet confirmed the deletion).
+      const state = await openHostState(paths.state);
+      try {
+        expect(state.listAttachments()).toEqual([]);
+        expect(state.listParents()).toEqual([]);
+      } finally {
+        state.close();
+      }
+      const store = await createFileStore(paths.store);
+      try {
+        const entries = await store.list('');
+        const held = entries.flatMap((e) => {
+          const allocs = (e.value as { allocs?: Record<string, { handle?: string | null }> } | null)
+            ?.allocs;
+          return Object.entries(allocs ?? {})
+            .filter(([, a]) => a?.handle != null)
+            .map(([off, a]) => `${e.key}#${off} ${a.handle}`);
+        });
+        expect(held).toEqual([]);
+        expect(entries.filter((e) => e.key.includes('/borrowed/')).map((e) => e.key)).toEqual([]);
+      } finally {
+        await store.close();
+      }
+      // Host: the VXLAN parent is gone; no macvlan left on our parents; sandboxes' netns gone
+      // once the kubelet removes them (the pods' interfaces went with DEL already).
+      expect(linkExists(VXLAN_DEV)).toBe(false);
+      const links = JSON.parse((await sh('ip', ['-d', '-j', 'link'])).stdout) as {
+        ifname: string;
+        link?: string;
+        linkinfo?: { info_kind?: string };
+      }[];
+      const ours = links.filter(
+        (l) =>
+          l.ifname.startsWith('tvx') ||
+          (l.linkinfo?.info_kind === 'macvlan' &&
+            [MACVLAN_PARENT, UNDERLAY, VXLAN_DEV].includes(l.link ?? '')),
+      );
+      expect(ours.map((l) => l.ifname)).toEqual([]);
+      for (const ns of netns) {
+        const r = await run('nsenter', [`--net=${ns}`, 'ip', '-j', 'link']);
+        // Either the netns is already removed, or it holds only lo.
+        if (r.code === 0) {
+          const names = (JSON.parse(r.stdout) as { ifname: string }[]).map((l) => l.ifname);
+          expect(names).toEqual(['lo']);
+        }
+      }
+      if (agent) {
+        // The calls went through the shim to the agent: it counted the ADDs and DELs.
+        const m = (await agent.get('/metrics')).body;
+        expect(m).toMatch(/tartan_cni_requests_total\{[^}]*command="ADD"[^}]*\} [1-9]/);
+        expect(m).toMatch(/tartan_cni_requests_total\{[^}]*command="DEL"[^}]*\} [1-9]/);
+      }
+    });
+    it('API server frozen (SIGSTOP) during a pod deletion: DEL still runs, nothing leaks after it returns', async () => {
+      const c = cluster!;
+      const name = 'tt-e2e-c';
+      // The conflist still names tt-e2e-b's fixed IP, free again since its deletion.
+      await c.createPod(NS, { metadata: { name } });
+      const pod = await c.waitPodRunning(NS, name);
+      const sb = await c.sandbox(pod);
+      expect(ipv4Of(await addrsIn(sb.netns), 'net1')).toEqual([`${FIXED['tt-e2e-b']}/24`]);
+      const res = await c.client().request({
+        method: 'DELETE',
+        path: `/api/v1/namespaces/${NS}/pods/${name}`,
+      });
+      expect(res.status).toBe(200);
+      await sleep(300); // the kubelet's watch sees the deletion
+      const apiPid = c.kube.pid;
+      process.kill(apiPid, 'SIGSTOP');
+      try {
+        // Teardown (StopPodSandbox -> CNI DEL) needs no API server.
+        const end = Date.now() + 60_000;
+        for (;;) {
+          const st = await openHostState(paths.state);
+          let n: number;
+          try {
+            n = st.listAttachments().length;
+          } finally {
+            st.close();
+          }
+          if (n === 0) break;
+          if (Date.now() > end)
+            throw new Error(`attachment records left while the API server is frozen: ${n}`);
+          await sleep(250);
+        }
+      } finally {
+        process.kill(apiPid, 'SIGCONT');
+      }
+      // The kubelet confirms the deletion once the API server answers again.
+      const end = Date.now() + 120_000;
+      for (;;) {
+        const r = await c
+          .client()
+          .request({ method: 'GET', path: `/api/v1/namespaces/${NS}/pods/${name}` });
+        if (r.status === 404) break;
+        if (Date.now() > end)
+          throw new Error(`pod ${name} not deleted after the API server returned`);
+        await sleep(300);
+      }
+      const store = await createFileStore(paths.store);
+      try {
+        const held = (await store.list('')).flatMap((e) => {
+          const allocs = (e.value as { allocs?: Record<string, { handle?: string | null }> } | null)
+            ?.allocs;
+          return Object.values(allocs ?? {})
+            .filter((a) => a?.handle != null)
+            .map((a) => `${e.key} ${a.handle}`);
+        });
+        expect(held).toEqual([]);
+      } finally {
+        await store.close();
+      }
+      expect(linkExists(VXLAN_DEV)).toBe(false);
+    });
+  });
