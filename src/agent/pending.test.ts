@@ -22,8 +22,9 @@ describe('pending DEL queue', () => {
   });
 
   it('keeps the newest DEL of an attachment and never removes a newer one', async () => {
-    const dir = join(mkdtempSync(join(tmpdir(), 'tartan-pending-')), 'q');
-    dirs.push(dir);
+    const parent = mkdtempSync(join(tmpdir(), 'tartan-pending-'));
+    dirs.push(parent);
+    const dir = join(parent, 'q');
     await queueDel(dir, req('c1', '{"a":1}'));
     const [first] = listPending(dir);
     expect(first?.req?.stdin).toBe('{"a":1}');
