@@ -9,8 +9,8 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
 import { AGENT_NODE_ENV, AGENT_NODE_FLAGS } from '../src/agent/launch.js';
+import { writeNetworks } from '../src/lab/networks.js';
 import { callCni, type CniCall } from '../src/lab/cni.js';
 import { addNetns, delNetns, listNetns } from '../src/lab/sh.js';
 import { buildTopology } from '../src/lab/topology.js';
@@ -92,20 +92,7 @@ async function main() {
       { name: 'mv', spec: { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.210.0.0/16' } } },
       { name: 'br', spec: { type: 'bridge', bridge: `${P}-br`, ipv4: { cidr: '10.211.0.0/16' } } },
     ];
-    mkdirSync(join(dir, 'nets'));
-    writeFileSync(
-      join(dir, 'nets', 'n.yaml'),
-      nets
-        .map((n) =>
-          stringify({
-            apiVersion: 'tartan.io/v1alpha1',
-            kind: 'ClusterNetwork',
-            metadata: { name: n.name },
-            spec: n.spec,
-          }),
-        )
-        .join('---\n'),
-    );
+    writeNetworks(join(dir, 'nets'), nets);
     const sock = join(dir, 'run', 'agent.sock');
     const http = join(dir, 'http.sock');
     const conf = (network: string) => ({

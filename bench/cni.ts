@@ -5,9 +5,9 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
 import { spawn } from 'node:child_process';
 import { AGENT_NODE_ENV, AGENT_NODE_FLAGS } from '../src/agent/launch.js';
+import { writeNetworks } from '../src/lab/networks.js';
 import { callCni } from '../src/lab/cni.js';
 import { addNetns, delNetns, listNetns, run, sh } from '../src/lab/sh.js';
 import { plotResult } from './plot.js';
@@ -172,20 +172,7 @@ async function main() {
         },
       },
     ];
-    mkdirSync(join(dir, 'nets'));
-    writeFileSync(
-      join(dir, 'nets', 'n.yaml'),
-      nets
-        .map((n) =>
-          stringify({
-            apiVersion: 'tartan.io/v1alpha1',
-            kind: 'ClusterNetwork',
-            metadata: { name: n.name },
-            spec: n.spec,
-          }),
-        )
-        .join('---\n'),
-    );
+    writeNetworks(join(dir, 'nets'), nets);
     const tartanConf = (ifs: number) => ({
       cniVersion: '1.1.0',
       name: 'tartan',

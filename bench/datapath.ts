@@ -2,12 +2,12 @@
 // medians) and throughput (iperf3) over a bare veth pair (the limit on one host), a Tartan
 // macvlan network, a Tartan VXLAN network across two nodes, Tartan bridge + veth, and a
 // NAT path (routed through a node with nft masquerade), all in one run.
+import { writeNetworks } from '../src/lab/networks.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify } from 'yaml';
 import { mustCni } from '../src/lab/cni.js';
 import { addNetns, delNetns, listNetns, run, sh } from '../src/lab/sh.js';
 import { buildTopology } from '../src/lab/topology.js';
@@ -152,20 +152,7 @@ async function main() {
       },
       { name: 'br', spec: { type: 'bridge', bridge: `${P}-br`, ipv4: { cidr: '10.243.0.0/24' } } },
     ];
-    mkdirSync(join(dir, 'nets'));
-    writeFileSync(
-      join(dir, 'nets', 'n.yaml'),
-      nets
-        .map((n) =>
-          stringify({
-            apiVersion: 'tartan.io/v1alpha1',
-            kind: 'ClusterNetwork',
-            metadata: { name: n.name },
-            spec: n.spec,
-          }),
-        )
-        .join('---\n'),
-    );
+    writeNetworks(join(dir, 'nets'), nets);
     const attach = async (pod: string, node: string, network: string, ip: string) =>
       mustCni({
         plugin: TARTAN,

@@ -6,7 +6,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import * as esbuild from 'esbuild';
 import { AGENT_NODE_ENV, AGENT_NODE_FLAGS } from '../../src/agent/launch.js';
 
 const ROOT = join(import.meta.dirname, '../..');
@@ -19,24 +18,7 @@ export function buildAgent(): Promise<void> {
   built ??= (async () => {
     const r = spawnSync('node', [join(ROOT, 'scripts/build.mjs')], { stdio: 'inherit' });
     if (r.status !== 0) throw new Error('scripts/build.mjs failed');
-    await esbuild.build({
-      entryPoints: { 'tartan-agent': join(ROOT, 'src/bin/tartan-agent.ts') },
-      outdir: join(ROOT, 'dist'),
-      bundle: true,
-      // Dynamic imports stay lazy chunks: without splitting, the etcd store's chunk is
-      // inlined and its static `import "etcd3"` loads gRPC into every agent (+10 MiB RSS).
-      splitting: true,
-      chunkNames: 'chunks/[name]-[hash]',
-      platform: 'node',
-      format: 'esm',
-      target: 'node20',
-      packages: 'external',
-      sourcemap: true,
-      logLevel: 'warning',
-      banner: {
-        js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
-      },
-    });
+    // scripts/build.mjs builds dist/tartan-agent.js (split chunks: etcd loads only on use).
   })();
   return built;
 }

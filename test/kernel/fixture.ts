@@ -1,11 +1,11 @@
 // A fresh world per test file: a fabric, "node" netns with NICs, pod netns, a networks
 // directory, a store and node state in a temp dir. Everything carries the prefix so a
 // leak is visible, and destroy() removes it all.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { stringify } from 'yaml';
 import { callCni, type CniOutcome } from '../../src/lab/cni.js';
+import { writeNetworks } from '../../src/lab/networks.js';
 import { addNetns, delNetns, nsjson } from '../../src/lab/sh.js';
 import { buildTopology, type NodeSpec, type Topology } from '../../src/lab/topology.js';
 
@@ -57,16 +57,7 @@ export async function makeFixture(tag: string, nodes: NodeSpec[]): Promise<Fixtu
     },
     writeNetworks(nets) {
       rmSync(netsDir, { recursive: true, force: true });
-      mkdirSync(netsDir, { recursive: true });
-      const docs = nets.map((n) =>
-        stringify({
-          apiVersion: 'tartan.io/v1alpha1',
-          kind: 'ClusterNetwork',
-          metadata: { name: n.name },
-          spec: n.spec,
-        }),
-      );
-      writeFileSync(join(netsDir, 'networks.yaml'), docs.join('---\n'));
+      writeNetworks(netsDir, nets);
     },
     conf(node, extra = {}) {
       return {
