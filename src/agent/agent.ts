@@ -4,6 +4,8 @@
 // CNI call can: replaying DELs queued while it was down, repairing host parents, probes and
 // metrics. Lifecycle: starting (DEL served, ADD waits) -> ready -> draining after SIGTERM
 // (readiness fails, ADD refused with "try again later", DEL still served) -> stopped.
+import { hostname } from 'node:os';
+import { podOf, type PodSync } from './pods.js';
 import { performance } from 'node:perf_hooks';
 import type { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:net';
@@ -46,6 +48,8 @@ export interface AgentOptions {
   kernel?: Kernel;
   /** Network definitions; default: the networks directory (an informer in a cluster). */
   networks?: NetworkSource;
+  /** In a cluster: publishes network-status and Attachment objects for pods. */
+  pods?: PodSync;
 }
 
 export type Phase = 'starting' | 'ready' | 'draining' | 'stopped';
@@ -206,11 +210,27 @@ export class Agent {
           // before this DEL) may have recorded parents since the first answer.
           if (!exclusive && (await classify(command, vars, conf, deps))) return undefined;
           const store = conf ? await this.storeFor(conf.store) : undefined;
-          return executeCni(
+          const pod = this.o.pods && conf ? podOf(vars.CNI_ARGS) : undefined;
+          const cid = vars.CNI_CONTAINERID ?? '';
+          const ifname = vars.CNI_IFNAME ?? '';
+          // DEL removes the record: read it first to know which Attachments to delete.
+          const before =
+            pod && command === 'DEL'
+              ? (await this.stateFor(conf!.stateDir)).getAttachment(cid, ifname)
+              : undefined;
+          const res = await executeCni(
             vars,
             { text: req.stdin },
             { kernel: this.kernel, ...(store ? { store } : {}) },
           );
+          // Published in the background: a slow or absent API server must never hold up a
+          // pod's ADD or DEL (the datapath is done either way; failures are logged).
+          if (pod && res.code === 0 && command === 'ADD') {
+            const rec = (await this.stateFor(conf!.stateDir)).getAttachment(cid, ifname);
+            if (rec) void this.o.pods!.added(pod, rec, conf!.nodeName ?? hostname());
+          }
+          if (pod && res.code === 0 && before) void this.o.pods!.deleted(pod, before);
+          return res;
         });
         if (out) {
           r = out;

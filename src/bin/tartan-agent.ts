@@ -5,12 +5,16 @@
 //   tartan-agent [--cni-conf FILE] [--socket PATH] [--state-dir DIR] [--networks-dir DIR]
 //                [--store-path FILE] [--metrics ADDR] [--max-concurrent N] [--max-queue N]
 //                [--ready-timeout-ms N] [--drain-ms N] [--reconcile-ms N] [--pending-ms N]
+//                [--kubeconfig FILE | --in-cluster]   (publish network-status and Attachments)
 //
 // --cni-conf reads the same conflist (or plugin config) the shim gets, so the agent and the
 // shim agree on socket, state directory, networks and store; flags override it.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent/agent.js';
+import { podSync } from '../agent/pods.js';
+import { createKubeClient, inClusterConnection } from '../k8s/client.js';
+import { loadKubeconfig } from '../k8s/kubeconfig.js';
 import { createLogger, type Level } from '../agent/log.js';
 import { DEFAULT_SOCKET, DEFAULT_STATE_DIR } from '../agent/wire.js';
 import type { StoreConfig } from '../store/types.js';
@@ -30,6 +34,8 @@ const { values: a } = parseArgs({
     'reconcile-ms': { type: 'string' },
     'pending-ms': { type: 'string' },
     'log-level': { type: 'string' },
+    kubeconfig: { type: 'string' },
+    'in-cluster': { type: 'boolean' },
   },
   strict: true,
 });
@@ -70,6 +76,15 @@ const agent = new Agent({
   reconcileIntervalMs: num(a['reconcile-ms'], 60_000),
   pendingIntervalMs: num(a['pending-ms'], 10_000),
   log,
+  // In a cluster the pods learn about their interfaces (network-status, Attachments).
+  ...(a.kubeconfig || a['in-cluster']
+    ? {
+        pods: podSync(
+          createKubeClient(a.kubeconfig ? loadKubeconfig(a.kubeconfig) : inClusterConnection()),
+          log,
+        ),
+      }
+    : {}),
 });
 
 let stopping = false;

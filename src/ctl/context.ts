@@ -7,7 +7,7 @@ import { createKubeClient } from '../k8s/client.js';
 import { parseNetwork } from '../network/load.js';
 import { openStore } from '../store/index.js';
 import { kubernetesStoreWith } from '../store/kubernetes.js';
-import { loadKubeconfig } from './kubeconfig.js';
+import { loadKubeconfig } from '../k8s/kubeconfig.js';
 import type { Store, StoreConfig } from '../store/types.js';
 
 export interface NodeRef {

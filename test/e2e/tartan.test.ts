@@ -11,6 +11,7 @@
 // args and the in-process plugin does not read pod annotations), so the fixed IP of each pod
 // is set by rewriting the conflist before creating it (containerd reloads its CNI conf dir).
 // With the agent resolving pod annotations, the requests move to the pods' annotations.
+import { installCrds } from '../../src/k8s/apply.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -173,14 +174,20 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
         routingTable: TABLE,
       });
       writeConflist(FIXED['tt-e2e-a']);
-      if (mode === 'shim+agent')
-        agent = await startHostAgent(dir, join(confDir, '10-tartan.conflist'));
       cluster = await startCluster({
         cniBinDir: makeCniBinDir(join(dir, 'bin'), { tartan: bin }),
         cniConfDir: confDir,
         nodeName: NODE,
       });
       await cluster.namespace(NS);
+      if (mode === 'shim+agent') {
+        // The agent publishes network-status and Attachment objects through the API.
+        await installCrds(cluster.kube.client());
+        agent = await startHostAgent(dir, join(confDir, '10-tartan.conflist'), [
+          '--kubeconfig',
+          cluster.kube.kubeconfigPath,
+        ]);
+      }
     }, CLUSTER_TIMEOUT_MS);
 
     afterAll(async () => {
@@ -295,6 +302,58 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
         }
     });
 
+    if (mode === 'shim+agent')
+      it('the agent wrote network-status on each pod and one Attachment per interface', async () => {
+        const admin = cluster!.kube.client();
+        // Published in the background after ADD: give it a moment.
+        for (let i = 0; i < 100; i++) {
+          const l = await admin.must<{ items: unknown[] }>({
+            method: 'GET',
+            path: `/apis/tartan.io/v1alpha1/namespaces/${NS}/attachments`,
+          });
+          if (l.items.length >= pods.size * 3) break;
+          await sleep(100);
+        }
+        for (const [name, p] of pods) {
+          const pod = await admin.must<{ metadata: { annotations?: Record<string, string> } }>({
+            method: 'GET',
+            path: `/api/v1/namespaces/${NS}/pods/${name}`,
+          });
+          const status = JSON.parse(
+            pod.metadata.annotations?.['k8s.v1.cni.cncf.io/network-status'] ?? '[]',
+          ) as Array<{ name: string; interface?: string; ips?: string[]; default?: boolean }>;
+          expect(status.map((s) => [s.name, s.interface])).toEqual([
+            ['cluster', 'eth0'],
+            ['oam', 'net1'],
+            ['internal', 'net2'],
+          ]);
+          expect(status[0]?.default).toBe(true);
+          expect(status[1]?.ips).toEqual([FIXED[name]]);
+          expect(status[2]?.ips).toEqual([
+            bare(ipv4Of(p.addrs, 'net2')[0]!),
+            bare(ipv6Of(p.addrs, 'net2')[0]!),
+          ]);
+        }
+        const list = await admin.must<{
+          items: Array<{
+            spec: { pod: string; ifname: string; network: { name: string }; node: string };
+          }>;
+        }>({ method: 'GET', path: `/apis/tartan.io/v1alpha1/namespaces/${NS}/attachments` });
+        expect(
+          list.items
+            .map((a) => `${a.spec.pod}/${a.spec.ifname}/${a.spec.network.name}@${a.spec.node}`)
+            .sort(),
+        ).toEqual(
+          [...pods.keys()]
+            .flatMap((n) => [
+              `${n}/eth0/cluster@${NODE}`,
+              `${n}/net1/oam@${NODE}`,
+              `${n}/net2/internal@${NODE}`,
+            ])
+            .sort(),
+        );
+      });
+
     it('deleting the pods through the API leaves no link, rule, attachment record or allocation', async () => {
       const c = cluster!;
       const netns = [...pods.values()].map((p) => p.sb.netns);
@@ -354,6 +413,20 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
         }
       }
       if (agent) {
+        // No controller-manager runs here (no owner-reference GC): the agent's DEL removed them.
+        for (let i = 0; i < 100; i++) {
+          const l = await c.kube.client().must<{ items: unknown[] }>({
+            method: 'GET',
+            path: `/apis/tartan.io/v1alpha1/namespaces/${NS}/attachments`,
+          });
+          if (l.items.length === 0) break;
+          await sleep(100);
+        }
+        const left = await c.kube.client().must<{ items: unknown[] }>({
+          method: 'GET',
+          path: `/apis/tartan.io/v1alpha1/namespaces/${NS}/attachments`,
+        });
+        expect(left.items).toEqual([]);
         // The calls went through the shim to the agent: it counted the ADDs and DELs.
         const m = (await agent.get('/metrics')).body;
         expect(m).toMatch(/tartan_cni_requests_total\{[^}]*command="ADD"[^}]*\} [1-9]/);

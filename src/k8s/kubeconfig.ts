@@ -3,7 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { parse } from 'yaml';
-import type { KubeConnection } from '../k8s/client.js';
+import type { KubeConnection } from './client.js';
 
 interface Named<T> {
   name: string;
