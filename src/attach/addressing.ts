@@ -1,5 +1,5 @@
-// Pod-side configuration of one interface: sysctls, addresses, link up, routes, and the
-// per-attachment policy routing. Built as one op list so it runs as a single `ip -batch`.
+// Pod-side configuration of one interface: addresses, link up, routes and the per-attachment
+// policy routing, as one op list; plus the pod-wide sysctl defaults every link inherits.
 import type { Allocation } from '../ipam/index.js';
 import type { Op } from '../kernel/types.js';
 import type { InterfaceRequest } from '../cni/config.js';

@@ -1,7 +1,7 @@
 // The meta-plugin: one ADD attaches every interface a pod asked for, in a deterministic
 // order, and undoes all of it if any step fails. DEL and CHECK work from the node-local
 // attachment record, so they need neither the network definition nor the cluster.
-import { TartanError, withContext } from '../cni/errors.js';
+import { isTartanError, TartanError, withContext } from '../cni/errors.js';
 import { mark } from '../cni/trace.js';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, mergeResults, type CniResult } from '../cni/spec.js';
 import { HOST, type Op, type Target } from '../kernel/types.js';
@@ -97,8 +97,9 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
     // Keep the record if the undo was incomplete, so a later DEL or GC can finish it.
     if (left.length === 0) state.deleteAttachment(r.containerId, r.ifname);
     else if (e instanceof TartanError) e.message += ` (rollback incomplete: ${left.join('; ')})`;
-    // The kernel only says "invalid argument" for a namespace file of the wrong kind.
-    if ((await k.netnsKind(r.netns, true)) !== 'net')
+    // The kernel only says "invalid argument" for a namespace file of the wrong kind; only
+    // a kernel failure is worth the process that tells the kinds apart.
+    if (isTartanError(e, 'ERR_KERNEL') && (await k.netnsKind(r.netns, true)) !== 'net')
       throw new TartanError('ERR_NETNS', `CNI_NETNS ${r.netns} is not a network namespace`, {
         cause: e,
       });

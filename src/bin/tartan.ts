@@ -12,6 +12,8 @@ interface Input {
   readError?: unknown;
 }
 
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
 function readStdin(): Input {
   // Read one byte past the limit so an oversized configuration is detected, not truncated.
   const buf = Buffer.alloc(MAX_STDIN + 1);
@@ -21,7 +23,11 @@ function readStdin(): Input {
     try {
       r = readSync(0, buf, n, buf.length - n, null);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+      // A non-blocking stdin whose writer is not done yet: wait a little instead of spinning.
+      if ((e as NodeJS.ErrnoException).code === 'EAGAIN') {
+        Atomics.wait(PAUSE, 0, 0, 1);
+        continue;
+      }
       if ((e as NodeJS.ErrnoException).code === 'EOF') break;
       return { text: '', readError: e };
     }

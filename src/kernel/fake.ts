@@ -223,7 +223,6 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
           throw e;
         }
       }
-      return opts.linksOf ? this.links(opts.linksOf) : undefined;
     },
     async linkExists(name) {
       return host.links.has(name);
@@ -245,9 +244,6 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
     },
     async netnsKind(path): Promise<NetnsKind> {
       return spaces.has(path) ? 'net' : 'missing';
-    },
-    async sysctl(t, key) {
-      return space(t).sysctls.get(key) ?? '0';
     },
   };
 }

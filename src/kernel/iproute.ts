@@ -2,166 +2,23 @@
 // whole attachment costs one or two processes. Work in a pod netns runs in `ip -n <name>`
 // when the netns is a named one (ip switches itself), else under `nsenter --net=<path>`.
 import { existsSync } from 'node:fs';
-import { readFile, statfs } from 'node:fs/promises';
+import { statfs } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { TartanError } from '../cni/errors.js';
 import { exec } from './exec.js';
+import { NAMED_NS_DIRS, opToArgs } from './ops.js';
 import { buildScript, failedStep, type Step } from './script.js';
 import type {
   AddrInfo,
   Kernel,
   LinkInfo,
   NetnsKind,
-  Op,
   RouteInfo,
   RuleInfo,
   Target,
 } from './types.js';
 
-const IP = process.env.TARTAN_IP_BIN ?? 'ip';
-
-/** Converts one op to the argv of an `ip` (or `bridge`) command. */
-export function opToArgs(o: Op): { tool: 'ip' | 'ip6' | 'bridge' | 'sysctl'; args: string[] } {
-  const ip = (...a: (string | undefined | false)[]) => ({
-    tool: 'ip' as const,
-    args: a.filter((x): x is string => typeof x === 'string'),
-  });
-  const mtu = (m?: number) => (m === undefined ? [] : ['mtu', String(m)]);
-  const intoNs = (ns?: string) => (ns === undefined ? [] : ['netns', ns]);
-  switch (o.op) {
-    case 'macvlan-add':
-    case 'ipvlan-add': {
-      const mac = o.op === 'macvlan-add' && o.mac ? ['address', o.mac] : [];
-      const kind = o.op === 'macvlan-add' ? 'macvlan' : 'ipvlan';
-      return ip(
-        'link',
-        'add',
-        'link',
-        o.parent,
-        'name',
-        o.name,
-        ...intoNs(o.intoNs),
-        ...mtu(o.mtu),
-        ...mac,
-        'type',
-        kind,
-        'mode',
-        o.mode,
-      );
-    }
-    case 'veth-add':
-      return ip(
-        'link',
-        'add',
-        o.name,
-        ...mtu(o.mtu),
-        'type',
-        'veth',
-        'peer',
-        'name',
-        o.peer,
-        ...intoNs(o.peerNs),
-        ...mtu(o.mtu),
-        ...(o.peerMac ? ['address', o.peerMac] : []),
-      );
-    case 'vlan-add':
-      return ip(
-        'link',
-        'add',
-        'link',
-        o.parent,
-        'name',
-        o.name,
-        ...mtu(o.mtu),
-        'type',
-        'vlan',
-        'id',
-        String(o.id),
-      );
-    case 'vxlan-add':
-      return ip(
-        'link',
-        'add',
-        o.name,
-        ...mtu(o.mtu),
-        'type',
-        'vxlan',
-        'id',
-        String(o.vni),
-        'dstport',
-        String(o.port),
-        'local',
-        o.local,
-        'dev',
-        o.dev,
-        ...(o.group ? ['group', o.group] : ['nolearning']),
-      );
-    case 'bridge-add':
-      return ip('link', 'add', o.name, ...mtu(o.mtu), 'type', 'bridge');
-    case 'link-set':
-      return ip(
-        'link',
-        'set',
-        'dev',
-        o.name,
-        ...(o.down ? ['down'] : []),
-        ...(o.newName ? ['name', o.newName] : []),
-        ...(o.mac ? ['address', o.mac] : []),
-        ...mtu(o.mtu),
-        ...(o.master ? ['master', o.master] : []),
-        ...intoNs(o.intoNs),
-        ...(o.up ? ['up'] : []),
-      );
-    case 'link-del':
-      return ip('link', 'del', 'dev', o.name);
-    case 'addr-add':
-      // Batch lines take no global options: the family follows from the address.
-      return ip('addr', 'add', o.cidr, 'dev', o.dev, o.nodad && o.cidr.includes(':') && 'nodad');
-    case 'addr-del':
-      return ip('addr', 'del', o.cidr, 'dev', o.dev);
-    case 'route-add': {
-      return ip(
-        'route',
-        'replace',
-        o.dst,
-        ...(o.gw ? ['via', o.gw] : []),
-        'dev',
-        o.dev,
-        ...(o.onlink ? ['onlink'] : []),
-        ...(o.src ? ['src', o.src] : []),
-        ...(o.metric !== undefined ? ['metric', String(o.metric)] : []),
-        ...(o.table !== undefined ? ['table', String(o.table)] : []),
-      );
-    }
-    case 'rule-add':
-    case 'rule-del':
-      // `ip rule` assumes IPv4 unless told; batch lines cannot say -6, so IPv6 rules go in
-      // a batch of their own run with `ip -6`.
-      return {
-        tool: o.from.includes(':') ? 'ip6' : 'ip',
-        args: [
-          'rule',
-          o.op === 'rule-add' ? 'add' : 'del',
-          'from',
-          o.from,
-          'lookup',
-          String(o.table),
-          'priority',
-          String(o.priority),
-        ],
-      };
-    case 'fdb-append':
-      return {
-        tool: 'bridge',
-        args: ['fdb', 'append', '00:00:00:00:00:00', 'dev', o.dev, 'dst', o.dst],
-      };
-    case 'sysctl':
-      return { tool: 'sysctl', args: [o.key, o.value] };
-  }
-}
-
-const NAMED_NS_DIRS = new Set(['/run/netns', '/var/run/netns']);
-const SYSCTL_KEY_RE = /^[a-z0-9_]+(\/[A-Za-z0-9_.-]+)+$/;
+const IP = 'ip';
 
 /** argv prefix that runs a command in the target namespace. */
 function inTarget(t: Target, tool: string): [string, string[]] {
@@ -215,11 +72,11 @@ export function createKernel(): Kernel {
     return (r.stdout.trim() === '' ? [] : JSON.parse(r.stdout)) as T;
   }
 
-  async function run(steps: Step[], opts: { bestEffort?: boolean; linksOf?: Target } = {}) {
+  async function run(steps: Step[], opts: { bestEffort?: boolean } = {}): Promise<void> {
     const nonEmpty = steps.filter((s) => s.ops.length > 0);
-    if (nonEmpty.length === 0 && !opts.linksOf) return undefined;
+    if (nonEmpty.length === 0) return;
     const only = nonEmpty[0];
-    if (nonEmpty.length === 1 && !opts.linksOf && only) {
+    if (nonEmpty.length === 1 && only) {
       const tools = new Set(only.ops.map((o) => opToArgs(o).tool));
       // A single plain batch needs no shell around it.
       if (tools.size === 1 && tools.has('ip')) {
@@ -233,19 +90,15 @@ export function createKernel(): Kernel {
             `ip ${only.ops.map((o) => opToArgs(o).args.slice(0, 3).join(' ')).join('; ')}`,
             r.stderr,
           );
-        return undefined;
+        return;
       }
     }
-    const { script, labels } = buildScript(nonEmpty, {
-      bestEffort: opts.bestEffort === true,
-      ...(opts.linksOf ? { linksOf: opts.linksOf } : {}),
-    });
+    const { script, labels } = buildScript(nonEmpty, { bestEffort: opts.bestEffort === true });
     const r = await exec('sh', ['-s'], script);
     if (r.code !== 0 && !opts.bestEffort) {
       const f = failedStep(r.stderr, labels);
       throw new TartanError('ERR_KERNEL', `${f.label} failed: ${f.message}`);
     }
-    return opts.linksOf ? parseLinks(r.stdout) : undefined;
   }
 
   return {
@@ -333,13 +186,6 @@ export function createKernel(): Kernel {
       return [...v4.map(map(4)), ...v6.map(map(6))];
     },
     netnsKind,
-    async sysctl(t, key) {
-      if (!SYSCTL_KEY_RE.test(key)) throw new TartanError('ERR_KERNEL', `bad sysctl key ${key}`);
-      if (t.ns === undefined) return (await readFile(`/proc/sys/${key}`, 'utf8')).trim();
-      const r = await exec('nsenter', [`--net=${t.ns}`, '--', 'cat', `/proc/sys/${key}`]);
-      if (r.code !== 0) fail(t, `read sysctl ${key}`, r.stderr);
-      return r.stdout.trim();
-    },
   };
 }
 

@@ -5,7 +5,7 @@
 // none contains whitespace, quotes or shell syntax; the here-doc delimiter is quoted.
 import { basename, dirname } from 'node:path';
 import { TartanError } from '../cni/errors.js';
-import { opToArgs } from './iproute.js';
+import { NAMED_NS_DIRS, SYSCTL_KEY_RE, opToArgs } from './ops.js';
 import type { Op, Target } from './types.js';
 
 export interface Step {
@@ -15,9 +15,7 @@ export interface Step {
   label?: string;
 }
 
-const NAMED_NS_DIRS = new Set(['/run/netns', '/var/run/netns']);
 const SAFE = /^[A-Za-z0-9_.:/@%+=,-]+$/;
-const SYSCTL_KEY_RE = /^[a-z0-9_]+(\/[A-Za-z0-9_.-]+)+$/;
 
 export const STEP_MARK = '@tartan-step';
 
@@ -36,7 +34,7 @@ function inNs(t: Target, tool: 'ip' | 'bridge' | 'sh'): string {
 
 export function buildScript(
   steps: Step[],
-  opts: { bestEffort: boolean; linksOf?: Target },
+  opts: { bestEffort: boolean },
 ): { script: string; labels: string[] } {
   const lines: string[] = [opts.bestEffort ? 'set +e' : 'set -e'];
   const labels: string[] = [];
@@ -48,12 +46,12 @@ export function buildScript(
   for (const { t, ops, label } of steps) {
     const where = t.ns === undefined ? 'host' : `netns ${t.ns}`;
     const pre = label ? `${label}: ` : '';
+    const argv = ops.map(opToArgs);
     let i = 0;
-    while (i < ops.length) {
-      const tool = opToArgs(ops[i]!).tool;
+    while (i < argv.length) {
+      const tool = argv[i]!.tool;
       const group: string[][] = [];
-      while (i < ops.length && opToArgs(ops[i]!).tool === tool)
-        group.push(opToArgs(ops[i++]!).args);
+      while (i < argv.length && argv[i]!.tool === tool) group.push(argv[i++]!.args);
       if (tool === 'sysctl') {
         for (const [k] of group)
           if (!SYSCTL_KEY_RE.test(k!)) throw new TartanError('ERR_KERNEL', `bad sysctl key ${k}`);
@@ -74,10 +72,6 @@ export function buildScript(
       for (const a of group) lines.push(a.map(safe).join(' '));
       lines.push('TARTAN_EOF');
     }
-  }
-  if (opts.linksOf) {
-    mark(`read back links in ${opts.linksOf.ns ?? 'host'}`);
-    lines.push(`exec ${inNs(opts.linksOf, 'ip')} -j -d link show`);
   }
   return { script: lines.join('\n') + '\n', labels };
 }

@@ -105,11 +105,11 @@ export interface Kernel {
   /** Runs ops in order; stops at the first failure unless bestEffort (used for undo). */
   apply(t: Target, ops: Op[], opts?: { bestEffort?: boolean }): Promise<void>;
   /** Runs several steps (each a target and its ops) in order, in as few processes as the
-   * driver can; with linksOf, returns that target's links read back at the end. */
+   * driver can (the real one: a single sh script of iproute2 batches). */
   run(
     steps: Array<{ t: Target; ops: Op[]; label?: string }>,
-    opts?: { bestEffort?: boolean; linksOf?: Target },
-  ): Promise<LinkInfo[] | undefined>;
+    opts?: { bestEffort?: boolean },
+  ): Promise<void>;
   links(t: Target): Promise<LinkInfo[]>;
   /** Whether a link exists in the process's own namespace. */
   linkExists(name: string): Promise<boolean>;
@@ -117,6 +117,4 @@ export interface Kernel {
   routes(t: Target, table?: number): Promise<RouteInfo[]>;
   rules(t: Target): Promise<RuleInfo[]>;
   netnsKind(path: string, precise?: boolean): Promise<NetnsKind>;
-  /** Reads a sysctl in a target (e.g. "net/ipv6/conf/eth0/accept_dad"). */
-  sysctl(t: Target, key: string): Promise<string>;
 }
