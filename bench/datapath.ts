@@ -38,56 +38,37 @@ async function stop(p: ChildProcess): Promise<void> {
   await done;
 }
 
-async function latencyUs(p: Path): Promise<number> {
-  const srv = background(p.server, ['sockperf', 'server', '-i', p.dst, '-p', '11111', '--tcp']);
+/** Runs a client command in p.client against a server started in p.server, stopped by PID. */
+async function clientAgainstServer(p: Path, server: string[], client: string[]): Promise<string> {
+  const srv = background(p.server, server);
   try {
-    await new Promise((r) => setTimeout(r, 300));
-    const out = await sh('ip', [
-      'netns',
-      'exec',
-      p.client,
-      'sockperf',
-      'ping-pong',
-      '-i',
-      p.dst,
-      '-p',
-      '11111',
-      '--tcp',
-      '-t',
-      String(SECONDS),
-    ]);
-    const m = /percentile 50\.000 =\s*([\d.]+)/.exec(out);
-    if (!m) throw new Error(`no sockperf median for ${p.name}: ${out.slice(-400)}`);
-    return Number(m[1]);
+    await new Promise((r) => setTimeout(r, 300)); // let the server bind
+    return await sh('ip', ['netns', 'exec', p.client, ...client]);
   } finally {
     await stop(srv);
   }
 }
 
+async function latencyUs(p: Path): Promise<number> {
+  const t = String(SECONDS);
+  const out = await clientAgainstServer(
+    p,
+    ['sockperf', 'server', '-i', p.dst, '-p', '11111', '--tcp'],
+    ['sockperf', 'ping-pong', '-i', p.dst, '-p', '11111', '--tcp', '-t', t],
+  );
+  const m = /percentile 50\.000 =\s*([\d.]+)/.exec(out);
+  if (!m) throw new Error(`no sockperf median for ${p.name}: ${out.slice(-400)}`);
+  return Number(m[1]);
+}
+
 async function throughputGbps(p: Path): Promise<number> {
-  const srv = background(p.server, ['iperf3', '-s', '-B', p.dst, '-p', '5201', '-1']);
-  try {
-    await new Promise((r) => setTimeout(r, 300));
-    const out = await sh('ip', [
-      'netns',
-      'exec',
-      p.client,
-      'iperf3',
-      '-c',
-      p.dst,
-      '-p',
-      '5201',
-      '-t',
-      String(SECONDS),
-      '-J',
-    ]);
-    return (
-      (JSON.parse(out) as { end: { sum_received: { bits_per_second: number } } }).end.sum_received
-        .bits_per_second / 1e9
-    );
-  } finally {
-    await stop(srv);
-  }
+  const out = await clientAgainstServer(
+    p,
+    ['iperf3', '-s', '-B', p.dst, '-p', '5201', '-1'],
+    ['iperf3', '-c', p.dst, '-p', '5201', '-t', String(SECONDS), '-J'],
+  );
+  type Iperf = { end: { sum_received: { bits_per_second: number } } };
+  return (JSON.parse(out) as Iperf).end.sum_received.bits_per_second / 1e9;
 }
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
