@@ -23,6 +23,7 @@ import { executeCni } from './execute.js';
 import { Gate } from './gate.js';
 import { callFields, type Logger } from './log.js';
 import { createMetrics, type AgentMetrics, type PoolUsage } from './metrics.js';
+import type { ClusterView, PodNetworks } from './cluster.js';
 import { fileNetworkSource, type NetworkSource } from './networks.js';
 import { listPending, pendingDir, removePending } from './pending.js';
 import { reconcileParents } from './reconcile.js';
@@ -46,8 +47,13 @@ export interface AgentOptions {
   pendingIntervalMs: number;
   log: Logger;
   kernel?: Kernel;
-  /** Network definitions; default: the networks directory (an informer in a cluster). */
+  /** Network definitions; default: the networks directory. */
   networks?: NetworkSource;
+  /**
+   * In a cluster: networks are the API's objects (informers) and a pod's interfaces are
+   * the ones its annotations ask for. Replaces `networks`.
+   */
+  cluster?: ClusterView;
   /** In a cluster: publishes network-status and Attachment objects for pods. */
   pods?: PodSync;
 }
@@ -79,7 +85,9 @@ export class Agent {
     this.gate = new Gate(o.maxConcurrent, o.maxQueue);
     this.kernel = o.kernel ?? createKernel();
     this.networks =
-      o.networks ?? fileNetworkSource(o.networksDir, join(o.stateDir, 'networks.cache.json'));
+      o.cluster ??
+      o.networks ??
+      fileNetworkSource(o.networksDir, join(o.stateDir, 'networks.cache.json'));
     this.metrics = createMetrics({
       gate: () => this.gate.stats(),
       ready: () => this.phase === 'ready',
@@ -113,12 +121,14 @@ export class Agent {
       try {
         await this.storeFor(this.o.store, true);
         await this.stateFor(this.o.stateDir);
-        await this.networks.networks();
         // Before ready: a pod whose DEL was queued must be gone before new ADDs arrive.
+        // DELs need no network object, so they go first even while the API server is away.
         await this.replayPending();
         // A parent that cannot be repaired now (e.g. its NIC is down) must not keep every
         // other network on the node from working: logged, retried by the periodic pass.
         await this.reconcile().catch(() => undefined);
+        if (this.o.cluster) await this.o.cluster.synced();
+        await this.networks.networks();
         this.becomeReady();
         return;
       } catch (e) {
@@ -197,39 +207,53 @@ export class Agent {
         state: (dir: string) => this.stateFor(dir),
         networks: (c: PluginConfig) => this.networksFor(c),
       };
+      const pod = podOf(vars.CNI_ARGS);
+      // In a cluster an ADD attaches what the pod's annotations ask for, on the networks
+      // the informers hold; GC and STATUS see every network. DEL and CHECK use the records.
+      let resolved: PodNetworks | undefined;
+      if (this.o.cluster && conf) {
+        if (command === 'ADD' && pod) resolved = await this.o.cluster.forPod(pod);
+        else if (command === 'ADD' || command === 'GC' || command === 'STATUS')
+          resolved = { networks: await this.o.cluster.networks() };
+      }
       const key =
         command === 'ADD' || command === 'DEL' || command === 'CHECK'
           ? `${vars.CNI_CONTAINERID}/${vars.CNI_IFNAME}`
           : undefined;
-      let exclusive = await classify(command, vars, conf, deps);
+      let exclusive = await classify(command, vars, conf, deps, resolved);
       for (;;) {
         const out = await this.gate.run({ key, exclusive, tag: command }, async () => {
           if (command === 'ADD' && this.phase !== 'ready')
             throw tryAgain('the node agent is shutting down');
           // Asked again in this attachment's turn: a call for it that ran meanwhile (an ADD
           // before this DEL) may have recorded parents since the first answer.
-          if (!exclusive && (await classify(command, vars, conf, deps))) return undefined;
+          if (!exclusive && (await classify(command, vars, conf, deps, resolved))) return undefined;
           const store = conf ? await this.storeFor(conf.store) : undefined;
-          const pod = this.o.pods && conf ? podOf(vars.CNI_ARGS) : undefined;
+          const publish = this.o.pods && conf ? pod : undefined;
           const cid = vars.CNI_CONTAINERID ?? '';
           const ifname = vars.CNI_IFNAME ?? '';
           // DEL removes the record: read it first to know which Attachments to delete.
           const before =
-            pod && command === 'DEL'
+            publish && command === 'DEL'
               ? (await this.stateFor(conf!.stateDir)).getAttachment(cid, ifname)
               : undefined;
           const res = await executeCni(
             vars,
             { text: req.stdin },
-            { kernel: this.kernel, ...(store ? { store } : {}) },
+            {
+              kernel: this.kernel,
+              ...(store ? { store } : {}),
+              ...(resolved ? { networks: resolved.networks } : {}),
+              ...(resolved?.requests ? { requests: resolved.requests } : {}),
+            },
           );
           // Published in the background: a slow or absent API server must never hold up a
           // pod's ADD or DEL (the datapath is done either way; failures are logged).
-          if (pod && res.code === 0 && command === 'ADD') {
+          if (publish && res.code === 0 && command === 'ADD') {
             const rec = (await this.stateFor(conf!.stateDir)).getAttachment(cid, ifname);
-            if (rec) void this.o.pods!.added(pod, rec, conf!.nodeName ?? hostname());
+            if (rec) void this.o.pods!.added(publish, rec, conf!.nodeName ?? hostname());
           }
-          if (pod && res.code === 0 && before) void this.o.pods!.deleted(pod, before);
+          if (publish && res.code === 0 && before) void this.o.pods!.deleted(publish, before);
           return res;
         });
         if (out) {
@@ -345,7 +369,7 @@ export class Agent {
   }
 
   private networksFor(conf: PluginConfig): NetworkSource {
-    if (conf.networksDir === this.o.networksDir) return this.networks;
+    if (this.o.cluster || conf.networksDir === this.o.networksDir) return this.networks;
     let s = this.extraNetworks.get(conf.networksDir);
     if (!s) {
       s = fileNetworkSource(conf.networksDir, join(conf.stateDir, 'networks.cache.json'));

@@ -5,6 +5,7 @@
 import type { HostState } from '../attach/host-state.js';
 import { planParents } from '../attach/parents.js';
 import { interfaceRequests, parseCniArgs, type PluginConfig } from '../cni/config.js';
+import type { PodNetworks } from './cluster.js';
 import type { NetworkSource } from './networks.js';
 
 export interface ClassifyDeps {
@@ -17,6 +18,7 @@ export async function classify(
   vars: Record<string, string>,
   conf: PluginConfig | undefined,
   deps: ClassifyDeps,
+  resolved?: PodNetworks,
 ): Promise<boolean> {
   if (command === 'GC') return true;
   if (!conf || (command !== 'ADD' && command !== 'DEL')) return false;
@@ -33,10 +35,11 @@ export async function classify(
   if (rec?.interfaces.some((i) => i.parents.length > 0)) return true;
   if (command === 'DEL') return false;
   try {
-    const nets = await deps.networks(conf).networks();
+    const nets = resolved?.networks ?? (await deps.networks(conf).networks());
+    const requests = resolved?.requests ?? interfaceRequests(conf, parseCniArgs(vars.CNI_ARGS));
     const names = [
       ...(conf.defaultNetwork ? [conf.defaultNetwork] : []),
-      ...interfaceRequests(conf, parseCniArgs(vars.CNI_ARGS)).map((r) => r.network),
+      ...requests.map((r) => r.network),
     ];
     return names.some((n) => {
       const net = nets.get(n);

@@ -6,6 +6,7 @@ import type { AttachmentRecord } from '../attach/records.js';
 import { parseCniArgs } from '../cni/config.js';
 import { deleteAttachment, writeAttachment } from '../k8s/attachments.js';
 import type { KubeClient } from '../k8s/client.js';
+import { NAD_PREFIX, networkOfCoreName } from '../k8s/names.js';
 import { networkStatusOf, writeNetworkStatus } from '../k8s/network-status.js';
 import type { Logger } from './log.js';
 
@@ -29,6 +30,8 @@ export function podOf(cniArgs: string | undefined): PodRef | undefined {
   return { namespace, name, uid: args.get('K8S_POD_UID') };
 }
 
+const npwgName = (n: string) => (n.startsWith(NAD_PREFIX) ? n.slice(NAD_PREFIX.length) : n);
+
 export interface PodSync {
   added(pod: PodRef, rec: AttachmentRecord, node: string): Promise<void>;
   deleted(pod: PodRef, rec: AttachmentRecord): Promise<void>;
@@ -47,8 +50,11 @@ export function podSync(client: KubeClient, log: Logger): PodSync {
             })
           ).metadata.uid;
         const result = rec.result ?? { cniVersion: '1.1.0' };
+        // NPWG names: "<namespace>/<name>" for TenantNetworks and NADs, a ClusterNetwork's name.
         const statuses = rec.interfaces.map((i, n) =>
-          networkStatusOf(i.network, i.ifname, result, { default: n === 0 }),
+          networkStatusOf(npwgName(i.network), i.ifname, result, {
+            default: n === 0,
+          }),
         );
         await writeNetworkStatus(client, pod.namespace, pod.name, statuses);
         for (const [n, i] of rec.interfaces.entries())
@@ -57,7 +63,7 @@ export function podSync(client: KubeClient, log: Logger): PodSync {
             node,
             containerId: rec.containerId,
             ifname: i.ifname,
-            network: { kind: 'ClusterNetwork', name: i.network },
+            network: networkOfCoreName(i.network),
             ips: statuses[n]?.ips ?? [],
             ...(statuses[n]?.mac ? { mac: statuses[n]!.mac! } : {}),
           });

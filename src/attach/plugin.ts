@@ -1,5 +1,5 @@
 // One CNI command, end to end: configuration -> dependencies -> pipeline -> wire result.
-// The `tartan` executable calls this in-process; the node agent will call the same function.
+// The `tartan` executable calls this in-process; the node agent calls the same function.
 import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import {
   interfaceRequests,
   parseCniArgs,
   parsePluginConfig,
+  type InterfaceRequest,
   type PluginConfig,
 } from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
@@ -33,6 +34,10 @@ export interface Overrides {
    * ~20 ms per pod on this disk; the WAL is checkpointed later by a commit instead.
    */
   oneShot?: boolean;
+  /** The networks, by core name (the agent's informers); default: the networks directory. */
+  networks?: Map<string, Network>;
+  /** ADD: the pod's requests (from its annotations); default: CNI args, then the conflist. */
+  requests?: InterfaceRequest[];
 }
 
 export async function runCni(
@@ -45,9 +50,11 @@ export async function runCni(
   const conf = parsePluginConfig(raw);
   const needNetworks = env.command === 'ADD' || env.command === 'GC' || env.command === 'STATUS';
   if (needNetworks) mkdirSync(conf.stateDir, { recursive: true, mode: 0o700 });
-  const networks = needNetworks
-    ? await loadNetworks(conf.networksDir, join(conf.stateDir, 'networks.cache.json'))
-    : new Map<string, Network>();
+  const networks =
+    o.networks ??
+    (needNetworks
+      ? await loadNetworks(conf.networksDir, join(conf.stateDir, 'networks.cache.json'))
+      : new Map<string, Network>());
   mark('config and networks');
   let store: Store | undefined;
   let state: HostState | undefined;
@@ -62,7 +69,7 @@ export async function runCni(
       node: conf.nodeName ?? hostname(),
       network: (n) => networks.get(n),
     };
-    return await dispatch(env, conf, deps, networks);
+    return await dispatch(env, conf, deps, networks, o.requests);
   } finally {
     if (!o.oneShot) {
       state?.close();
@@ -76,6 +83,7 @@ async function dispatch(
   conf: PluginConfig,
   deps: Deps,
   networks: Map<string, Network>,
+  requests: InterfaceRequest[] | undefined,
 ): Promise<Record<string, unknown> | undefined> {
   switch (env.command) {
     case 'ADD': {
@@ -88,7 +96,7 @@ async function dispatch(
         cniPath: env.path,
         runtimeConfig: conf.runtimeConfig,
         defaultNetwork: conf.defaultNetwork,
-        requests: interfaceRequests(conf, parseCniArgs(env.args)),
+        requests: requests ?? interfaceRequests(conf, parseCniArgs(env.args)),
         prevResult: conf.prevResult === undefined ? undefined : fromAnyVersion(conf.prevResult),
       });
       return toVersion(result, conf.cniVersion);

@@ -5,13 +5,20 @@
 //   tartan-agent [--cni-conf FILE] [--socket PATH] [--state-dir DIR] [--networks-dir DIR]
 //                [--store-path FILE] [--metrics ADDR] [--max-concurrent N] [--max-queue N]
 //                [--ready-timeout-ms N] [--drain-ms N] [--reconcile-ms N] [--pending-ms N]
-//                [--kubeconfig FILE | --in-cluster]   (publish network-status and Attachments)
+//                [--kubeconfig FILE | --in-cluster] [--node-name NAME]
+//
+// With --kubeconfig or --in-cluster the agent works from the cluster: networks are the
+// ClusterNetwork/TenantNetwork objects, a pod gets the interfaces its annotations ask for,
+// and the agent publishes network-status and Attachment objects. The node's name comes
+// from --node-name, else $NODE_NAME (the DaemonSet's downward API), else the conflist.
 //
 // --cni-conf reads the same conflist (or plugin config) the shim gets, so the agent and the
 // shim agree on socket, state directory, networks and store; flags override it.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { Agent } from '../agent/agent.js';
+import { hostname } from 'node:os';
+import { clusterView } from '../agent/cluster.js';
 import { podSync } from '../agent/pods.js';
 import { createKubeClient, inClusterConnection } from '../k8s/client.js';
 import { loadKubeconfig } from '../k8s/kubeconfig.js';
@@ -36,6 +43,7 @@ const { values: a } = parseArgs({
     'log-level': { type: 'string' },
     kubeconfig: { type: 'string' },
     'in-cluster': { type: 'boolean' },
+    'node-name': { type: 'string' },
   },
   strict: true,
 });
@@ -63,6 +71,12 @@ const store: StoreConfig = a['store-path']
   : ((c.store as StoreConfig | undefined) ?? { type: 'file', path: `${stateDir}/ipam.db` });
 const log = createLogger({ level: (a['log-level'] as Level | undefined) ?? 'info' });
 
+const kube =
+  a.kubeconfig || a['in-cluster']
+    ? createKubeClient(a.kubeconfig ? loadKubeconfig(a.kubeconfig) : inClusterConnection())
+    : undefined;
+const node = a['node-name'] ?? process.env.NODE_NAME ?? str('nodeName') ?? hostname();
+
 const agent = new Agent({
   socket: a.socket ?? str('agentSocket') ?? DEFAULT_SOCKET,
   stateDir,
@@ -76,15 +90,9 @@ const agent = new Agent({
   reconcileIntervalMs: num(a['reconcile-ms'], 60_000),
   pendingIntervalMs: num(a['pending-ms'], 10_000),
   log,
-  // In a cluster the pods learn about their interfaces (network-status, Attachments).
-  ...(a.kubeconfig || a['in-cluster']
-    ? {
-        pods: podSync(
-          createKubeClient(a.kubeconfig ? loadKubeconfig(a.kubeconfig) : inClusterConnection()),
-          log,
-        ),
-      }
-    : {}),
+  // In a cluster: networks and pod requests from the API, and the pods learn about their
+  // interfaces (network-status, Attachments).
+  ...(kube ? { cluster: clusterView(kube, node, log), pods: podSync(kube, log) } : {}),
 });
 
 let stopping = false;

@@ -5,14 +5,14 @@
 // controller also deletes records whose pod is gone (for clusters without that collector,
 // and for a pod re-created under the same name).
 import type { KubeClient } from './client.js';
-import { API_GROUP_PATH, ATTACHMENT_LABEL, type NetworkId } from './names.js';
+import { API_GROUP_PATH, ATTACHMENT_LABEL, type AttachedNetwork } from './names.js';
 
 export interface AttachmentInput {
   pod: { name: string; namespace: string; uid: string };
   node: string;
   containerId: string;
   ifname: string;
-  network: NetworkId;
+  network: AttachedNetwork;
   ips: string[];
   mac?: string;
 }

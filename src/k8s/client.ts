@@ -51,9 +51,20 @@ export interface KubeClient {
   request<T = unknown>(req: KubeRequest): Promise<KubeResponse<T>>;
   /** Like request, but any status >= 400 becomes an ERR_STORE TartanError with the API's message. */
   must<T = unknown>(req: KubeRequest): Promise<T>;
+  /**
+   * A watch (GET path with watch=1): calls onEvent per event until the server ends the
+   * stream (resolves), the connection fails (rejects) or stop() is called (resolves).
+   * A status >= 400 rejects with the API's message, its details the HTTP status.
+   */
+  watch(path: string, onEvent: (e: WatchEvent) => void): { done: Promise<void>; stop(): void };
   /** A client with the same connection that impersonates user (and groups). */
   impersonate(user: string, groups?: string[]): KubeClient;
   close(): void;
+}
+
+export interface WatchEvent<T = unknown> {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
+  object: T;
 }
 
 const PATCH_TYPES = {
@@ -63,6 +74,7 @@ const PATCH_TYPES = {
 } as const;
 
 const DEFAULT_TIMEOUT_MS = 15_000;
+const WATCH_IDLE_MS = 150_000;
 
 export function createKubeClient(conn: KubeConnection): KubeClient {
   // keepAlive: every store operation is one request; a new TLS handshake each time would
@@ -154,9 +166,78 @@ function clientWith(
       r.end(payload);
     });
 
+  const watch = (path: string, onEvent: (e: WatchEvent) => void) => {
+    let stopped = false;
+    let r: ReturnType<typeof httpsRequest> | undefined;
+    let finish = () => {};
+    const done = new Promise<void>((resolve, reject) => {
+      finish = resolve;
+      const headers: Record<string, string> = { accept: 'application/json', ...extraHeaders };
+      if (auth) headers.authorization = auth();
+      const req: KubeRequest = { method: 'GET', path };
+      r = httpsRequest(
+        {
+          agent,
+          protocol: base.protocol,
+          hostname: base.hostname,
+          port: base.port,
+          method: 'GET',
+          path,
+          headers,
+          // The server ends a watch after its timeoutSeconds; silence far beyond that means
+          // the connection is dead (bookmarks arrive about once a minute).
+          timeout: WATCH_IDLE_MS,
+        },
+        (res) => {
+          if ((res.statusCode ?? 0) >= 400) {
+            const chunks: Buffer[] = [];
+            res.on('data', (c: Buffer) => chunks.push(c));
+            res.on('end', () => {
+              let body: unknown;
+              try {
+                body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+              } catch {
+                body = undefined;
+              }
+              const status = res.statusCode ?? 0;
+              const e = apiError(base, req, { status, body });
+              reject(new TartanError('ERR_STORE', e.message, { details: String(status) }));
+            });
+            return;
+          }
+          // One JSON object per line (the API server's watch framing).
+          let buf = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => {
+            buf += c;
+            for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+              const line = buf.slice(0, i).trim();
+              buf = buf.slice(i + 1);
+              if (line !== '' && !stopped) onEvent(JSON.parse(line) as WatchEvent);
+            }
+          });
+          res.on('end', () => resolve());
+          res.on('error', (e) => (stopped ? resolve() : reject(transport(base, req, e))));
+        },
+      );
+      r.on('timeout', () => r!.destroy(new Error(`watch silent for ${WATCH_IDLE_MS} ms`)));
+      r.on('error', (e) => (stopped ? resolve() : reject(transport(base, req, e))));
+      r.end();
+    });
+    return {
+      done,
+      stop() {
+        stopped = true;
+        r?.destroy();
+        finish();
+      },
+    };
+  };
+
   const client: KubeClient = {
     url: base.origin,
     request,
+    watch,
     async must<T>(req: KubeRequest): Promise<T> {
       const res = await request<T>(req);
       if (res.status >= 400) throw apiError(base, req, res);

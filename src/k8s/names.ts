@@ -15,10 +15,31 @@ export interface NetworkId {
 export const ipamNetworkName = (n: NetworkId): string =>
   n.kind === 'TenantNetwork' ? `${n.namespace}/${n.name}` : n.name;
 
+/** A pod interface's network: a Tartan network or a delegated NetworkAttachmentDefinition. */
+export interface AttachedNetwork {
+  kind: NetworkId['kind'] | 'NetworkAttachmentDefinition';
+  name: string;
+  namespace?: string;
+}
+
+/** Prefix of a delegated NetworkAttachmentDefinition's name in the core ("nad:<ns>/<name>"). */
+export const NAD_PREFIX = 'nad:';
+
+/** The network behind a core (IPAM) network name: the inverse of ipamNetworkName. */
+export function networkOfCoreName(n: string): AttachedNetwork {
+  const nad = n.startsWith(NAD_PREFIX);
+  const rest = nad ? n.slice(NAD_PREFIX.length) : n;
+  const i = rest.indexOf('/');
+  if (i < 0) return { kind: 'ClusterNetwork', name: rest };
+  const kind = nad ? 'NetworkAttachmentDefinition' : 'TenantNetwork';
+  return { kind, namespace: rest.slice(0, i), name: rest.slice(i + 1) };
+}
+
 /** Labels on Attachment objects, for listing a network's attachments. */
 export const ATTACHMENT_LABEL = {
   ClusterNetwork: 'tartan.io/cluster-network',
   TenantNetwork: 'tartan.io/tenant-network',
+  NetworkAttachmentDefinition: 'tartan.io/network-attachment-definition',
 } as const;
 
 export const networkPath = (n: NetworkId): string =>

@@ -21,6 +21,9 @@ function scripted(steps: Step[]) {
       return r as KubeResponse<T>;
     },
     must: () => Promise.reject(new Error('not used')),
+    watch: () => {
+      throw new Error('not used');
+    },
     impersonate: () => client,
     close: () => {},
   };

@@ -5,12 +5,15 @@
 // IPv4 + IPv6 and policy routing. Everything is read back from the kernel; pods ping each
 // other on every network; after deletion through the API nothing is left.
 //
-// Twice: Tartan in-process (the `tartan` executable with a local file store), then as the
-// shim in front of the node agent (`agentSocket`; the agent a host process). The pods'
-// interface requests come from the conflist's `interfaces` (kubelet passes no per-pod CNI
-// args and the in-process plugin does not read pod annotations), so the fixed IP of each pod
-// is set by rewriting the conflist before creating it (containerd reloads its CNI conf dir).
-// With the agent resolving pod annotations, the requests move to the pods' annotations.
+// Twice:
+// - shim+agent, the way a cluster runs Tartan: the shim forwards to the node agent (a host
+//   process with a kubeconfig), the networks are ClusterNetwork and TenantNetwork objects
+//   in the API server and each pod asks for its interfaces in its tartan.io/interfaces
+//   annotation; the agent publishes network-status and Attachment objects.
+// - in-process, the `tartan` executable alone, without a cluster: network files, and the
+//   requests in the conflist's `interfaces` (kubelet passes no per-pod CNI args), so the
+//   fixed IP of each pod is set by rewriting the conflist before creating it (containerd
+//   reloads its CNI conf dir).
 import { installCrds } from '../../src/k8s/apply.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -77,7 +80,24 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
     const paths = { networks: '', store: '', state: '', log: '' };
     const pods = new Map<PodName, { pod: PodObject; sb: PodSandbox; addrs: IpAddrInfo[] }>();
 
-    /** The conflist CRI loads: Tartan only; the macvlan request carries this pod's fixed IP. */
+    const cni = mode === 'shim+agent';
+    /** What a pod asks for: in its annotation (shim+agent) or in the conflist (in-process). */
+    const requests = (fixed: string) => [
+      { network: 'oam', kind: 'ClusterNetwork', ifname: 'net1', ip: fixed },
+      { network: 'internal', kind: 'TenantNetwork', ifname: 'net2', ip: 'dynamic', ip6: 'dynamic' },
+    ];
+    const podManifest = (name: string, fixed: string) => ({
+      metadata: {
+        name,
+        ...(cni
+          ? { annotations: { 'tartan.io/interfaces': JSON.stringify(requests(fixed)) } }
+          : {}),
+      },
+    });
+    /** The network-status name of net2 (a TenantNetwork in a cluster: "<namespace>/<name>"). */
+    const internalName = cni ? `${NS}/internal` : 'internal';
+
+    /** The conflist CRI loads: Tartan only; in-process, the requests with this pod's fixed IP. */
     const writeConflist = (fixed: string) => {
       const conf = {
         cniVersion: '1.0.0',
@@ -93,10 +113,7 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
             defaultNetwork: 'cluster',
             logFile: paths.log,
             logLevel: 'debug',
-            interfaces: [
-              { network: 'oam', ifname: 'net1', ip: fixed },
-              { network: 'internal', ifname: 'net2', ip: 'dynamic', ip6: 'dynamic' },
-            ],
+            ...(cni ? {} : { interfaces: requests(fixed).map(({ kind: _, ...r }) => r) }),
           },
         ],
       };
@@ -104,16 +121,25 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
       writeFileSync(join(confDir, '10-tartan.conflist'), JSON.stringify(conf));
     };
 
-    const network = (name: string, spec: Record<string, unknown>) =>
-      writeFileSync(
-        join(paths.networks, `${name}.yaml`),
-        stringify({
-          apiVersion: 'tartan.io/v1alpha1',
-          kind: 'ClusterNetwork',
-          metadata: { name },
-          spec,
-        }),
-      );
+    const networks: { kind: string; name: string; spec: Record<string, unknown> }[] = [];
+    const network = (kind: string, name: string, spec: Record<string, unknown>) =>
+      networks.push({ kind, name, spec });
+    /** As objects through the API (shim+agent), or as files (in-process). */
+    const publishNetworks = async () => {
+      for (const { kind, name, spec } of networks) {
+        const obj = { apiVersion: 'tartan.io/v1alpha1', kind, metadata: { name }, spec };
+        if (!cni) writeFileSync(join(paths.networks, `${name}.yaml`), stringify(obj));
+        else
+          await cluster!.kube.client().must({
+            method: 'POST',
+            path:
+              kind === 'ClusterNetwork'
+                ? '/apis/tartan.io/v1alpha1/clusternetworks'
+                : `/apis/tartan.io/v1alpha1/namespaces/${NS}/tenantnetworks`,
+            body: kind === 'ClusterNetwork' ? obj : { ...obj, metadata: { name, namespace: NS } },
+          });
+      }
+    };
 
     beforeAll(async () => {
       const bin = tartanBinary();
@@ -137,7 +163,7 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
       }
       await sh('ip', ['addr', 'add', `${LOCAL_UNDERLAY}/24`, 'dev', UNDERLAY]);
 
-      network('cluster', {
+      network('ClusterNetwork', 'cluster', {
         type: 'delegate',
         delegate: {
           cniVersion: '1.0.0',
@@ -156,13 +182,13 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
           ],
         },
       });
-      network('oam', {
+      network('ClusterNetwork', 'oam', {
         type: 'macvlan',
         device: MACVLAN_PARENT,
         mode: 'bridge',
         ipv4: { cidr: '10.61.0.0/24', pools: [{ start: '10.61.0.10', end: '10.61.0.99' }] },
       });
-      network('internal', {
+      network('TenantNetwork', 'internal', {
         type: 'macvlan',
         device: UNDERLAY,
         mode: 'bridge',
@@ -180,14 +206,13 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
         nodeName: NODE,
       });
       await cluster.namespace(NS);
-      if (mode === 'shim+agent') {
-        // The agent publishes network-status and Attachment objects through the API.
-        await installCrds(cluster.kube.client());
+      if (cni) await installCrds(cluster.kube.client());
+      await publishNetworks();
+      if (cni)
         agent = await startHostAgent(dir, join(confDir, '10-tartan.conflist'), [
           '--kubeconfig',
           cluster.kube.kubeconfigPath,
         ]);
-      }
     }, CLUSTER_TIMEOUT_MS);
 
     afterAll(async () => {
@@ -203,9 +228,11 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
     it('two pods get eth0 (delegate), net1 (macvlan, fixed IP) and net2 (VXLAN, dynamic v4+v6)', async () => {
       const c = cluster!;
       for (const name of Object.keys(FIXED) as PodName[]) {
-        writeConflist(FIXED[name]);
-        await sleep(1500); // containerd's CNI conf syncer picks up the new conflist
-        await c.createPod(NS, { metadata: { name } });
+        if (!cni) {
+          writeConflist(FIXED[name]);
+          await sleep(1500); // containerd's CNI conf syncer picks up the new conflist
+        }
+        await c.createPod(NS, podManifest(name, FIXED[name]));
         const pod = await c.waitPodRunning(NS, name);
         const sb = await c.sandbox(pod);
         pods.set(name, { pod, sb, addrs: await addrsIn(sb.netns) });
@@ -325,7 +352,7 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
           expect(status.map((s) => [s.name, s.interface])).toEqual([
             ['cluster', 'eth0'],
             ['oam', 'net1'],
-            ['internal', 'net2'],
+            [internalName, 'net2'],
           ]);
           expect(status[0]?.default).toBe(true);
           expect(status[1]?.ips).toEqual([FIXED[name]]);
@@ -336,19 +363,27 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
         }
         const list = await admin.must<{
           items: Array<{
-            spec: { pod: string; ifname: string; network: { name: string }; node: string };
+            spec: {
+              pod: string;
+              ifname: string;
+              network: { kind: string; name: string };
+              node: string;
+            };
           }>;
         }>({ method: 'GET', path: `/apis/tartan.io/v1alpha1/namespaces/${NS}/attachments` });
         expect(
           list.items
-            .map((a) => `${a.spec.pod}/${a.spec.ifname}/${a.spec.network.name}@${a.spec.node}`)
+            .map(
+              (a) =>
+                `${a.spec.pod}/${a.spec.ifname}/${a.spec.network.kind}:${a.spec.network.name}@${a.spec.node}`,
+            )
             .sort(),
         ).toEqual(
           [...pods.keys()]
             .flatMap((n) => [
-              `${n}/eth0/cluster@${NODE}`,
-              `${n}/net1/oam@${NODE}`,
-              `${n}/net2/internal@${NODE}`,
+              `${n}/eth0/ClusterNetwork:cluster@${NODE}`,
+              `${n}/net1/ClusterNetwork:oam@${NODE}`,
+              `${n}/net2/TenantNetwork:internal@${NODE}`,
             ])
             .sort(),
         );
@@ -436,8 +471,8 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
     it('API server frozen (SIGSTOP) during a pod deletion: DEL still runs, nothing leaks after it returns', async () => {
       const c = cluster!;
       const name = 'tt-e2e-c';
-      // The conflist still names tt-e2e-b's fixed IP, free again since its deletion.
-      await c.createPod(NS, { metadata: { name } });
+      // tt-e2e-b's fixed IP, free again since its deletion (in-process: still in the conflist).
+      await c.createPod(NS, podManifest(name, FIXED['tt-e2e-b']));
       const pod = await c.waitPodRunning(NS, name);
       const sb = await c.sandbox(pod);
       expect(ipv4Of(await addrsIn(sb.netns), 'net1')).toEqual([`${FIXED['tt-e2e-b']}/24`]);

@@ -1,0 +1,199 @@
+// The agent in a cluster: networks are ClusterNetwork and TenantNetwork objects, and a
+// pod's interfaces are the ones its annotations ask for (tartan.io/interfaces or the NPWG
+// k8s.v1.cni.cncf.io/networks). Informers keep the networks, the NetworkAttachmentDefinitions
+// and the pods of this node in memory, so an ADD reads no API object in the common case
+// and the agent keeps attaching pods on the last known state while the API server is away.
+//
+// Network names in the core are IPAM names (src/k8s/names.ts): a ClusterNetwork's name,
+// "<namespace>/<name>" for a TenantNetwork, "nad:<namespace>/<name>" for a delegated NAD.
+import type { InterfaceRequest } from '../cni/config.js';
+import { TartanError } from '../cni/errors.js';
+import type { KubeClient } from '../k8s/client.js';
+import { createInformer, type KubeObject } from '../k8s/informer.js';
+import { ipamNetworkName, NAD_PREFIX } from '../k8s/names.js';
+import { resolvePodAttachments, type NetworkLookup, type PodLike } from '../k8s/resolve.js';
+import { NetworkSchema, type Network } from '../network/schema.js';
+import type { Logger } from './log.js';
+import type { NetworkSource } from './networks.js';
+import type { PodRef } from './pods.js';
+
+export interface PodNetworks {
+  /** Every network, by core name. */
+  networks: Map<string, Network>;
+  /** The pod's requests from its annotations; undefined when it has none (the conflist's apply). */
+  requests?: InterfaceRequest[];
+}
+
+export interface ClusterView extends NetworkSource {
+  /** Resolves when every informer has listed once. */
+  synced(): Promise<void>;
+  /** The networks and requests of one pod's ADD; throws a TartanError the pod's owner can act on. */
+  forPod(pod: PodRef): Promise<PodNetworks>;
+}
+
+const GROUP = '/apis/tartan.io/v1alpha1';
+const NAD_PATH = '/apis/k8s.cni.cncf.io/v1/network-attachment-definitions';
+
+type Parsed = { net: Network } | { error: string };
+interface PodObject extends KubeObject, PodLike {
+  metadata: KubeObject['metadata'] & PodLike['metadata'];
+}
+
+/** A network object as the core uses it, or why it cannot be used. */
+function parseNetwork(o: KubeObject, kind: 'ClusterNetwork' | 'TenantNetwork'): Parsed {
+  const r = NetworkSchema.safeParse({
+    apiVersion: 'tartan.io/v1alpha1',
+    kind,
+    metadata: { name: o.metadata.name, namespace: o.metadata.namespace },
+    spec: (o as { spec?: unknown }).spec,
+  });
+  if (!r.success)
+    return {
+      error: r.error.issues
+        .map((i) => `spec.${i.path.slice(1).join('.')}: ${i.message}`)
+        .join('; '),
+    };
+  const name = ipamNetworkName({ kind, name: o.metadata.name, namespace: o.metadata.namespace });
+  return { net: { ...r.data, metadata: { ...r.data.metadata, name } } };
+}
+
+export function clusterView(client: KubeClient, node: string, log: Logger): ClusterView {
+  const onError = (what: string, e: Error) =>
+    log.warn('kubernetes watch', { what, error: e.message });
+  const cluster = createInformer<Parsed>(client, `${GROUP}/clusternetworks`, {
+    transform: (o) => parseNetwork(o, 'ClusterNetwork'),
+    onError,
+  });
+  const tenant = createInformer<Parsed>(client, `${GROUP}/tenantnetworks`, {
+    transform: (o) => parseNetwork(o, 'TenantNetwork'),
+    onError,
+  });
+  const nads = createInformer<{ spec?: { config?: string } }>(client, NAD_PATH, {
+    transform: (o) => o as { spec?: { config?: string } },
+    onError,
+  });
+  const pods = createInformer<PodObject>(
+    client,
+    `/api/v1/pods?fieldSelector=${encodeURIComponent(`spec.nodeName=${node}`)}`,
+    {
+      // Only what resolving needs: a node's pods' specs and statuses are most of their size.
+      transform: (o) => {
+        const m = (o as PodObject).metadata;
+        return {
+          metadata: {
+            name: m.name,
+            namespace: m.namespace,
+            uid: m.uid,
+            ...(m.annotations ? { annotations: m.annotations } : {}),
+          },
+        };
+      },
+      onError,
+    },
+  );
+  const all = [cluster, tenant, nads, pods];
+
+  const usable = (p: Parsed | undefined, what: string) => {
+    if (!p) return undefined;
+    if ('error' in p) throw new TartanError('ERR_CONFIG', `${what} is not usable: ${p.error}`);
+    return { spec: p.net.spec };
+  };
+  const lookup: NetworkLookup = {
+    tenantNetwork: async (ns, name) =>
+      usable(tenant.get(`${ns}/${name}`), `TenantNetwork ${ns}/${name}`),
+    clusterNetwork: async (name) => usable(cluster.get(name), `ClusterNetwork ${name}`),
+    nad: async (ns, name) => nads.get(`${ns}/${name}`),
+  };
+
+  let memo: { at: string; nets: Map<string, Network> } | undefined;
+  const networks = (): Map<string, Network> => {
+    const at = `${cluster.revision}/${tenant.revision}`;
+    if (memo?.at === at) return memo.nets;
+    const nets = new Map<string, Network>();
+    for (const inf of [cluster, tenant])
+      for (const p of inf.values()) if ('net' in p) nets.set(p.net.metadata.name, p.net);
+    memo = { at, nets };
+    return nets;
+  };
+
+  async function podObject(ref: PodRef): Promise<PodLike> {
+    const cached = pods.get(`${ref.namespace}/${ref.name}`);
+    if (cached && (ref.uid === undefined || cached.metadata.uid === ref.uid)) return cached;
+    // Not seen yet (the watch event may trail the kubelet's call) or an older pod of the
+    // same name: ask the API server.
+    const res = await client.request<PodObject & { message?: string }>({
+      method: 'GET',
+      path: `/api/v1/namespaces/${encodeURIComponent(ref.namespace)}/pods/${encodeURIComponent(ref.name)}`,
+    });
+    if (res.status === 404)
+      throw new TartanError('ERR_IFACE_REQUEST', `pod ${ref.namespace}/${ref.name} does not exist`);
+    if (res.status >= 400)
+      throw new TartanError(
+        'ERR_STORE',
+        `cannot read pod ${ref.namespace}/${ref.name}: ${res.status} ${res.body?.message ?? ''}`,
+        { cniCode: 11 },
+      );
+    return res.body;
+  }
+
+  return {
+    async networks() {
+      return networks();
+    },
+    async synced() {
+      await Promise.all(all.map((i) => i.synced()));
+    },
+    async forPod(ref) {
+      const pod = await podObject(ref);
+      const nets = networks();
+      const a = pod.metadata.annotations ?? {};
+      if (!a['tartan.io/interfaces'] && !a['k8s.v1.cni.cncf.io/networks'])
+        return { networks: nets };
+      const atts = await resolvePodAttachments(pod, lookup);
+      const out = new Map(nets);
+      const requests = atts.map((t): InterfaceRequest => {
+        let name: string;
+        if (t.nadConfig !== undefined) {
+          name = `${NAD_PREFIX}${t.network.namespace}/${t.network.name}`;
+          out.set(name, nadNetwork(name, t.network.namespace!, t.network.name, t.nadConfig));
+        } else {
+          name = ipamNetworkName({
+            kind: t.network.kind as 'ClusterNetwork' | 'TenantNetwork',
+            name: t.network.name,
+            namespace: t.network.namespace,
+          });
+        }
+        const { ifname, ...rest } = t.request;
+        return { ...rest, network: name, ...(ifname ? { ifname } : {}) };
+      });
+      return { networks: out, requests };
+    },
+    close() {
+      for (const i of all) i.close();
+    },
+  };
+}
+
+/** A NetworkAttachmentDefinition as a delegated network: its config goes to the plugin as is. */
+function nadNetwork(name: string, ns: string, nad: string, config: string): Network {
+  let delegate: unknown;
+  try {
+    delegate = JSON.parse(config);
+  } catch (e) {
+    throw new TartanError(
+      'ERR_CONFIG',
+      `NetworkAttachmentDefinition ${ns}/${nad}: spec.config is not JSON (${(e as Error).message})`,
+    );
+  }
+  if (typeof delegate !== 'object' || delegate === null || Array.isArray(delegate))
+    throw new TartanError(
+      'ERR_CONFIG',
+      `NetworkAttachmentDefinition ${ns}/${nad}: spec.config must be a CNI configuration object`,
+    );
+  return {
+    apiVersion: 'tartan.io/v1alpha1',
+    kind: 'TenantNetwork',
+    metadata: { name, namespace: ns },
+    spec: { type: 'delegate', delegate: delegate as Record<string, unknown> },
+  };
+}
