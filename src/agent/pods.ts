@@ -1,8 +1,11 @@
 // What the cluster learns from the agent about a pod's interfaces: after ADD the NPWG
 // network-status annotation on the pod and one Attachment object per interface (owned by
-// the pod); after DEL the Attachments go. Best effort: the datapath is already in place or
-// already gone, so a failure here is logged, never turned into a CNI error.
+// the pod); after DEL the Attachments go. The datapath is already in place or already gone,
+// so a failure here is never a CNI error: while the API server is away (restarting, cut
+// off) each write is retried with backoff for a while, then logged and left to the
+// controller, which deletes Attachments whose pod is gone.
 import type { AttachmentRecord } from '../attach/records.js';
+import { isTartanError } from '../cni/errors.js';
 import { parseCniArgs } from '../cni/config.js';
 import { deleteAttachment, writeAttachment } from '../k8s/attachments.js';
 import type { KubeClient } from '../k8s/client.js';
@@ -37,10 +40,61 @@ export interface PodSync {
   deleted(pod: PodRef, rec: AttachmentRecord): Promise<void>;
 }
 
-export function podSync(client: KubeClient, log: Logger): PodSync {
-  return {
-    async added(pod, rec, node) {
+/** API answers that another try cannot change (the pod is gone, the request is refused). */
+const FINAL = new Set(['NotFound', 'Forbidden', 'Unauthorized', 'Invalid', 'BadRequest', 'Gone']);
+
+export interface RetryPolicy {
+  firstDelayMs: number;
+  maxDelayMs: number;
+  /** Give up after this long (the controller's GC covers what is left). */
+  giveUpMs: number;
+}
+
+const DEFAULT_RETRY: RetryPolicy = { firstDelayMs: 500, maxDelayMs: 15_000, giveUpMs: 600_000 };
+
+export function podSync(
+  client: KubeClient,
+  log: Logger,
+  retry: RetryPolicy = DEFAULT_RETRY,
+): PodSync {
+  /** Publications still being retried, by pod and container: a DEL cancels its ADD's. */
+  const publishing = new Map<string, { cancelled: boolean; done: Promise<void> }>();
+  const keyOf = (pod: PodRef, rec: AttachmentRecord) =>
+    `${pod.namespace}/${pod.name}/${rec.containerId}`;
+
+  /** Runs fn until it succeeds, fails for good, or the policy gives up; never rejects. */
+  async function persist(
+    what: string,
+    fields: Record<string, unknown>,
+    fn: () => Promise<void>,
+    cancelled = () => false,
+  ) {
+    const end = Date.now() + retry.giveUpMs;
+    for (
+      let delay = retry.firstDelayMs;
+      !cancelled();
+      delay = Math.min(delay * 2, retry.maxDelayMs)
+    ) {
       try {
+        await fn();
+        return;
+      } catch (e) {
+        const final = isTartanError(e) && e.details !== undefined && FINAL.has(e.details);
+        if (final || Date.now() + delay > end) {
+          log.warn(`could not ${what}`, { ...fields, error: (e as Error).message });
+          return;
+        }
+        log.debug(`${what}: retrying`, { ...fields, ms: delay, error: (e as Error).message });
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  const publish = (pod: PodRef, rec: AttachmentRecord, node: string, cancelled: () => boolean) =>
+    persist(
+      "publish the pod's interfaces",
+      { pod: `${pod.namespace}/${pod.name}` },
+      async () => {
         const uid =
           pod.uid ??
           (
@@ -67,25 +121,35 @@ export function podSync(client: KubeClient, log: Logger): PodSync {
             ips: statuses[n]?.ips ?? [],
             ...(statuses[n]?.mac ? { mac: statuses[n]!.mac! } : {}),
           });
-      } catch (e) {
-        log.warn("could not publish the pod's interfaces to the API server", {
-          pod: `${pod.namespace}/${pod.name}`,
-          error: (e as Error).message,
-        });
-      }
+      },
+      cancelled,
+    );
+
+  return {
+    async added(pod, rec, node) {
+      const key = keyOf(pod, rec);
+      const entry = { cancelled: false, done: Promise.resolve() };
+      entry.done = publish(pod, rec, node, () => entry.cancelled);
+      publishing.set(key, entry);
+      await entry.done;
+      if (publishing.get(key) === entry) publishing.delete(key);
     },
     async deleted(pod, rec) {
-      for (const i of rec.interfaces) {
-        try {
-          await deleteAttachment(client, pod.namespace, pod.name, i.ifname);
-        } catch (e) {
-          log.warn('could not delete an Attachment', {
-            pod: `${pod.namespace}/${pod.name}`,
-            ifname: i.ifname,
-            error: (e as Error).message,
-          });
-        }
+      // An ADD's publication still retrying must not write Attachments after these go.
+      const pending = publishing.get(keyOf(pod, rec));
+      if (pending) {
+        pending.cancelled = true;
+        await pending.done;
       }
+      await Promise.all(
+        rec.interfaces.map((i) =>
+          persist(
+            'delete an Attachment',
+            { pod: `${pod.namespace}/${pod.name}`, ifname: i.ifname },
+            () => deleteAttachment(client, pod.namespace, pod.name, i.ifname),
+          ),
+        ),
+      );
     },
   };
 }

@@ -97,6 +97,44 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
     /** The network-status name of net2 (a TenantNetwork in a cluster: "<namespace>/<name>"). */
     const internalName = cni ? `${NS}/internal` : 'internal';
 
+    const recordedAttachments = async () => {
+      const st = await openHostState(paths.state);
+      try {
+        return st.listAttachments().length;
+      } finally {
+        st.close();
+      }
+    };
+    /** "<record key>#<offset> <handle>" of every address the IPAM holds, and borrow pointers. */
+    const heldAddresses = async () => {
+      const store = await createFileStore(paths.store);
+      try {
+        return (await store.list('')).flatMap((e) => {
+          if (e.key.includes('/borrowed/')) return [`pointer ${e.key}`];
+          const allocs = (e.value as { allocs?: Record<string, { handle?: string | null }> } | null)
+            ?.allocs;
+          return Object.entries(allocs ?? {})
+            .filter(([, a]) => a?.handle != null)
+            .map(([off, a]) => `${e.key}#${off} ${a.handle}`);
+        });
+      } finally {
+        await store.close();
+      }
+    };
+    /** Waits (30 s at most) until the namespace holds n Attachment objects, and checks it. */
+    const waitForAttachments = async (n: number) => {
+      const list = () =>
+        cluster!.kube
+          .client()
+          .must<{ items: unknown[] }>({
+            method: 'GET',
+            path: `/apis/tartan.io/v1alpha1/namespaces/${NS}/attachments`,
+          })
+          .then((l) => l.items.length);
+      for (let i = 0; i < 300 && (await list()) !== n; i++) await sleep(100);
+      expect(await list()).toBe(n);
+    };
+
     /** The conflist CRI loads: Tartan only; in-process, the requests with this pod's fixed IP. */
     const writeConflist = (fixed: string) => {
       const conf = {
@@ -409,21 +447,7 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
       } finally {
         state.close();
       }
-      const store = await createFileStore(paths.store);
-      try {
-        const entries = await store.list('');
-        const held = entries.flatMap((e) => {
-          const allocs = (e.value as { allocs?: Record<string, { handle?: string | null }> } | null)
-            ?.allocs;
-          return Object.entries(allocs ?? {})
-            .filter(([, a]) => a?.handle != null)
-            .map(([off, a]) => `${e.key}#${off} ${a.handle}`);
-        });
-        expect(held).toEqual([]);
-        expect(entries.filter((e) => e.key.includes('/borrowed/')).map((e) => e.key)).toEqual([]);
-      } finally {
-        await store.close();
-      }
+      expect(await heldAddresses()).toEqual([]);
       // Host: the VXLAN parent is gone; no macvlan left on our parents; sandboxes' netns gone
       // once the kubelet removes them (the pods' interfaces went with DEL already).
       expect(linkExists(VXLAN_DEV)).toBe(false);
@@ -449,25 +473,14 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
       }
       if (agent) {
         // No controller-manager runs here (no owner-reference GC): the agent's DEL removed them.
-        for (let i = 0; i < 100; i++) {
-          const l = await c.kube.client().must<{ items: unknown[] }>({
-            method: 'GET',
-            path: `/apis/tartan.io/v1alpha1/namespaces/${NS}/attachments`,
-          });
-          if (l.items.length === 0) break;
-          await sleep(100);
-        }
-        const left = await c.kube.client().must<{ items: unknown[] }>({
-          method: 'GET',
-          path: `/apis/tartan.io/v1alpha1/namespaces/${NS}/attachments`,
-        });
-        expect(left.items).toEqual([]);
+        await waitForAttachments(0);
         // The calls went through the shim to the agent: it counted the ADDs and DELs.
         const m = (await agent.get('/metrics')).body;
         expect(m).toMatch(/tartan_cni_requests_total\{[^}]*command="ADD"[^}]*\} [1-9]/);
         expect(m).toMatch(/tartan_cni_requests_total\{[^}]*command="DEL"[^}]*\} [1-9]/);
       }
     });
+
     it('API server frozen (SIGSTOP) during a pod deletion: DEL still runs, nothing leaks after it returns', async () => {
       const c = cluster!;
       const name = 'tt-e2e-c';
@@ -487,19 +500,9 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
       try {
         // Teardown (StopPodSandbox -> CNI DEL) needs no API server.
         const end = Date.now() + 60_000;
-        for (;;) {
-          const st = await openHostState(paths.state);
-          let n: number;
-          try {
-            n = st.listAttachments().length;
-          } finally {
-            st.close();
-          }
-          if (n === 0) break;
+        for (let n; (n = await recordedAttachments()) > 0; await sleep(250))
           if (Date.now() > end)
             throw new Error(`attachment records left while the API server is frozen: ${n}`);
-          await sleep(250);
-        }
       } finally {
         process.kill(apiPid, 'SIGCONT');
       }
@@ -514,19 +517,47 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
           throw new Error(`pod ${name} not deleted after the API server returned`);
         await sleep(300);
       }
-      const store = await createFileStore(paths.store);
-      try {
-        const held = (await store.list('')).flatMap((e) => {
-          const allocs = (e.value as { allocs?: Record<string, { handle?: string | null }> } | null)
-            ?.allocs;
-          return Object.values(allocs ?? {})
-            .filter((a) => a?.handle != null)
-            .map((a) => `${e.key} ${a.handle}`);
-        });
-        expect(held).toEqual([]);
-      } finally {
-        await store.close();
-      }
+      expect(await heldAddresses()).toEqual([]);
       expect(linkExists(VXLAN_DEV)).toBe(false);
+    });
+
+    it('API server stopped during a pod deletion, then restarted: DEL runs, nothing leaks', async () => {
+      const c = cluster!;
+      const name = 'tt-e2e-d';
+      await c.createPod(NS, podManifest(name, FIXED['tt-e2e-b']));
+      const pod = await c.waitPodRunning(NS, name);
+      expect(ipv4Of(await addrsIn((await c.sandbox(pod)).netns), 'net1')).toEqual([
+        `${FIXED['tt-e2e-b']}/24`,
+      ]);
+      if (cni) await waitForAttachments(3);
+      const res = await c.client().request({
+        method: 'DELETE',
+        path: `/api/v1/namespaces/${NS}/pods/${name}`,
+      });
+      expect(res.status).toBe(200);
+      await sleep(300); // the kubelet's watch sees the deletion
+      await c.kube.restart(async () => {
+        // While the API server is down: teardown (StopPodSandbox -> CNI DEL) still runs.
+        const end = Date.now() + 60_000;
+        while ((await recordedAttachments()) > 0) {
+          if (Date.now() > end)
+            throw new Error('attachment records left while the API server is stopped');
+          await sleep(250);
+        }
+      });
+      const end = Date.now() + 120_000;
+      for (;;) {
+        const r = await c
+          .client()
+          .request({ method: 'GET', path: `/api/v1/namespaces/${NS}/pods/${name}` });
+        if (r.status === 404) break;
+        if (Date.now() > end) throw new Error(`pod ${name} not deleted after the restart`);
+        await sleep(300);
+      }
+      expect(await heldAddresses()).toEqual([]);
+      expect(linkExists(VXLAN_DEV)).toBe(false);
+      // The agent's deletion of the pod's Attachments failed while the API server was down;
+      // it retried until the API server was back.
+      if (cni) await waitForAttachments(0);
     });
   });

@@ -35,8 +35,14 @@ export interface KubeHandle {
   clientCert: string;
   clientKey: string;
   kubeconfigPath: string;
-  pid: number;
+  /** The API server's current PID (a restart changes it). */
+  readonly pid: number;
   etcd: EtcdHandle;
+  /**
+   * Stops the API server (SIGTERM, by PID) and starts it again on the same port, certificates
+   * and etcd; resolves once it is ready. `down` runs while it is stopped.
+   */
+  restart(down?: () => Promise<void>): Promise<void>;
   /** A cluster-admin client (O=system:masters). */
   client(): KubeClient;
   /** A serving certificate signed by the cluster CA, e.g. for a webhook on 127.0.0.1. */
@@ -170,19 +176,23 @@ async function startOnce(
     '--profiling=false',
     '--v=0',
   ];
-  const child = spawn(bin, args, {
-    detached: true,
-    stdio: ['ignore', 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-    stderr = (stderr + d).slice(-8000);
-  });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const spawnFailed = new Promise<string>((r) => child.once('error', (e) => r(e.message)));
-  const pid = child.pid;
-  if (pid === undefined) throw new Error(`kube-apiserver did not start: ${await spawnFailed}`);
-  running.add(pid);
+  const launch = () => {
+    const child = spawn(bin, args, { detached: true, stdio: ['ignore', 'ignore', 'pipe'] });
+    const p = {
+      child,
+      stderr: '',
+      exited: new Promise<void>((r) => child.once('exit', () => r())),
+      pid: child.pid,
+    };
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      p.stderr = (p.stderr + d).slice(-8000);
+    });
+    return p;
+  };
+  let proc = launch();
+  const spawnFailed = new Promise<string>((r) => proc.child.once('error', (e) => r(e.message)));
+  if (proc.pid === undefined) throw new Error(`kube-apiserver did not start: ${await spawnFailed}`);
+  running.add(proc.pid);
 
   const ca = await readFile(join(dir, 'ca.crt'), 'utf8');
   const clientCert = await readFile(pki.admin.crt, 'utf8');
@@ -195,8 +205,9 @@ async function startOnce(
   };
 
   let stopped: Promise<void> | undefined;
-  const stopApi = async () => {
-    for (const c of clients) c.close();
+  const endProcess = async () => {
+    const { child, exited } = proc;
+    const pid = proc.pid!;
     if (child.exitCode === null && child.signalCode === null) {
       try {
         process.kill(pid, 'SIGTERM');
@@ -215,6 +226,10 @@ async function startOnce(
     }
     running.delete(pid);
   };
+  const stopApi = async () => {
+    for (const c of clients) c.close();
+    await endProcess();
+  };
   const stop = (): Promise<void> =>
     (stopped ??= (async () => {
       await stopApi();
@@ -223,12 +238,23 @@ async function startOnce(
       dirs.delete(dir);
     })());
 
+  const ready = async () => {
+    const probe = createKubeClient({ url, ca, cert: clientCert, key: clientKey });
+    try {
+      await waitReady(probe, proc.child);
+    } catch (e) {
+      await endProcess();
+      const why = e instanceof Error ? e.message : String(e);
+      throw new Error(`kube-apiserver not ready: ${why}\n${proc.stderr}`);
+    } finally {
+      probe.close();
+    }
+  };
   try {
-    await waitReady(newClient(), child);
+    await ready();
   } catch (e) {
-    await stopApi();
-    const why = e instanceof Error ? e.message : String(e);
-    throw new Error(`kube-apiserver not ready: ${why}\n${stderr}`);
+    for (const c of clients) c.close();
+    throw e;
   }
 
   const kubeconfigPath = join(dir, 'kubeconfig');
@@ -255,9 +281,19 @@ async function startOnce(
     clientCert,
     clientKey,
     kubeconfigPath,
-    pid,
+    get pid() {
+      return proc.pid!;
+    },
     etcd,
     client: newClient,
+    async restart(down) {
+      await endProcess();
+      await down?.();
+      proc = launch();
+      if (proc.pid === undefined) throw new Error('kube-apiserver did not start again');
+      running.add(proc.pid);
+      await ready();
+    },
     async issueServingCert(cn, ips = ['127.0.0.1'], dns = ['localhost']) {
       const san = [...ips.map((i) => `IP:${i}`), ...dns.map((d) => `DNS:${d}`)].join(',');
       const out = await issue(dir, `serving-${++serial}`, `/CN=${cn}`, [
