@@ -260,11 +260,13 @@ async function teardown(
   const errors: string[] = [];
   for (const ir of [...rec.interfaces].reverse()) {
     try {
-      if (ir.delegate) {
+      if (ir.delegate || ir.spec.type === 'delegate') {
         // Delegates get DEL even without a netns: they may hold IPAM state of their own.
+        // Also when their ADD never answered (it failed, or the process running it was
+        // killed while the plugin went on and allocated): DEL without a prevResult.
         await delegateDel(
-          ir.delegate.conflist,
-          ir.delegate.result,
+          ir.delegate?.conflist ?? ir.spec.delegate!,
+          ir.delegate?.result,
           delegateEnv({ ...r, netns: netnsAlive ?? '' }, ir.ifname),
           SUPPORTED_VERSIONS,
         );

@@ -1,8 +1,12 @@
 // Kernel tier: host-device, delegation to the reference plugins (conf and conflist, with
 // prevResult chaining and DEL in reverse), every CNI spec version, STATUS, GC, VERSION.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nsjson, ping, sh } from '../../src/lab/sh.js';
-import { makeFixture, podAddrs, podLinks, type Fixture } from './fixture.js';
+import { makeFixture, podAddrs, podLinks, TARTAN, type Fixture } from './fixture.js';
 
 let f: Fixture;
 let a: string;
@@ -19,55 +23,57 @@ beforeAll(async () => {
       ],
     },
   ]);
-  f.writeNetworks([
-    { name: 'mgmt', spec: { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.91.0.0/24' } } },
-    {
-      name: 'nic',
-      spec: {
-        type: 'host-device',
-        device: 'eth3',
-        ipv4: { cidr: '10.93.0.0/24', pools: [{ start: '10.93.0.5', end: '10.93.0.9' }] },
-      },
-    },
-    {
-      name: 'cluster',
-      spec: {
-        type: 'delegate',
-        delegate: {
-          cniVersion: '1.0.0',
-          name: 'tt-ref',
-          plugins: [
-            {
-              type: 'bridge',
-              bridge: 'tt-refbr0',
-              ipam: {
-                type: 'host-local',
-                ranges: [[{ subnet: '10.92.0.0/24' }]],
-                dataDir: '/tmp/tartan-hl-be',
-              },
-            },
-            { type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.arp_notify': '1' } },
-          ],
-        },
-      },
-    },
-    {
-      name: 'static',
-      spec: {
-        type: 'delegate',
-        delegate: {
-          cniVersion: '1.0.0',
-          name: 'tt-st',
-          type: 'macvlan',
-          master: 'eth1',
-          ipam: { type: 'static', addresses: [{ address: '10.94.0.7/24' }] },
-        },
-      },
-    },
-  ]);
+  f.writeNetworks(nets);
   a = await f.pod('a');
   b = await f.pod('b');
 });
+
+const nets = [
+  { name: 'mgmt', spec: { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.91.0.0/24' } } },
+  {
+    name: 'nic',
+    spec: {
+      type: 'host-device',
+      device: 'eth3',
+      ipv4: { cidr: '10.93.0.0/24', pools: [{ start: '10.93.0.5', end: '10.93.0.9' }] },
+    },
+  },
+  {
+    name: 'cluster',
+    spec: {
+      type: 'delegate',
+      delegate: {
+        cniVersion: '1.0.0',
+        name: 'tt-ref',
+        plugins: [
+          {
+            type: 'bridge',
+            bridge: 'tt-refbr0',
+            ipam: {
+              type: 'host-local',
+              ranges: [[{ subnet: '10.92.0.0/24' }]],
+              dataDir: '/tmp/tartan-hl-be',
+            },
+          },
+          { type: 'tuning', sysctl: { 'net.ipv4.conf.eth0.arp_notify': '1' } },
+        ],
+      },
+    },
+  },
+  {
+    name: 'static',
+    spec: {
+      type: 'delegate',
+      delegate: {
+        cniVersion: '1.0.0',
+        name: 'tt-st',
+        type: 'macvlan',
+        master: 'eth1',
+        ipam: { type: 'static', addresses: [{ address: '10.94.0.7/24' }] },
+      },
+    },
+  },
+];
 
 afterAll(async () => {
   await f?.destroy();
@@ -145,6 +151,71 @@ describe('delegation', () => {
       'ls /tmp/tartan-hl-be/tt-ref 2>/dev/null | grep -c "^10\\." || true',
     ]);
     expect(leases.trim()).toBe('0');
+  });
+
+  it('DEL reaches a delegate whose ADD never answered (tartan killed while it ran)', async () => {
+    // A conflist whose second plugin hangs on ADD: by the time it runs, bridge + host-local
+    // have made eth0 and leased an address. Tartan is killed there, as a node agent can be.
+    const bin = join(f.dir, 'hang-bin');
+    mkdirSync(bin);
+    const pidFile = join(f.dir, 'hang.pid');
+    writeFileSync(
+      join(bin, 'tt-hang'),
+      `#!/bin/sh\nif [ "$CNI_COMMAND" = ADD ]; then echo $$ > ${pidFile}; exec sleep 60; fi\n` +
+        `[ "$CNI_COMMAND" = VERSION ] && echo '{"cniVersion":"1.0.0","supportedVersions":["1.0.0"]}'\nexit 0\n`,
+      { mode: 0o755 },
+    );
+    const path = `${bin}:/usr/lib/cni`;
+    const hung = {
+      cniVersion: '1.0.0',
+      name: 'tt-hung',
+      plugins: [
+        {
+          type: 'bridge',
+          bridge: 'tt-refbr1',
+          ipam: {
+            type: 'host-local',
+            ranges: [[{ subnet: '10.95.0.0/24' }]],
+            dataDir: '/tmp/tartan-hl-be',
+          },
+        },
+        { type: 'tt-hang' },
+      ],
+    };
+    f.writeNetworks([...nets, { name: 'hung', spec: { type: 'delegate', delegate: hung } }]);
+    const conf = f.conf('n1', { defaultNetwork: 'hung' });
+    const child = spawn('ip', ['netns', 'exec', f.node('n1'), TARTAN], {
+      env: {
+        PATH: process.env.PATH,
+        CNI_COMMAND: 'ADD',
+        CNI_CONTAINERID: 'cid-hung',
+        CNI_NETNS: `/run/netns/${a}`,
+        CNI_IFNAME: 'eth0',
+        CNI_PATH: path,
+      },
+      stdio: ['pipe', 'ignore', 'ignore'],
+    });
+    child.stdin.end(JSON.stringify(conf));
+    const exited = new Promise((r) => child.once('exit', r));
+    try {
+      for (let i = 0; i < 200 && !existsSync(pidFile); i++) await sleep(50);
+      expect(existsSync(pidFile)).toBe(true);
+      const leases = () =>
+        readdirSync('/tmp/tartan-hl-be/tt-hung').filter((n) => n.startsWith('10.'));
+      expect(leases()).toHaveLength(1);
+      process.kill(child.pid!, 'SIGKILL');
+      await exited;
+      process.kill(Number(readFileSync(pidFile, 'utf8')), 'SIGKILL');
+
+      const d = await f.cni('DEL', 'n1', a, { conf, containerId: 'cid-hung', path });
+      expect(d.code, d.stdout).toBe(0);
+      expect(leases()).toEqual([]);
+      expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      f.writeNetworks(nets);
+      await sh('ip', ['-n', f.node('n1'), 'link', 'del', 'tt-refbr1']).catch(() => undefined);
+    }
   });
 
   it('chains after a previous plugin: prevResult keeps eth0 and Tartan adds net1', async () => {

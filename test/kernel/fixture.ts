@@ -30,6 +30,8 @@ export interface Fixture {
       conf?: Record<string, unknown> | string;
       args?: string;
       netns?: string;
+      /** CNI_PATH; default /usr/lib/cni. */
+      path?: string;
     },
   ): Promise<CniOutcome>;
   destroy(): Promise<void>;
@@ -83,6 +85,7 @@ export async function makeFixture(tag: string, nodes: NodeSpec[]): Promise<Fixtu
         containerId: opts.containerId ?? (pod ? `cid-${pod}` : 'cid-none'),
         ifname: opts.ifname ?? 'eth0',
         ...(opts.args !== undefined ? { args: opts.args } : {}),
+        ...(opts.path !== undefined ? { path: opts.path } : {}),
       });
     },
     async destroy() {
