@@ -146,16 +146,15 @@ export async function startKubePrivileged(): Promise<KubeHandle> {
   try {
     const kube = await startKube({ bin: wrapper });
     const stop = kube.stop;
-    return {
-      ...kube,
-      stop: async () => {
-        try {
-          await stop();
-        } finally {
-          removeDir(dir);
-        }
-      },
+    // In place (not a spread copy): `pid` is a getter that follows restarts.
+    kube.stop = async () => {
+      try {
+        await stop();
+      } finally {
+        removeDir(dir);
+      }
     };
+    return kube;
   } catch (e) {
     removeDir(dir);
     throw e;
