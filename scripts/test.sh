@@ -26,7 +26,7 @@ run_tier() {
     clients) need_root clients && node scripts/build.mjs && bash scripts/build-go-tools.sh && npx vitest run --project clients ;;
     agent) need_root agent && node scripts/build.mjs && npx vitest run --project agent ;;
     k8s) bash scripts/build-kube.sh && npx vitest run --project k8s ;;
-    e2e) need_root e2e && node scripts/build.mjs && bash scripts/build-image.sh && bash scripts/build-go-tools.sh crictl && bash scripts/build-kube.sh kube-apiserver kubelet && npx vitest run --project e2e ;;
+    e2e) need_root e2e && node scripts/build.mjs && bash scripts/build-image.sh && bash scripts/build-go-tools.sh crictl && bash scripts/build-kube.sh kube-apiserver kubelet && npx vitest run --project e2e && npm run --silent test:e2e:resilience ;;
     vm) need_root vm && node scripts/build.mjs && bash test/vm/run.sh ;;
     *) echo "unknown tier $t" >&2; return 2 ;;
   esac

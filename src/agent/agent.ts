@@ -56,6 +56,8 @@ export interface AgentOptions {
   cluster?: ClusterView;
   /** In a cluster: publishes network-status and Attachment objects for pods. */
   pods?: PodSync;
+  /** In a cluster: opens the kubernetes IPAM store (TartanRecords) over the agent's connection. */
+  kubernetesStore?: (namespace: string) => Store;
 }
 
 export type Phase = 'starting' | 'ready' | 'draining' | 'stopped';
@@ -349,7 +351,7 @@ export class Agent {
     const key = JSON.stringify(cfg);
     let p = this.stores.get(key);
     if (!p) {
-      p = openStore(cfg);
+      p = openStore(cfg, this.o.kubernetesStore);
       this.stores.set(key, p);
       // A store that does not open is not kept: the next call tries again, and the core
       // reports the failure with its own code.

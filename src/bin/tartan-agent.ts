@@ -22,6 +22,7 @@ import { clusterView } from '../agent/cluster.js';
 import { podSync } from '../agent/pods.js';
 import { createKubeClient, inClusterConnection } from '../k8s/client.js';
 import { loadKubeconfig } from '../k8s/kubeconfig.js';
+import { kubernetesStoreWith } from '../store/kubernetes.js';
 import { createLogger, type Level } from '../agent/log.js';
 import { DEFAULT_SOCKET, DEFAULT_STATE_DIR } from '../agent/wire.js';
 import type { StoreConfig } from '../store/types.js';
@@ -92,7 +93,13 @@ const agent = new Agent({
   log,
   // In a cluster: networks and pod requests from the API, and the pods learn about their
   // interfaces (network-status, Attachments).
-  ...(kube ? { cluster: clusterView(kube, node, log), pods: podSync(kube, log) } : {}),
+  ...(kube
+    ? {
+        cluster: clusterView(kube, node, log),
+        pods: podSync(kube, log),
+        kubernetesStore: (namespace: string) => kubernetesStoreWith(kube, { namespace }),
+      }
+    : {}),
 });
 
 let stopping = false;

@@ -45,10 +45,11 @@ export const PluginConfigSchema = z
     /** IPAM datastore. */
     store: z
       .object({
-        type: z.enum(['file', 'etcd']),
+        type: z.enum(['file', 'etcd', 'kubernetes']),
         path: z.string().optional(),
         endpoints: z.array(z.string()).optional(),
         prefix: z.string().optional(),
+        namespace: z.string().optional(),
       })
       .default({ type: 'file', path: '/var/lib/tartan/ipam.db' }),
     /** Node-local state: attachment records and host parent reference counts. */

@@ -9,7 +9,14 @@ import type { Store, StoreConfig } from './types.js';
 export type { Entry, Store, StoreConfig } from './types.js';
 export { createMemoryStore } from './memory.js';
 
-export async function openStore(cfg: StoreConfig): Promise<Store> {
+/**
+ * kubernetes: how this process opens the kubernetes store (the node agent, over its own API
+ * connection). Passed in rather than imported, so the CNI executable carries no API client.
+ */
+export async function openStore(
+  cfg: StoreConfig,
+  kubernetes?: (namespace: string) => Store,
+): Promise<Store> {
   switch (cfg.type) {
     case 'file': {
       if (!cfg.path) throw new TartanError('ERR_CONFIG', 'file store: "path" is required');
@@ -26,6 +33,13 @@ export async function openStore(cfg: StoreConfig): Promise<Store> {
         ...(cfg.prefix === undefined ? {} : { prefix: cfg.prefix }),
       });
     }
+    case 'kubernetes':
+      if (!kubernetes)
+        throw new TartanError(
+          'ERR_CONFIG',
+          'kubernetes store: only the node agent has an API connection (set agentSocket, and run tartan-agent with --in-cluster or --kubeconfig)',
+        );
+      return kubernetes(cfg.namespace ?? 'tartan-system');
     default:
       throw new TartanError(
         'ERR_CONFIG',

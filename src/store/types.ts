@@ -24,11 +24,14 @@ export interface Store {
 }
 
 export interface StoreConfig {
-  type: 'file' | 'etcd';
+  /** kubernetes: TartanRecord objects through the node agent's own API connection. */
+  type: 'file' | 'etcd' | 'kubernetes';
   /** file: path of the database file. */
   path?: string;
   /** etcd: client URLs. */
   endpoints?: string[];
   /** etcd: key prefix (namespace) for all of Tartan's keys. */
   prefix?: string;
+  /** kubernetes: the namespace of the records (default tartan-system). */
+  namespace?: string;
 }

@@ -20,7 +20,7 @@ import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyManifests, installCrds } from '../../src/k8s/apply.js';
 import type { KubeClient } from '../../src/k8s/client.js';
-import { createFileStore } from '../../src/store/file.js';
+import { kubernetesStoreWith } from '../../src/store/kubernetes.js';
 import { makeCniBinDir } from '../harness/clients/containerd.js';
 import {
   addrsIn,
@@ -248,7 +248,8 @@ describe('e2e: deploy/agent.yaml as a pod under the real kubelet (install, attac
     const t = conflist.plugins[0]!;
     t.agentSocket = join(p.run, 'agent.sock');
     t.stateDir = p.state;
-    t.store = { type: 'file', path: join(p.state, 'ipam.db') };
+    // The store stays the manifest's: cluster-wide, TartanRecords through the API server.
+    expect(t.store).toEqual({ type: 'kubernetes', namespace: SYS });
     await applyManifests(admin, [
       { ...cm, data: { '00-tartan.conflist': JSON.stringify(conflist, null, 2) } },
     ]);
@@ -324,19 +325,20 @@ describe('e2e: deploy/agent.yaml as a pod under the real kubelet (install, attac
     }
   });
 
-  it('deleting the workload pods leaves no address held', async () => {
+  const held = async () =>
+    (await kubernetesStoreWith(admin, { namespace: SYS }).list('')).flatMap((e) =>
+      Object.entries(
+        (e.value as { allocs?: Record<string, { handle?: string | null }> } | null)?.allocs ?? {},
+      )
+        .filter(([, x]) => x?.handle != null)
+        .map(([off, x]) => `${e.key}#${off} ${x.handle}`),
+    );
+
+  it('the addresses live in the cluster-wide store; deleting the pods releases them', async () => {
+    // Read back from the API server: TartanRecords the agent wrote with its service account.
+    expect((await held()).length).toBe(Object.keys(FIXED).length);
     for (const name of Object.keys(FIXED)) await cluster!.deletePod(NS, name);
-    const store = await createFileStore(join(p.state, 'ipam.db'));
-    try {
-      const held = (await store.list('')).flatMap((e) =>
-        Object.values(
-          (e.value as { allocs?: Record<string, { handle?: string | null }> } | null)?.allocs ?? {},
-        ).filter((x) => x?.handle != null),
-      );
-      expect(held).toEqual([]);
-    } finally {
-      await store.close();
-    }
+    expect(await held()).toEqual([]);
   });
 
   it('uninstall: the agent pod deleted, shim and conflist are gone and pods start on the primary CNI', async () => {

@@ -4,11 +4,10 @@
 // have had all its interfaces, no address may be held twice at once, and afterwards
 // nothing may be left: no attachment record, no allocation, no host parent, no queued DEL,
 // and no address in the default network's delegated IPAM (host-local).
-// Status (2026-11-26): FAILS on the last check: 2-4 host-local addresses leak per 200 cycles
-// (~100 SIGKILLs). The leaked containers have no ADD line in the agent log, only a DEL
-// replayed from the shim's queue that found no record and did nothing: an ADD killed after
-// the delegate's ADD and before the agent's record, whose DEL then skips the delegate.
-// See docs/adr/0007-e2e-kubelet.md.
+// History: runs used to leave 2-4 host-local addresses per 200 cycles: the agent was killed
+// while the default network's delegate ran its ADD, the plugin went on and leased, and the
+// DEL found the interface recorded as "adding" without the delegate's answer and skipped
+// the delegate. DEL now calls the delegate in that case too (see docs/adr/0007).
 import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
