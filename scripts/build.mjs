@@ -1,7 +1,7 @@
 // Builds the programs: the `tartan` CNI executable as a Bun single-file binary (start-up
 // ~3 ms, see docs/adr/0001-cni-executable.md) and Node bundles of the other entry points.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -81,7 +81,8 @@ if (Object.keys(entries).length > 0) {
 }
 
 // The agent is long-lived and memory-bound: split chunks so the etcd client (gRPC) loads
-// only when an etcd store is configured (+10 MiB RSS otherwise).
+// only when an etcd store is configured (+10 MiB RSS otherwise). Chunks of earlier builds go.
+rmSync(join(dist, 'chunks'), { recursive: true, force: true });
 await esbuild.build({
   entryPoints: { 'tartan-agent': join(root, 'src/bin/tartan-agent.ts') },
   outdir: dist,
