@@ -139,7 +139,7 @@ export function createInformer<T>(
         rv = await watchFrom(rv);
         failures = 0;
         // A server that ends watches at once must not turn this into a busy loop.
-        if (Date.now() - t0 < 1000 && !closed) await sleep(1000);
+        if (Date.now() - t0 < 1000 && !closed) await sleep(Math.min(1000, maxBackoff));
       } catch (e) {
         if (closed) break;
         o.onError?.(path, e as Error);

@@ -560,4 +560,36 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
       // it retried until the API server was back.
       if (cni) await waitForAttachments(0);
     });
+
+    if (cni)
+      it("after the restart the agent's informers watch again: a network created now is usable", async () => {
+        const c = cluster!;
+        await c.kube.client().must({
+          method: 'POST',
+          path: '/apis/tartan.io/v1alpha1/clusternetworks',
+          body: {
+            apiVersion: 'tartan.io/v1alpha1',
+            kind: 'ClusterNetwork',
+            metadata: { name: 'late' },
+            spec: { type: 'macvlan', device: MACVLAN_PARENT, ipv4: { cidr: '10.65.0.0/24' } },
+          },
+        });
+        await sleep(500); // the watch event
+        const name = 'tt-e2e-e';
+        await c.createPod(NS, {
+          metadata: {
+            name,
+            annotations: {
+              'tartan.io/interfaces': JSON.stringify([
+                { network: 'late', kind: 'ClusterNetwork', ifname: 'late0', ip: '10.65.0.7' },
+              ]),
+            },
+          },
+        });
+        const pod = await c.waitPodRunning(NS, name);
+        const a = await addrsIn((await c.sandbox(pod)).netns);
+        expect(ipv4Of(a, 'late0')).toEqual(['10.65.0.7/24']);
+        await c.deletePod(NS, name);
+        expect(await heldAddresses()).toEqual([]);
+      });
   });
