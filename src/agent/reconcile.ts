@@ -36,8 +36,16 @@ export async function reconcileParents(
       const users = rec.users.filter((u) => live.users.get(rec.name)?.has(u));
       report.pruned += rec.users.length - users.length;
       if (users.length === 0) {
-        if (!rec.external)
+        if (!rec.external) {
           await k.apply(HOST, [{ op: 'link-del', name: rec.name }], { bestEffort: true });
+          if (await k.linkExists(rec.name)) {
+            // Kept (without users) for the next pass rather than forgotten with its link.
+            if (users.length !== rec.users.length) state.putParent({ ...rec, users });
+            report.failed.push(rec.name);
+            log.error('cannot remove unused host parent', { parent: rec.name });
+            continue;
+          }
+        }
         state.deleteParent(rec.name);
         report.removed.push(rec.name);
         log.info('removed unused host parent', { parent: rec.name, external: rec.external });

@@ -1,7 +1,9 @@
 // Host parent interfaces (VLAN sub-interfaces, VXLAN devices, bridges), shared by every pod
 // on a network: created on first use, repaired if someone deleted them, removed after the
-// last user. Reference counts live in the node state under its lock, and the kernel change
-// happens inside the same critical section, so two ADDs or an ADD and a DEL never race.
+// last user. Reference counts live in the node state under its lock, and kernel changes
+// happen under it too, so two ADDs or an ADD and a DEL never race. A reference is committed
+// before its link is made and dropped only once the link is gone: a process killed at any
+// point leaves a record that says what to remove, never a link that nobody owns.
 import { TartanError } from '../cni/errors.js';
 import type { Network } from '../network/schema.js';
 import { HOST, type Kernel, type Op } from '../kernel/types.js';
@@ -102,23 +104,39 @@ export async function acquireParents(
   plans: ParentPlan[],
   user: string,
 ): Promise<string[]> {
-  if (plans.length === 0) return [];
-  return state.withLock(async () => {
-    const taken: string[] = [];
-    for (const p of plans) {
+  const taken: string[] = [];
+  for (const p of plans) {
+    // First the reference, committed: if the process dies while the link is being made,
+    // the record names the link and its user, whose DEL removes it. (Made first, a dead
+    // process would leave a link that the next call takes for an operator's.)
+    const create = await state.withLock(async () => {
       const present = await k.linkExists(p.name);
-      let rec = state.getParent(p.name);
-      if (!rec) rec = { name: p.name, kind: p.kind, external: present, users: [] };
-      if (!present) {
-        await k.apply(HOST, await p.create(k));
-        rec.external = false;
-      }
+      // A link present without a record was made by someone else: never ours to remove.
+      const rec = state.getParent(p.name) ?? {
+        name: p.name,
+        kind: p.kind,
+        external: present,
+        users: [],
+      };
       if (!rec.users.includes(user)) rec.users.push(user);
+      if (!present) rec.external = false;
       state.putParent(rec);
-      taken.push(p.name);
-    }
-    return taken;
-  });
+      return !present;
+    });
+    taken.push(p.name);
+    if (!create) continue;
+    await state.withLock(async () => {
+      if (await k.linkExists(p.name)) return; // made meanwhile by another user's call
+      try {
+        await k.apply(HOST, await p.create(k));
+      } catch (e) {
+        // Half made (the link, not its FDB or MTU): no half parent is left for others.
+        await k.apply(HOST, [{ op: 'link-del', name: p.name }], { bestEffort: true });
+        throw e;
+      }
+    });
+  }
+  return taken;
 }
 
 /** Drops a reference on each parent and removes those no longer used (never external ones). */
@@ -138,7 +156,13 @@ export async function releaseParents(
         state.putParent(rec);
         continue;
       }
-      if (!rec.external) await k.apply(HOST, [{ op: 'link-del', name }], { bestEffort: true });
+      if (!rec.external) {
+        await k.apply(HOST, [{ op: 'link-del', name }], { bestEffort: true });
+        // Still there: keep the reference (the transaction rolls back) so a retried DEL or
+        // GC removes it, rather than forget a link nobody would remove.
+        if (await k.linkExists(name))
+          throw new TartanError('ERR_KERNEL', `host parent ${name} could not be removed`);
+      }
       state.deleteParent(name);
     }
   });

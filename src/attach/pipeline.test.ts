@@ -130,6 +130,24 @@ describe('attach pipeline', () => {
     expect(allocCount()).toBe(0);
   });
 
+  it('a parent half-made when its creation fails (or the process dies) is ours, and goes', async () => {
+    // The VXLAN link exists, then its FDB entry fails: as if the process died right after
+    // creating the link. The record must already say the link is ours, or it would stay
+    // forever, later taken for an operator's link.
+    k.failOn((op) => op.op === 'fdb-append');
+    await expect(add(deps, req('/h', [{ network: 'vx' }]))).rejects.toThrow(/injected failure/);
+    expect([...k.ns().links.keys()].sort()).toEqual(['eth1', 'lo']);
+    expect(state.listParents()).toEqual([]);
+    // The same, with the rollback itself unable to run (a killed process): the record
+    // names the link and its user, so that user's DEL removes it.
+    k.failOn((op) => op.op === 'fdb-append');
+    k.failOn((op) => op.op === 'link-del', true);
+    await expect(add(deps, req('/h2', [{ network: 'vx' }]))).rejects.toThrow(/rollback incomplete/);
+    expect(state.listParents()).toEqual([
+      expect.objectContaining({ name: 'tvx9', external: false, users: ['c-h2/eth0'] }),
+    ]);
+  });
+
   it('keeps a parent while another pod uses it and re-creates it if deleted', async () => {
     await add(deps, req('/a', [{ network: 'vx' }]));
     await add(deps, req('/b', [{ network: 'vx' }]));
