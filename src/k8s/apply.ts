@@ -101,6 +101,9 @@ const KINDS: Record<string, { plural: string; namespaced: boolean }> = {
   CustomResourceDefinition: { plural: 'customresourcedefinitions', namespaced: false },
   ValidatingWebhookConfiguration: { plural: 'validatingwebhookconfigurations', namespaced: false },
   MutatingWebhookConfiguration: { plural: 'mutatingwebhookconfigurations', namespaced: false },
+  Pod: { plural: 'pods', namespaced: true },
+  ClusterNetwork: { plural: 'clusternetworks', namespaced: false },
+  TenantNetwork: { plural: 'tenantnetworks', namespaced: true },
 };
 
 interface Manifest {

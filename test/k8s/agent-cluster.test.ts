@@ -3,6 +3,7 @@
 // networks, the NetworkAttachmentDefinitions and this node's pods; a pod's annotation
 // becomes the core's requests with the right network names; changes arrive by watch;
 // bad or forbidden requests fail with the code and message the pod's owner needs.
+import { readFileSync } from 'node:fs';
 import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
@@ -240,6 +241,39 @@ describe('agent cluster view (informers on a real API server)', () => {
     expect(
       await failure(view.forPod({ namespace: NS, name: 'tt-gone', uid: undefined })),
     ).toMatchObject({ code: 'ERR_IFACE_REQUEST', msg: `pod ${NS}/tt-gone does not exist` });
+  });
+
+  it("the guide's cluster example: the files apply, and the pod gets what the guide says", async () => {
+    const ex = join(ROOT, 'docs/examples');
+    const docs = [
+      join(ex, 'networks/oam.yaml'),
+      join(ex, 'cluster/tenant-network.yaml'),
+      join(ex, 'cluster/pod.yaml'),
+    ].map((f) => parseAllDocuments(readFileSync(f, 'utf8'))[0]!.toJS() as Record<string, unknown>);
+    await ensureNamespace(admin, 'telco-a');
+    const pod = docs[2] as { spec: Record<string, unknown> };
+    // Bound to this agent's node, as the scheduler would.
+    await applyManifests(admin, [
+      docs[0],
+      docs[1],
+      { ...pod, spec: { ...pod.spec, nodeName: NODE } },
+    ]);
+    await until('oam and media', async () => {
+      const n = await view.networks();
+      return n.has('oam') && n.has('telco-a/media');
+    });
+    const r = await view.forPod({ namespace: 'telco-a', name: 'upf-0', uid: undefined });
+    expect(r.requests).toEqual([
+      { network: 'oam', ifname: 'oam0', ip: '10.60.0.10', ip6: 'none' },
+      {
+        network: 'telco-a/media',
+        ifname: 'net1',
+        ip: 'dynamic',
+        ip6: 'none',
+        policyRoutes: [{ dst: '10.99.0.0/16' }],
+      },
+    ]);
+    expect(r.networks.get('telco-a/media')?.spec.routingTable).toBe(170);
   });
 
   it('reads a pod of another node, or one the watch has not delivered yet, from the API', async () => {
