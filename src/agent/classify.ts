@@ -4,7 +4,12 @@
 // is invalid is "shared", because the core refuses it before it writes any state.
 import type { HostState } from '../attach/host-state.js';
 import { planParents } from '../attach/parents.js';
-import { interfaceRequests, parseCniArgs, type PluginConfig } from '../cni/config.js';
+import {
+  interfaceRequests,
+  parseCniArgs,
+  POD_ANNOTATIONS_CAPABILITY,
+  type PluginConfig,
+} from '../cni/config.js';
 import type { PodNetworks } from './cluster.js';
 import type { NetworkSource } from './networks.js';
 
@@ -34,6 +39,9 @@ export async function classify(
   const rec = state.getAttachment(cid, ifname);
   if (rec?.interfaces.some((i) => i.parents.length > 0)) return true;
   if (command === 'DEL') return false;
+  // Requests from the pod's annotations are resolved inside the core: in doubt, alone.
+  const ann = conf.runtimeConfig?.[POD_ANNOTATIONS_CAPABILITY];
+  if (!resolved && typeof ann === 'object' && ann !== null) return true;
   try {
     const nets = resolved?.networks ?? (await deps.networks(conf).networks());
     const requests = resolved?.requests ?? interfaceRequests(conf, parseCniArgs(vars.CNI_ARGS));

@@ -4,9 +4,11 @@ import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
-  interfaceRequests,
+  explicitRequests,
   parseCniArgs,
   parsePluginConfig,
+  POD_ANNOTATIONS_CAPABILITY,
+  staticRequests,
   type InterfaceRequest,
   type PluginConfig,
 } from '../cni/config.js';
@@ -78,6 +80,53 @@ export async function runCni(
   }
 }
 
+/**
+ * The pod's requests without an agent: what the runtime passed for this call, else the
+ * pod's own annotation (tartan.io/interfaces or NPWG, through the runtime's pod-annotations
+ * capability) resolved against the network files with the cluster's tenancy rules, else
+ * the configuration's list.
+ */
+async function requestsFor(
+  conf: PluginConfig,
+  cniArgs: Map<string, string>,
+  networks: Map<string, Network>,
+): Promise<InterfaceRequest[]> {
+  const explicit = explicitRequests(conf, cniArgs);
+  if (explicit) return explicit;
+  const ann = conf.runtimeConfig?.[POD_ANNOTATIONS_CAPABILITY] as
+    Record<string, string> | undefined;
+  if (
+    typeof ann !== 'object' ||
+    ann === null ||
+    (!ann['tartan.io/interfaces'] && !ann['k8s.v1.cni.cncf.io/networks'])
+  )
+    return staticRequests(conf);
+  // Loaded only here: most calls never pay for the annotation parser.
+  const { resolvePodAttachments } = await import('../k8s/resolve.js');
+  const of = (kind: Network['kind'], name: string, ns?: string) => {
+    const n = networks.get(name);
+    if (!n || n.kind !== kind || (ns !== undefined && n.metadata.namespace !== ns))
+      return undefined;
+    return { spec: n.spec };
+  };
+  const pod = {
+    metadata: {
+      name: cniArgs.get('K8S_POD_NAME') ?? '(unnamed)',
+      namespace: cniArgs.get('K8S_POD_NAMESPACE') ?? 'default',
+      annotations: ann,
+    },
+  };
+  const atts = await resolvePodAttachments(pod, {
+    tenantNetwork: async (ns, name) => of('TenantNetwork', name, ns),
+    clusterNetwork: async (name) => of('ClusterNetwork', name),
+    nad: async () => undefined, // NetworkAttachmentDefinitions live in the API: the agent's
+  });
+  return atts.map(({ request: { ifname, ...rest } }) => ({
+    ...rest,
+    ...(ifname ? { ifname } : {}),
+  }));
+}
+
 async function dispatch(
   env: CniEnv,
   conf: PluginConfig,
@@ -96,7 +145,7 @@ async function dispatch(
         cniPath: env.path,
         runtimeConfig: conf.runtimeConfig,
         defaultNetwork: conf.defaultNetwork,
-        requests: requests ?? interfaceRequests(conf, parseCniArgs(env.args)),
+        requests: requests ?? (await requestsFor(conf, parseCniArgs(env.args), networks)),
         prevResult: conf.prevResult === undefined ? undefined : fromAnyVersion(conf.prevResult),
       });
       return toVersion(result, conf.cniVersion);

@@ -123,6 +123,17 @@ export function interfaceRequests(
   conf: PluginConfig,
   cniArgs: Map<string, string>,
 ): InterfaceRequest[] {
+  return explicitRequests(conf, cniArgs) ?? staticRequests(conf);
+}
+
+/** containerd passes the pod's annotations to a plugin that declares this capability. */
+export const POD_ANNOTATIONS_CAPABILITY = 'io.kubernetes.cri.pod-annotations';
+
+/** The requests the runtime passed for this call, or undefined when it passed none. */
+export function explicitRequests(
+  conf: PluginConfig,
+  cniArgs: Map<string, string>,
+): InterfaceRequest[] | undefined {
   const rc = conf.runtimeConfig?.tartan as { interfaces?: unknown } | undefined;
   if (rc?.interfaces !== undefined)
     return parseInterfaceRequests(rc.interfaces, 'runtimeConfig.tartan');
@@ -151,6 +162,11 @@ export function interfaceRequests(
         .map((network) => ({ network })),
       'CNI_ARGS TARTAN_NETWORKS',
     );
+  return undefined;
+}
+
+/** The configuration's own list (the same for every pod). */
+export function staticRequests(conf: PluginConfig): InterfaceRequest[] {
   return conf.interfaces === undefined
     ? []
     : parseInterfaceRequests(conf.interfaces, 'the configuration');

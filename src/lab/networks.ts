@@ -6,14 +6,20 @@ import { stringify } from 'yaml';
 
 export function writeNetworks(
   dir: string,
-  nets: Array<{ name: string; spec: Record<string, unknown> }>,
+  nets: Array<{
+    name: string;
+    spec: Record<string, unknown>;
+    /** Default ClusterNetwork; a TenantNetwork belongs to `namespace`. */
+    kind?: 'ClusterNetwork' | 'TenantNetwork';
+    namespace?: string;
+  }>,
 ): void {
   mkdirSync(dir, { recursive: true });
   const docs = nets.map((n) =>
     stringify({
       apiVersion: 'tartan.io/v1alpha1',
-      kind: 'ClusterNetwork',
-      metadata: { name: n.name },
+      kind: n.kind ?? 'ClusterNetwork',
+      metadata: { name: n.name, ...(n.namespace ? { namespace: n.namespace } : {}) },
       spec: n.spec,
     }),
   );

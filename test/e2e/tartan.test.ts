@@ -10,10 +10,10 @@
 //   process with a kubeconfig), the networks are ClusterNetwork and TenantNetwork objects
 //   in the API server and each pod asks for its interfaces in its tartan.io/interfaces
 //   annotation; the agent publishes network-status and Attachment objects.
-// - in-process, the `tartan` executable alone, without a cluster: network files, and the
-//   requests in the conflist's `interfaces` (kubelet passes no per-pod CNI args), so the
-//   fixed IP of each pod is set by rewriting the conflist before creating it (containerd
-//   reloads its CNI conf dir).
+// - in-process, the `tartan` executable alone, without an agent or API access: network
+//   files (one of them a TenantNetwork of the pods' namespace), and the same pod
+//   annotations, which containerd hands to the plugin through the
+//   io.kubernetes.cri.pod-annotations capability the conflist declares.
 import { installCrds } from '../../src/k8s/apply.js';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -81,21 +81,14 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
     const pods = new Map<PodName, { pod: PodObject; sb: PodSandbox; addrs: IpAddrInfo[] }>();
 
     const cni = mode === 'shim+agent';
-    /** What a pod asks for: in its annotation (shim+agent) or in the conflist (in-process). */
+    /** What a pod asks for in its annotation. */
     const requests = (fixed: string) => [
       { network: 'oam', kind: 'ClusterNetwork', ifname: 'net1', ip: fixed },
       { network: 'internal', kind: 'TenantNetwork', ifname: 'net2', ip: 'dynamic', ip6: 'dynamic' },
     ];
     const podManifest = (name: string, fixed: string) => ({
-      metadata: {
-        name,
-        ...(cni
-          ? { annotations: { 'tartan.io/interfaces': JSON.stringify(requests(fixed)) } }
-          : {}),
-      },
+      metadata: { name, annotations: { 'tartan.io/interfaces': JSON.stringify(requests(fixed)) } },
     });
-    /** The network-status name of net2 (a TenantNetwork in a cluster: "<namespace>/<name>"). */
-    const internalName = cni ? `${NS}/internal` : 'internal';
 
     const recordedAttachments = async () => {
       const st = await openHostState(paths.state);
@@ -135,8 +128,8 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
       expect(await list()).toBe(n);
     };
 
-    /** The conflist CRI loads: Tartan only; in-process, the requests with this pod's fixed IP. */
-    const writeConflist = (fixed: string) => {
+    /** The conflist CRI loads: Tartan only, asking containerd for the pod's annotations. */
+    const writeConflist = () => {
       const conf = {
         cniVersion: '1.0.0',
         name: 'tt-e2e-tartan',
@@ -151,11 +144,10 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
             defaultNetwork: 'cluster',
             logFile: paths.log,
             logLevel: 'debug',
-            ...(cni ? {} : { interfaces: requests(fixed).map(({ kind: _, ...r }) => r) }),
+            capabilities: { 'io.kubernetes.cri.pod-annotations': true },
           },
         ],
       };
-      // In place: containerd 1.6 reloads its CNI conf on a WRITE event, not on a rename.
       writeFileSync(join(confDir, '10-tartan.conflist'), JSON.stringify(conf));
     };
 
@@ -165,7 +157,8 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
     /** As objects through the API (shim+agent), or as files (in-process). */
     const publishNetworks = async () => {
       for (const { kind, name, spec } of networks) {
-        const obj = { apiVersion: 'tartan.io/v1alpha1', kind, metadata: { name }, spec };
+        const metadata = kind === 'ClusterNetwork' ? { name } : { name, namespace: NS };
+        const obj = { apiVersion: 'tartan.io/v1alpha1', kind, metadata, spec };
         if (!cni) writeFileSync(join(paths.networks, `${name}.yaml`), stringify(obj));
         else
           await cluster!.kube.client().must({
@@ -174,7 +167,7 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
               kind === 'ClusterNetwork'
                 ? '/apis/tartan.io/v1alpha1/clusternetworks'
                 : `/apis/tartan.io/v1alpha1/namespaces/${NS}/tenantnetworks`,
-            body: kind === 'ClusterNetwork' ? obj : { ...obj, metadata: { name, namespace: NS } },
+            body: obj,
           });
       }
     };
@@ -237,7 +230,7 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
         ipv6: { cidr: 'fd00:62::/64' },
         routingTable: TABLE,
       });
-      writeConflist(FIXED['tt-e2e-a']);
+      writeConflist();
       cluster = await startCluster({
         cniBinDir: makeCniBinDir(join(dir, 'bin'), { tartan: bin }),
         cniConfDir: confDir,
@@ -266,10 +259,6 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
     it('two pods get eth0 (delegate), net1 (macvlan, fixed IP) and net2 (VXLAN, dynamic v4+v6)', async () => {
       const c = cluster!;
       for (const name of Object.keys(FIXED) as PodName[]) {
-        if (!cni) {
-          writeConflist(FIXED[name]);
-          await sleep(1500); // containerd's CNI conf syncer picks up the new conflist
-        }
         await c.createPod(NS, podManifest(name, FIXED[name]));
         const pod = await c.waitPodRunning(NS, name);
         const sb = await c.sandbox(pod);
@@ -390,7 +379,7 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
           expect(status.map((s) => [s.name, s.interface])).toEqual([
             ['cluster', 'eth0'],
             ['oam', 'net1'],
-            [internalName, 'net2'],
+            [`${NS}/internal`, 'net2'], // a TenantNetwork: "<namespace>/<name>"
           ]);
           expect(status[0]?.default).toBe(true);
           expect(status[1]?.ips).toEqual([FIXED[name]]);
@@ -484,7 +473,7 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
     it('API server frozen (SIGSTOP) during a pod deletion: DEL still runs, nothing leaks after it returns', async () => {
       const c = cluster!;
       const name = 'tt-e2e-c';
-      // tt-e2e-b's fixed IP, free again since its deletion (in-process: still in the conflist).
+      // tt-e2e-b's fixed IP, free again since its deletion.
       await c.createPod(NS, podManifest(name, FIXED['tt-e2e-b']));
       const pod = await c.waitPodRunning(NS, name);
       const sb = await c.sandbox(pod);

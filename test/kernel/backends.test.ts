@@ -238,6 +238,54 @@ describe('delegation', () => {
   });
 });
 
+describe('pod annotations from the runtime (io.kubernetes.cri.pod-annotations)', () => {
+  it("attaches what the pod's annotation asks for, with the cluster's tenancy rules", async () => {
+    f.writeNetworks([
+      ...nets,
+      {
+        name: 'team',
+        kind: 'TenantNetwork',
+        namespace: 'tenant-a',
+        spec: { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.96.0.0/24' } },
+      },
+    ]);
+    const conf = f.conf('n1', {
+      capabilities: { 'io.kubernetes.cri.pod-annotations': true },
+      runtimeConfig: {
+        'io.kubernetes.cri.pod-annotations': {
+          'tartan.io/interfaces': JSON.stringify([
+            { network: 'mgmt', kind: 'ClusterNetwork', ifname: 'm0', ip: '10.91.0.33' },
+            { network: 'team', ifname: 't0' },
+          ]),
+        },
+      },
+    });
+    try {
+      const r = await f.cni('ADD', 'n1', a, {
+        conf,
+        args: 'K8S_POD_NAMESPACE=tenant-a;K8S_POD_NAME=p1',
+      });
+      expect(r.code, r.stdout).toBe(0);
+      expect(await podAddrs(a, 'm0')).toEqual(['10.91.0.33/24']);
+      expect((await podAddrs(a, 't0'))[0]).toMatch(/^10\.96\.0\.\d+\/24$/);
+      expect((await f.cni('DEL', 'n1', a, { conf })).code).toBe(0);
+      expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
+      // The same annotation from a pod of another namespace: tenant-a's network is not its.
+      const r2 = await f.cni('ADD', 'n1', b, {
+        conf,
+        args: 'K8S_POD_NAMESPACE=tenant-b;K8S_POD_NAME=p2',
+      });
+      expect(r2.code).not.toBe(0);
+      expect((r2.out as { msg: string }).msg).toContain(
+        'no TenantNetwork "team" in namespace tenant-b',
+      );
+      expect((await podLinks(b)).map((l) => l.ifname)).toEqual(['lo']);
+    } finally {
+      f.writeNetworks(nets);
+    }
+  });
+});
+
 describe('protocol', () => {
   for (const v of ['0.3.1', '0.4.0', '1.0.0', '1.1.0']) {
     it(`ADD/CHECK/DEL with cniVersion ${v} answers in that version's shape`, async () => {

@@ -18,7 +18,7 @@ export interface Fixture {
   netsDir: string;
   node(name: string): string;
   pod(name: string): Promise<string>;
-  writeNetworks(nets: Array<{ name: string; spec: Record<string, unknown> }>): void;
+  writeNetworks(nets: Parameters<typeof writeNetworks>[1]): void;
   conf(node: string, extra?: Record<string, unknown>): Record<string, unknown>;
   cni(
     command: 'ADD' | 'DEL' | 'CHECK' | 'STATUS' | 'GC' | 'VERSION',
