@@ -12,7 +12,8 @@ import type { KubeClient } from '../k8s/client.js';
 import { createInformer, type KubeObject } from '../k8s/informer.js';
 import { ipamNetworkName, NAD_PREFIX } from '../k8s/names.js';
 import { resolvePodAttachments, type NetworkLookup, type PodLike } from '../k8s/resolve.js';
-import { NetworkSchema, type Network } from '../network/schema.js';
+import { parseNetwork as parseNetworkDocument } from '../network/load.js';
+import type { Network } from '../network/schema.js';
 import type { Logger } from './log.js';
 import type { NetworkSource } from './networks.js';
 import type { PodRef } from './pods.js';
@@ -39,22 +40,23 @@ interface PodObject extends KubeObject, PodLike {
   metadata: KubeObject['metadata'] & PodLike['metadata'];
 }
 
-/** A network object as the core uses it, or why it cannot be used. */
+/** A network object as the core uses it (parsed and checked like a file), or why not. */
 function parseNetwork(o: KubeObject, kind: 'ClusterNetwork' | 'TenantNetwork'): Parsed {
-  const r = NetworkSchema.safeParse({
-    apiVersion: 'tartan.io/v1alpha1',
-    kind,
-    metadata: { name: o.metadata.name, namespace: o.metadata.namespace },
-    spec: (o as { spec?: unknown }).spec,
-  });
-  if (!r.success)
-    return {
-      error: r.error.issues
-        .map((i) => `spec.${i.path.slice(1).join('.')}: ${i.message}`)
-        .join('; '),
-    };
-  const name = ipamNetworkName({ kind, name: o.metadata.name, namespace: o.metadata.namespace });
-  return { net: { ...r.data, metadata: { ...r.data.metadata, name } } };
+  const id = { kind, name: o.metadata.name, namespace: o.metadata.namespace };
+  try {
+    const net = parseNetworkDocument(
+      {
+        apiVersion: 'tartan.io/v1alpha1',
+        kind,
+        metadata: { name: id.name, ...(id.namespace ? { namespace: id.namespace } : {}) },
+        spec: (o as { spec?: unknown }).spec,
+      },
+      `${kind} ${ipamNetworkName(id)}`,
+    );
+    return { net: { ...net, metadata: { ...net.metadata, name: ipamNetworkName(id) } } };
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
 }
 
 export function clusterView(client: KubeClient, node: string, log: Logger): ClusterView {
@@ -163,8 +165,7 @@ export function clusterView(client: KubeClient, node: string, log: Logger): Clus
             namespace: t.network.namespace,
           });
         }
-        const { ifname, ...rest } = t.request;
-        return { ...rest, network: name, ...(ifname ? { ifname } : {}) };
+        return { ...t.request, network: name };
       });
       return { networks: out, requests };
     },

@@ -121,10 +121,7 @@ async function requestsFor(
     clusterNetwork: async (name) => of('ClusterNetwork', name),
     nad: async () => undefined, // NetworkAttachmentDefinitions live in the API: the agent's
   });
-  return atts.map(({ request: { ifname, ...rest } }) => ({
-    ...rest,
-    ...(ifname ? { ifname } : {}),
-  }));
+  return atts.map((t) => t.request);
 }
 
 async function dispatch(

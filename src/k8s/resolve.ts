@@ -132,7 +132,8 @@ function toRequest(
   };
   return {
     network: r.ref.name,
-    ifname: r.ifname,
+    // An empty name means "not asked": the plugin names it (net1, net2, ...).
+    ...(r.ifname ? { ifname: r.ifname } : {}),
     ip: spec ? fam(r.ip, spec.ipv4 !== undefined, 4) : r.ip,
     ip6: spec ? fam(r.ip6, spec.ipv6 !== undefined, 6) : r.ip6,
     ...(r.claim ? { claim: r.claim } : {}),
