@@ -21,6 +21,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { applyManifests, installCrds } from '../../src/k8s/apply.js';
 import type { KubeClient } from '../../src/k8s/client.js';
 import { kubernetesStoreWith } from '../../src/store/kubernetes.js';
+import { heldByPods } from '../harness/ipam.js';
 import { makeCniBinDir } from '../harness/clients/containerd.js';
 import {
   addrsIn,
@@ -326,13 +327,7 @@ describe('e2e: deploy/agent.yaml as a pod under the real kubelet (install, attac
   });
 
   const held = async () =>
-    (await kubernetesStoreWith(admin, { namespace: SYS }).list('')).flatMap((e) =>
-      Object.entries(
-        (e.value as { allocs?: Record<string, { handle?: string | null }> } | null)?.allocs ?? {},
-      )
-        .filter(([, x]) => x?.handle != null)
-        .map(([off, x]) => `${e.key}#${off} ${x.handle}`),
-    );
+    heldByPods(await kubernetesStoreWith(admin, { namespace: SYS }).list(''));
 
   it('the addresses live in the cluster-wide store; deleting the pods releases them', async () => {
     // Read back from the API server: TartanRecords the agent wrote with its service account.

@@ -21,6 +21,7 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHostState } from '../../src/attach/host-state.js';
 import { createFileStore } from '../../src/store/file.js';
+import { borrowPointers, heldByPods } from '../harness/ipam.js';
 import { startHostAgent, type HostAgent } from './agent-proc.js';
 import { makeCniBinDir } from '../harness/clients/containerd.js';
 import {
@@ -102,14 +103,8 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
     const heldAddresses = async () => {
       const store = await createFileStore(paths.store);
       try {
-        return (await store.list('')).flatMap((e) => {
-          if (e.key.includes('/borrowed/')) return [`pointer ${e.key}`];
-          const allocs = (e.value as { allocs?: Record<string, { handle?: string | null }> } | null)
-            ?.allocs;
-          return Object.entries(allocs ?? {})
-            .filter(([, a]) => a?.handle != null)
-            .map(([off, a]) => `${e.key}#${off} ${a.handle}`);
-        });
+        const entries = await store.list('');
+        return [...heldByPods(entries), ...borrowPointers(entries).map((k) => `pointer ${k}`)];
       } finally {
         await store.close();
       }

@@ -15,6 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pendingDir } from '../../../src/agent/pending.js';
 import { openHostState } from '../../../src/attach/host-state.js';
 import { createFileStore } from '../../../src/store/file.js';
+import { borrowPointers, heldByPods } from '../../harness/ipam.js';
 import { startHostAgent, type HostAgent } from '../agent-proc.js';
 import { makeCniBinDir } from '../../harness/clients/containerd.js';
 import {
@@ -242,13 +243,8 @@ describe(`e2e resilience: ${CYCLES} pod cycles while the agent is SIGKILLed`, ()
     const store = await createFileStore(storePath());
     try {
       const entries = await store.list('');
-      for (const e of entries) {
-        const allocs = (e.value as { allocs?: Record<string, { handle?: string | null }> } | null)
-          ?.allocs;
-        for (const [off, a] of Object.entries(allocs ?? {}))
-          if (a?.handle != null) problems.push(`allocation left: ${e.key}#${off} ${a.handle}`);
-        if (e.key.includes('/borrowed/')) problems.push(`borrowed record left: ${e.key}`);
-      }
+      for (const h of heldByPods(entries)) problems.push(`allocation left: ${h}`);
+      for (const k of borrowPointers(entries)) problems.push(`borrowed record left: ${k}`);
     } finally {
       await store.close();
     }
