@@ -4,7 +4,6 @@
 // becomes the core's requests with the right network names; changes arrive by watch;
 // bad or forbidden requests fail with the code and message the pod's owner needs.
 import { readFileSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,6 +12,7 @@ import { createLogger } from '../../src/agent/log.js';
 import { isTartanError } from '../../src/cni/errors.js';
 import { applyManifests, ensureNamespace, installCrds } from '../../src/k8s/apply.js';
 import type { KubeClient } from '../../src/k8s/client.js';
+import { applyDeployRbac } from '../harness/deploy.js';
 import { startKube, type KubeHandle } from '../harness/kube.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -78,15 +78,7 @@ beforeAll(async () => {
   kube = await startKube();
   admin = kube.client();
   await installCrds(admin);
-  const dir = join(ROOT, 'deploy/rbac');
-  const files = (await readdir(dir))
-    .filter((f) => f.endsWith('.yaml'))
-    .sort((a, b) => (a === 'namespace.yaml' ? -1 : b === 'namespace.yaml' ? 1 : a < b ? -1 : 1));
-  for (const f of files)
-    await applyManifests(
-      admin,
-      parseAllDocuments(await readFile(join(dir, f), 'utf8')).map((d) => d.toJS() as unknown),
-    );
+  await applyDeployRbac(admin);
   for (const ns of [NS, OTHER]) await ensureNamespace(admin, ns);
   await clusterNet('tt-oam', {
     type: 'macvlan',

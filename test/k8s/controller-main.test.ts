@@ -2,15 +2,15 @@
 // token (not the admin certificate), a serving certificate in a directory as the Secret
 // would mount it. It must take the Lease, fill in the webhook caBundle, serve the webhook and
 // reconcile with no more rights than deploy/rbac gives it.
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runController, type RunningController } from '../../src/controller/main.js';
 import { webhookConfigurations } from '../../src/controller/registration.js';
 import { applyManifests, installCrds } from '../../src/k8s/apply.js';
 import { createKubeClient, type KubeClient } from '../../src/k8s/client.js';
+import { applyDeployRbac, yamlDocs } from '../harness/deploy.js';
 import { startKube, type KubeHandle } from '../harness/kube.js';
 
 const ROOT = resolve(import.meta.dirname, '../..');
@@ -21,17 +21,11 @@ let admin: KubeClient;
 let dir: string;
 let ctl: RunningController | undefined;
 
-const yamlDocs = async (path: string) =>
-  parseAllDocuments(await readFile(path, 'utf8')).map((d) => d.toJS() as unknown);
-
 beforeAll(async () => {
   kube = await startKube();
   admin = kube.client();
   await installCrds(admin);
-  const rbac = join(ROOT, 'deploy/rbac');
-  await applyManifests(admin, await yamlDocs(join(rbac, 'namespace.yaml')));
-  for (const f of (await readdir(rbac)).filter((x) => x !== 'namespace.yaml'))
-    await applyManifests(admin, await yamlDocs(join(rbac, f)));
+  await applyDeployRbac(admin);
   await applyManifests(admin, await yamlDocs(join(ROOT, 'deploy/webhooks.yaml')));
   dir = await mkdtemp(join(tmpdir(), 'tartan-ctl-'));
   const tls = await kube.issueServingCert('tartan-webhook');

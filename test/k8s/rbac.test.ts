@@ -1,20 +1,19 @@
 // deploy/rbac/*.yaml on a real API server (--authorization-mode=Node,RBAC), checked by
 // impersonating the agent's and the controller's service accounts: what each needs works,
 // and what it must not do is refused with 403 by the API server itself.
-import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { parseAllDocuments } from 'yaml';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startLeaderElection } from '../../src/controller/leader.js';
 import { createIpam } from '../../src/ipam/index.js';
-import { applyManifests, ensureNamespace, installCrds } from '../../src/k8s/apply.js';
+import { ensureNamespace, installCrds } from '../../src/k8s/apply.js';
 import { createKubeClient, inClusterConnection } from '../../src/k8s/client.js';
 import type { KubeClient, KubeRequest } from '../../src/k8s/client.js';
 import { kubernetesStoreWith } from '../../src/store/kubernetes.js';
+import { applyDeployRbac } from '../harness/deploy.js';
 import { startKube, type KubeHandle } from '../harness/kube.js';
 
-const ROOT = resolve(import.meta.dirname, '../..');
 const G = '/apis/tartan.io/v1alpha1';
 const SA = (name: string) => `system:serviceaccount:tartan-system:${name}`;
 let kube: KubeHandle;
@@ -26,15 +25,7 @@ beforeAll(async () => {
   kube = await startKube();
   admin = kube.client();
   await installCrds(admin);
-  const dir = join(ROOT, 'deploy/rbac');
-  const files = (await readdir(dir))
-    .filter((f) => f.endsWith('.yaml'))
-    .sort((a, b) => (a === 'namespace.yaml' ? -1 : b === 'namespace.yaml' ? 1 : a < b ? -1 : 1));
-  for (const f of files)
-    await applyManifests(
-      admin,
-      parseAllDocuments(await readFile(join(dir, f), 'utf8')).map((d) => d.toJS() as unknown),
-    );
+  await applyDeployRbac(admin);
   await ensureNamespace(admin, 'tenant-a');
   await admin.must({
     method: 'POST',
