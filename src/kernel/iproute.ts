@@ -1,8 +1,7 @@
 // Kernel driver over iproute2. Ops for one target are sent as a single `ip -batch`, so a
 // whole attachment costs one or two processes. Work in a pod netns runs in `ip -n <name>`
 // when the netns is a named one (ip switches itself), else under `nsenter --net=<path>`.
-import { existsSync } from 'node:fs';
-import { statfs } from 'node:fs/promises';
+import { existsSync, statfsSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { TartanError } from '../cni/errors.js';
 import { exec } from './exec.js';
@@ -199,7 +198,7 @@ const NSFS_MAGIC = 0x6e736673;
 export async function netnsKind(path: string, precise = false): Promise<NetnsKind> {
   if (/^\/proc\/[^/]+\/ns\/(?!net$)/.test(path)) return 'not-netns';
   try {
-    if ((await statfs(path)).type !== NSFS_MAGIC) return 'not-netns';
+    if (statfsSync(path).type !== NSFS_MAGIC) return 'not-netns';
   } catch {
     return 'missing';
   }
