@@ -3,7 +3,7 @@
 // results are the agent's. Only the agent-down paths are decided here: ADD fails fast with
 // "try again later" (the runtime retries; waiting here would hold kubelet's sandbox worker),
 // DEL is queued on disk and succeeds (a failing DEL blocks pod deletion until the agent is
-// back). This module and its imports are all the shim evaluates: no zod, yaml or SQLite.
+// back). This module and its imports are all the shim evaluates: no validation schemas, yaml or SQLite.
 // node:net and the DEL queue (node:crypto) are imported where used: each builtin costs
 // the Bun binary ~1 ms of start-up, and VERSION needs neither.
 import { CniCode, TartanError } from '../cni/errors.js';

@@ -1,7 +1,7 @@
 // The `tartan` CNI executable. stdout carries only the result or the error object.
 // With `agentSocket` in its plugin config it is a thin shim in front of the node agent
 // (src/agent/shim.ts); without, it runs the whole CNI core in-process. Both paths are
-// dynamic imports so the shim never evaluates the core (zod, yaml, IPAM, SQLite): every
+// dynamic imports so the shim never evaluates the core (validation, yaml, IPAM, SQLite): every
 // pod ADD pays this program's start-up (docs/adr/0001, 0006).
 import { readSync, writeSync } from 'node:fs';
 import { TartanError } from '../cni/errors.js';

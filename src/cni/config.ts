@@ -1,79 +1,77 @@
 // The `tartan` plugin's network configuration (one entry of a conflist, as the runtime
 // passes it on stdin) and the pod's interface requests.
-import { z } from 'zod';
+import * as v from 'valibot';
 import { TartanError } from './errors.js';
 import { isSupportedVersion } from './spec.js';
+import { dict, issuesText, problems } from './validation.js';
 
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
-export const InterfaceRequestSchema = z
-  .object({
-    /** Network name (a ClusterNetwork or TenantNetwork in the networks directory or cluster). */
-    network: z.string().regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a DNS label'),
-    ifname: z
-      .string()
-      .regex(IFNAME_RE, 'must be 1-15 characters of letters, digits, "_", "." or "-"')
-      .refine((n) => n !== '.' && n !== '..', 'must not be "." or ".."')
-      .optional(),
-    /** "dynamic" (default), "none", or a fixed address. */
-    ip: z.string().optional(),
-    ip6: z.string().optional(),
-    /** Persistent claim name: the address survives pod deletion until the claim is released. */
-    claim: z
-      .string()
-      .regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/)
-      .optional(),
-    /** Extra policy routes for this attachment, installed in the network's routing table. */
-    policyRoutes: z.array(z.object({ dst: z.string(), gw: z.string().optional() })).optional(),
-    /** This interface holds the pod's default route (overrides the default network's). */
-    defaultRoute: z.boolean().optional(),
-    mac: z
-      .string()
-      .regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/)
-      .optional(),
-  })
-  .strict();
-export type InterfaceRequest = z.infer<typeof InterfaceRequestSchema>;
+export const InterfaceRequestSchema = v.strictObject({
+  /** Network name (a ClusterNetwork or TenantNetwork in the networks directory or cluster). */
+  network: v.pipe(
+    v.string(),
+    v.regex(/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'must be a DNS label'),
+  ),
+  ifname: v.optional(
+    v.pipe(
+      v.string(),
+      v.regex(IFNAME_RE, 'must be 1-15 characters of letters, digits, "_", "." or "-"'),
+      v.check((n) => n !== '.' && n !== '..', 'must not be "." or ".."'),
+    ),
+  ),
+  /** "dynamic" (default), "none", or a fixed address. */
+  ip: v.optional(v.string()),
+  ip6: v.optional(v.string()),
+  /** Persistent claim name: the address survives pod deletion until the claim is released. */
+  claim: v.optional(v.pipe(v.string(), v.regex(/^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/))),
+  /** Extra policy routes for this attachment, installed in the network's routing table. */
+  policyRoutes: v.optional(v.array(v.object({ dst: v.string(), gw: v.optional(v.string()) }))),
+  /** This interface holds the pod's default route (overrides the default network's). */
+  defaultRoute: v.optional(v.boolean()),
+  mac: v.optional(v.pipe(v.string(), v.regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/))),
+});
+export type InterfaceRequest = v.InferOutput<typeof InterfaceRequestSchema>;
+const InterfaceRequestsSchema = v.array(InterfaceRequestSchema);
 
-export const PluginConfigSchema = z
-  .object({
-    cniVersion: z.string(),
-    name: z.string().min(1),
-    type: z.string(),
-    /** Directory of network definition files (YAML or JSON). */
-    networksDir: z.string().default('/etc/tartan/networks'),
-    /** IPAM datastore. */
-    store: z
-      .object({
-        type: z.enum(['file', 'etcd', 'kubernetes']),
-        path: z.string().optional(),
-        endpoints: z.array(z.string()).optional(),
-        prefix: z.string().optional(),
-        namespace: z.string().optional(),
-      })
-      .default({ type: 'file', path: '/var/lib/tartan/ipam.db' }),
-    /** Node-local state: attachment records and host parent reference counts. */
-    stateDir: z.string().default('/var/lib/tartan'),
-    nodeName: z.string().optional(),
-    /** Network that becomes eth0; absent when a previous plugin in the chain made eth0. */
-    defaultNetwork: z.string().optional(),
-    /** Static interface requests (used when the runtime passes none). */
-    // Validated by interfaceRequests, so a bad request gets its own error code.
-    interfaces: z.array(z.unknown()).optional(),
-    logFile: z.string().optional(),
-    logLevel: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
-    // Standard fields the runtime may add.
-    args: z.record(z.string(), z.unknown()).optional(),
-    runtimeConfig: z.record(z.string(), z.unknown()).optional(),
-    capabilities: z.record(z.string(), z.boolean()).optional(),
-    prevResult: z.unknown().optional(),
-    'cni.dev/valid-attachments': z
-      .array(z.object({ containerID: z.string(), ifname: z.string() }).passthrough())
-      .optional(),
-    'cni.dev/attachments': z.unknown().optional(),
-  })
-  .passthrough();
-export type PluginConfig = z.infer<typeof PluginConfigSchema>;
+export const PluginConfigSchema = v.looseObject({
+  cniVersion: v.string(),
+  name: v.pipe(v.string(), v.minLength(1)),
+  type: v.string(),
+  /** Directory of network definition files (YAML or JSON). */
+  networksDir: v.optional(v.string(), '/etc/tartan/networks'),
+  /** IPAM datastore. */
+  store: v.optional(
+    v.object({
+      type: v.picklist(['file', 'etcd', 'kubernetes']),
+      path: v.optional(v.string()),
+      endpoints: v.optional(v.array(v.string())),
+      prefix: v.optional(v.string()),
+      namespace: v.optional(v.string()),
+    }),
+    { type: 'file', path: '/var/lib/tartan/ipam.db' },
+  ),
+  /** Node-local state: attachment records and host parent reference counts. */
+  stateDir: v.optional(v.string(), '/var/lib/tartan'),
+  nodeName: v.optional(v.string()),
+  /** Network that becomes eth0; absent when a previous plugin in the chain made eth0. */
+  defaultNetwork: v.optional(v.string()),
+  /** Static interface requests (used when the runtime passes none). */
+  // Validated by interfaceRequests, so a bad request gets its own error code.
+  interfaces: v.optional(v.array(v.unknown())),
+  logFile: v.optional(v.string()),
+  logLevel: v.optional(v.picklist(['debug', 'info', 'warn', 'error']), 'info'),
+  // Standard fields the runtime may add.
+  args: v.optional(dict(v.string(), v.unknown())),
+  runtimeConfig: v.optional(dict(v.string(), v.unknown())),
+  capabilities: v.optional(dict(v.string(), v.boolean())),
+  prevResult: v.optional(v.unknown()),
+  'cni.dev/valid-attachments': v.optional(
+    v.array(v.looseObject({ containerID: v.string(), ifname: v.string() })),
+  ),
+  'cni.dev/attachments': v.optional(v.unknown()),
+});
+export type PluginConfig = v.InferOutput<typeof PluginConfigSchema>;
 
 export function parsePluginConfig(raw: unknown): PluginConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
@@ -81,24 +79,22 @@ export function parsePluginConfig(raw: unknown): PluginConfig {
   const version = (raw as { cniVersion?: unknown }).cniVersion;
   if (typeof version !== 'string' || !isSupportedVersion(version))
     throw new TartanError('ERR_VERSION', `unsupported CNI version ${JSON.stringify(version)}`);
-  const r = PluginConfigSchema.safeParse(raw);
-  if (!r.success) {
-    const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
-    throw new TartanError('ERR_CONFIG', `invalid network configuration: ${issues.join('; ')}`);
-  }
-  return r.data;
+  const r = v.safeParse(PluginConfigSchema, raw);
+  if (!r.success)
+    throw new TartanError('ERR_CONFIG', `invalid network configuration: ${issuesText(r.issues)}`);
+  return r.output;
 }
 
 export function parseInterfaceRequests(raw: unknown, source: string): InterfaceRequest[] {
-  const r = z.array(InterfaceRequestSchema).safeParse(raw);
+  const r = v.safeParse(InterfaceRequestsSchema, raw);
   if (!r.success) {
-    const issues = r.error.issues.map((i) => `[${i.path.join('.')}] ${i.message}`);
+    const issues = problems(r.issues).map((p) => `[${p.path}] ${p.message}`);
     throw new TartanError(
       'ERR_IFACE_REQUEST',
       `invalid interface request in ${source}: ${issues.join('; ')}`,
     );
   }
-  return r.data;
+  return r.output;
 }
 
 /** Parses CNI_ARGS ("K=V;K2=V2"). Values cannot contain "=" or ";" (libcni rejects them). */

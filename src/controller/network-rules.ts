@@ -3,7 +3,9 @@
 // code the CNI core uses, and the rules that need other objects: a network in use (IPAM
 // allocations or attachment records) can neither be deleted nor moved to another
 // VLAN, VNI or device, because the pods on it would silently lose their connectivity.
+import * as v from 'valibot';
 import { isTartanError } from '../cni/errors.js';
+import { issuesText } from '../cni/validation.js';
 import { auditIpam } from '../ipam/audit.js';
 import { parseIp } from '../ipam/ip.js';
 import { parseRange } from '../ipam/range.js';
@@ -15,12 +17,9 @@ import type { KubeNetworkSpec } from './segments.js';
 
 /** A message for the person who wrote the spec, or undefined when it is valid. */
 export function specProblem(spec: unknown): string | undefined {
-  const r = NetworkSpecSchema.safeParse(spec);
-  if (!r.success) {
-    const i = r.error.issues[0]!;
-    return `spec${i.path.length ? '.' + i.path.join('.') : ''}: ${i.message}`;
-  }
-  const s = r.data;
+  const r = v.safeParse(NetworkSpecSchema, spec);
+  if (!r.success) return issuesText(r.issues.slice(0, 1), 'spec');
+  const s = r.output;
   const raw = spec as KubeNetworkSpec;
   if (raw.devicePool !== undefined && s.type !== 'host-device')
     return `spec.devicePool: only type host-device takes a device from a pool (got type ${s.type})`;

@@ -35,43 +35,50 @@
 // node cache, cache.ts, usually only the compare-and-swap). Listing every block of the
 // network instead (50 nodes x 4 blocks x ~5 KB: ~1 MB per pod on etcd) is left to the rare
 // paths: no free block left, GC, usage.
-import { z } from 'zod';
+import * as v from 'valibot';
 import { TartanError } from '../cni/errors.js';
+import { dict, issuesText, notList } from '../cni/validation.js';
 import type { Entry, Store } from '../store/types.js';
 import { type Family, parseCidr, sizeOf } from './ip.js';
 
-const AllocSchema = z.object({
-  handle: z.string().nullable(),
-  seq: z.number().int().nonnegative(),
-  node: z.string(),
-  claim: z.string().optional(),
-  gcMark: z.number().optional(),
+const count = v.pipe(v.number(), v.safeInteger(), v.minValue(0));
+
+const AllocSchema = v.object({
+  handle: v.nullable(v.string()),
+  seq: count,
+  node: v.string(),
+  claim: v.optional(v.string()),
+  gcMark: v.optional(v.pipe(v.number(), v.finite())),
 });
 
-const BlockSchema = z.object({
-  cidr: z.string(),
-  node: z.string().nullable(),
-  seq: z.number().int().nonnegative(),
-  allocs: z.record(z.string().regex(/^\d+$/), AllocSchema),
+const BlockSchema = v.object({
+  cidr: v.string(),
+  node: v.nullable(v.string()),
+  seq: count,
+  allocs: dict(v.pipe(v.string(), v.regex(/^\d+$/)), AllocSchema),
 });
 
-const CidrSchema = z.object({ cidr: z.string(), node: z.string().nullable() });
-const BorrowedSchema = z.object({ block: z.string(), blockNode: z.string().nullable() });
-const ClaimRefSchema = z.object({
-  block: z.string(),
-  blockNode: z.string().nullable(),
-  address: z.string(),
-  seq: z.number().int().nonnegative(),
+const CidrSchema = v.object({ cidr: v.string(), node: v.nullable(v.string()) });
+const BorrowedSchema = v.object({ block: v.string(), blockNode: v.nullable(v.string()) });
+const ClaimRefSchema = v.object({
+  block: v.string(),
+  blockNode: v.nullable(v.string()),
+  address: v.string(),
+  seq: count,
 });
-const ClaimSchema = z.object({ v4: ClaimRefSchema.optional(), v6: ClaimRefSchema.optional() });
-const MetaSchema = z.object({ cidr: z.string(), blockPrefix: z.number().int() });
+// Every field optional: a list would pass as an empty claim without the notList guard.
+const ClaimSchema = v.pipe(
+  notList,
+  v.object({ v4: v.optional(ClaimRefSchema), v6: v.optional(ClaimRefSchema) }),
+);
+const MetaSchema = v.object({ cidr: v.string(), blockPrefix: v.pipe(v.number(), v.safeInteger()) });
 
-export type Alloc = z.infer<typeof AllocSchema>;
-export type Block = z.infer<typeof BlockSchema>;
-export type Borrowed = z.infer<typeof BorrowedSchema>;
-export type CidrOwner = z.infer<typeof CidrSchema>;
-export type ClaimRef = z.infer<typeof ClaimRefSchema>;
-export type Claim = z.infer<typeof ClaimSchema>;
+export type Alloc = v.InferOutput<typeof AllocSchema>;
+export type Block = v.InferOutput<typeof BlockSchema>;
+export type Borrowed = v.InferOutput<typeof BorrowedSchema>;
+export type CidrOwner = v.InferOutput<typeof CidrSchema>;
+export type ClaimRef = v.InferOutput<typeof ClaimRefSchema>;
+export type Claim = v.InferOutput<typeof ClaimSchema>;
 
 /** Location name of blocks without affinity; not a valid node name (see assertNodeName). */
 export const NO_NODE = '-';
@@ -109,15 +116,19 @@ export function holderOf(a: Alloc): string {
   return parts.join(', ');
 }
 
-function check<T>(schema: z.ZodType<T>, e: Entry, extra?: (v: T) => string | undefined): Entry<T> {
-  const r = schema.safeParse(e.value);
-  const problem = r.success ? extra?.(r.data) : z.prettifyError(r.error).replaceAll('\n', '; ');
+function check<T>(
+  schema: v.GenericSchema<unknown, T>,
+  e: Entry,
+  extra?: (value: T) => string | undefined,
+): Entry<T> {
+  const r = v.safeParse(schema, e.value);
+  const problem = r.success ? extra?.(r.output) : issuesText(r.issues);
   if (problem !== undefined)
     throw new TartanError('ERR_STORE_CORRUPT', `IPAM record ${e.key} is invalid: ${problem}`);
-  return { key: e.key, rev: e.rev, value: r.data as T };
+  return { key: e.key, rev: e.rev, value: r.output as T };
 }
 
-/** What zod cannot express: the record sits where its cidr and node say, offsets fit. */
+/** What a schema cannot express: the record sits where its cidr and node say, offsets fit. */
 function blockProblem(key: string, f: Family, b: Block): string | undefined {
   const c = parseCidr(b.cidr, f);
   if (!c || !key.endsWith(`/nodes/${where(b.node)}/blocks/${blockName(b.cidr)}`))

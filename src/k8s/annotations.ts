@@ -9,8 +9,9 @@
 //   k8s.v1.cni.cncf.io/networks: '[{"name":"net-a","ips":["10.1.1.5/24"],"mac":"..",
 //        "interface":"net7","default-route":["10.1.1.1"],"cni-args":{..},
 //        "portMappings":[..],"bandwidth":{..}}]'                        (JSON form)
-import { z } from 'zod';
+import * as v from 'valibot';
 import { TartanError } from '../cni/errors.js';
+import { dict, issuesText } from '../cni/validation.js';
 import { familyOf } from '../ipam/ip.js';
 
 export const TARTAN_ANNOTATION = 'tartan.io/interfaces';
@@ -49,64 +50,57 @@ const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const MAC = /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/;
 
-const ifname = z
-  .string()
-  .regex(IFNAME, 'must be 1-15 letters, digits, "_", "." or "-"')
-  .refine((n) => n !== '.' && n !== '..', 'must not be "." or ".."');
-const route = z.object({ dst: z.string(), gw: z.string().optional() }).strict();
+const ifname = v.pipe(
+  v.string(),
+  v.regex(IFNAME, 'must be 1-15 letters, digits, "_", "." or "-"'),
+  v.check((n) => n !== '.' && n !== '..', 'must not be "." or ".."'),
+);
+const route = v.strictObject({ dst: v.string(), gw: v.optional(v.string()) });
+const pattern = (re: RegExp, message?: string) => v.pipe(v.string(), v.regex(re, message));
+const port = v.pipe(v.number(), v.safeInteger(), v.minValue(1), v.maxValue(65535));
+const MAC_MESSAGE = 'must be a MAC address like 02:00:00:00:00:01';
 
-const TartanEntry = z
-  .object({
-    network: z.string().regex(DNS_SUBDOMAIN, 'must be a network name (lower-case DNS name)'),
-    kind: z.enum(['TenantNetwork', 'ClusterNetwork']).default('TenantNetwork'),
-    ifname: ifname.optional(),
-    ip: z.string().optional(),
-    ip6: z.string().optional(),
-    mac: z.string().regex(MAC, 'must be a MAC address like 02:00:00:00:00:01').optional(),
-    defaultRoute: z.boolean().optional(),
-    policyRoutes: z.array(route).max(64).optional(),
-    claim: z.string().regex(DNS_SUBDOMAIN, 'must be a lower-case DNS name').optional(),
-  })
-  .strict();
+const TartanEntry = v.strictObject({
+  network: pattern(DNS_SUBDOMAIN, 'must be a network name (lower-case DNS name)'),
+  kind: v.optional(v.picklist(['TenantNetwork', 'ClusterNetwork']), 'TenantNetwork'),
+  ifname: v.optional(ifname),
+  ip: v.optional(v.string()),
+  ip6: v.optional(v.string()),
+  mac: v.optional(pattern(MAC, MAC_MESSAGE)),
+  defaultRoute: v.optional(v.boolean()),
+  policyRoutes: v.optional(v.pipe(v.array(route), v.maxLength(64))),
+  claim: v.optional(pattern(DNS_SUBDOMAIN, 'must be a lower-case DNS name')),
+});
 
-const NpwgEntry = z
-  .object({
-    name: z.string().regex(DNS_SUBDOMAIN, 'must be a lower-case DNS name'),
-    namespace: z.string().regex(DNS_LABEL, 'must be a namespace name').optional(),
-    interface: ifname.optional(),
-    ips: z.array(z.string()).max(2).optional(),
-    mac: z.string().regex(MAC, 'must be a MAC address like 02:00:00:00:00:01').optional(),
-    'default-route': z.array(z.string()).max(2).optional(),
-    'cni-args': z.record(z.string(), z.unknown()).optional(),
-    portMappings: z
-      .array(
-        z
-          .object({
-            hostPort: z.number().int().min(1).max(65535),
-            containerPort: z.number().int().min(1).max(65535),
-            protocol: z.enum(['tcp', 'udp', 'sctp', 'TCP', 'UDP', 'SCTP']).optional(),
-            hostIP: z.string().optional(),
-          })
-          .strict(),
-      )
-      .optional(),
-    bandwidth: z.record(z.string(), z.number().int().nonnegative()).optional(),
-    'ipam-claim-reference': z.string().regex(DNS_SUBDOMAIN).optional(),
-  })
-  .strict();
+const NpwgEntry = v.strictObject({
+  name: pattern(DNS_SUBDOMAIN, 'must be a lower-case DNS name'),
+  namespace: v.optional(pattern(DNS_LABEL, 'must be a namespace name')),
+  interface: v.optional(ifname),
+  ips: v.optional(v.pipe(v.array(v.string()), v.maxLength(2))),
+  mac: v.optional(pattern(MAC, MAC_MESSAGE)),
+  'default-route': v.optional(v.pipe(v.array(v.string()), v.maxLength(2))),
+  'cni-args': v.optional(dict(v.string(), v.unknown())),
+  portMappings: v.optional(
+    v.array(
+      v.strictObject({
+        hostPort: port,
+        containerPort: port,
+        protocol: v.optional(v.picklist(['tcp', 'udp', 'sctp', 'TCP', 'UDP', 'SCTP'])),
+        hostIP: v.optional(v.string()),
+      }),
+    ),
+  ),
+  bandwidth: v.optional(dict(v.string(), v.pipe(v.number(), v.safeInteger(), v.minValue(0)))),
+  'ipam-claim-reference': v.optional(pattern(DNS_SUBDOMAIN)),
+});
 
 function bad(annotation: string, message: string): TartanError {
   return new TartanError('ERR_IFACE_REQUEST', `pod annotation ${annotation}: ${message}`);
 }
 
-function zodProblem(annotation: string, where: string, e: z.ZodError): TartanError {
-  const first = e.issues[0]!;
-  const path = first.path.length ? `.${first.path.join('.')}` : '';
-  const msg =
-    first.code === 'unrecognized_keys'
-      ? `unknown field ${first.keys.map((k) => JSON.stringify(k)).join(', ')}`
-      : first.message;
-  return bad(annotation, `${where}${path}: ${msg}`);
+/** The first problem only: the person fixing the pod spec goes one field at a time. */
+function schemaProblem(annotation: string, where: string, issues: v.BaseIssue<unknown>[]) {
+  return bad(annotation, issuesText(issues.slice(0, 1), where));
 }
 
 function parseJsonList(annotation: string, text: string): unknown[] {
@@ -133,9 +127,9 @@ function checkAddress(annotation: string, where: string, family: 4 | 6, v: strin
 function fromTartan(text: string, podNamespace: string): PodInterfaceRequest[] {
   const A = TARTAN_ANNOTATION;
   return parseJsonList(A, text).map((item, i) => {
-    const r = TartanEntry.safeParse(item);
-    if (!r.success) throw zodProblem(A, `entry ${i}`, r.error);
-    const e = r.data;
+    const r = v.safeParse(TartanEntry, item);
+    if (!r.success) throw schemaProblem(A, `entry ${i}`, r.issues);
+    const e = r.output;
     const where = `entry ${i} (${e.network})`;
     return {
       ref:
@@ -164,7 +158,7 @@ function fromNpwgShort(text: string, podNamespace: string): PodInterfaceRequest[
       throw bad(A, `entry ${i} "${s}": "${ns}" is not a namespace name`);
     if (!DNS_SUBDOMAIN.test(name!))
       throw bad(A, `entry ${i} "${s}": "${name}" is not a network name`);
-    if (ifn !== undefined && !ifname.safeParse(ifn).success)
+    if (ifn !== undefined && !v.is(ifname, ifn))
       throw bad(
         A,
         `entry ${i} "${s}": interface "${ifn}" must be 1-15 letters, digits, "_", "." or "-"`,
@@ -192,9 +186,9 @@ function npwgRequest(
 function fromNpwgJson(text: string, podNamespace: string): PodInterfaceRequest[] {
   const A = NPWG_ANNOTATION;
   return parseJsonList(A, text).map((item, i) => {
-    const r = NpwgEntry.safeParse(item);
-    if (!r.success) throw zodProblem(A, `entry ${i}`, r.error);
-    const e = r.data;
+    const r = v.safeParse(NpwgEntry, item);
+    if (!r.success) throw schemaProblem(A, `entry ${i}`, r.issues);
+    const e = r.output;
     const where = `entry ${i} (${e.name})`;
     // NPWG "ips" are static addresses in CIDR form, at most one per family here.
     let ip = 'dynamic';

@@ -2,53 +2,51 @@
 // network files), and pods with their interface requests. The embedded default is a
 // small telco site; users describe their own in YAML.
 import { readFileSync } from 'node:fs';
+import * as v from 'valibot';
 import { parse } from 'yaml';
-import { z } from 'zod';
 import { InterfaceRequestSchema } from '../cni/config.js';
+import { issuesText } from '../cni/validation.js';
 import { parseNetwork } from '../network/load.js';
 import { API_VERSION, NetworkSpecSchema, type Network } from '../network/schema.js';
 
-export const ScenarioSchema = z.object({
-  name: z
-    .string()
-    .regex(/^[a-z0-9]{1,8}$/, '1-8 lowercase letters or digits (used in netns names)'),
-  nodes: z.array(
-    z.object({
-      name: z.string().regex(/^[a-z0-9]{1,8}$/),
-      nics: z.array(
-        z.object({
-          name: z.string().regex(/^[a-z0-9]{1,8}$/),
-          segment: z.string().regex(/^[a-z0-9]{1,8}$/),
-          address: z.string().optional(),
+const shortName = (message?: string) => v.pipe(v.string(), v.regex(/^[a-z0-9]{1,8}$/, message));
+
+export const ScenarioSchema = v.object({
+  name: shortName('1-8 lowercase letters or digits (used in netns names)'),
+  nodes: v.array(
+    v.object({
+      name: shortName(),
+      nics: v.array(
+        v.object({
+          name: shortName(),
+          segment: shortName(),
+          address: v.optional(v.string()),
         }),
       ),
     }),
   ),
-  networks: z.array(z.object({ name: z.string(), spec: NetworkSpecSchema })),
-  pods: z.array(
-    z.object({
-      name: z.string().regex(/^[a-z0-9]{1,8}$/),
-      node: z.string(),
-      interfaces: z.array(InterfaceRequestSchema),
+  networks: v.array(v.object({ name: v.string(), spec: NetworkSpecSchema })),
+  pods: v.array(
+    v.object({
+      name: shortName(),
+      node: v.string(),
+      interfaces: v.array(InterfaceRequestSchema),
     }),
   ),
   /** Pairs that must NOT reach each other: [pod, address]. */
-  isolation: z
-    .array(z.object({ from: z.string(), to: z.string(), why: z.string().optional() }))
-    .optional(),
+  isolation: v.optional(
+    v.array(v.object({ from: v.string(), to: v.string(), why: v.optional(v.string()) })),
+  ),
 });
-export type Scenario = z.infer<typeof ScenarioSchema>;
+export type Scenario = v.InferOutput<typeof ScenarioSchema>;
 
 export function parseScenario(
   raw: unknown,
   source: string,
 ): { scenario: Scenario; networks: Network[] } {
-  const r = ScenarioSchema.safeParse(raw);
-  if (!r.success)
-    throw new Error(
-      `invalid scenario ${source}: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`,
-    );
-  const s = r.data;
+  const r = v.safeParse(ScenarioSchema, raw);
+  if (!r.success) throw new Error(`invalid scenario ${source}: ${issuesText(r.issues)}`);
+  const s = r.output;
   const networks = s.networks.map((n) =>
     parseNetwork(
       { apiVersion: API_VERSION, kind: 'ClusterNetwork', metadata: { name: n.name }, spec: n.spec },
@@ -158,4 +156,4 @@ export const DEFAULT_SCENARIO = {
     },
   ],
   isolation: [{ from: 'upf', to: '10.10.0.10', why: 'upf has no OAM interface' }],
-} satisfies z.input<typeof ScenarioSchema>;
+} satisfies v.InferInput<typeof ScenarioSchema>;

@@ -5,6 +5,7 @@
 // a valid delegate network).
 import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
+import * as v from 'valibot';
 import { parseAllDocuments } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parsePluginConfig } from '../../src/cni/config.js';
@@ -154,7 +155,7 @@ describe('deploy manifests: server-side dry run on a real kube-apiserver', () =>
     expect(plugin.type).toBe('tartan');
     expect((plugin as Record<string, unknown>).agentSocket).toBe('/run/tartan/agent.sock');
     expect(plugin.nodeName).toBe('node-1');
-    const net = NetworkSchema.parse((await docs('deploy/default-network.yaml'))[0]);
+    const net = v.parse(NetworkSchema, (await docs('deploy/default-network.yaml'))[0]);
     expect(plugin.defaultNetwork).toBe(net.metadata.name);
     expect(net.spec.type).toBe('delegate');
   });
