@@ -1,0 +1,108 @@
+// Kernel driver that speaks rtnetlink from the process itself (bun:ffi), for the Bun-built
+// CNI executable: no iproute2 process per attachment. Ops mean exactly what the iproute2
+// driver makes of them (ops.ts gives the command, encode-ops.ts sends that command's
+// request). Reads other than addresses stay on iproute2: they are not on the ADD path.
+import { TartanError } from '../../cni/errors.js';
+import { createKernel, netnsKind } from '../iproute.js';
+import { SYSCTL_KEY_RE, opToArgs } from '../ops.js';
+import type { Kernel, Op, Target } from '../types.js';
+import { readAddresses } from './read.js';
+import { encodeOp } from './encode-ops.js';
+import { isStranded, loadLibc, type Libc } from './ffi.js';
+import { Session } from './session.js';
+
+type Step = { t: Target; ops: Op[]; label?: string };
+
+const where = (t: Target): string => (t.ns === undefined ? 'host' : `netns ${t.ns}`);
+
+/** The op as the iproute2 command it stands for, so both drivers' errors read alike. */
+function describe(o: Op): string {
+  if (o.op === 'sysctl') return `sysctl ${o.key}=${o.value}`;
+  const { tool, args } = opToArgs(o);
+  return `${tool === 'ip6' ? 'ip -6' : tool} ${args.join(' ')}`;
+}
+
+function applyOp(s: Session, t: Target, o: Op): void {
+  // Host ops need no switch, but the thread they would run on is no longer in the host.
+  if (isStranded()) throw new Error('the thread could not return to its own netns');
+  if (o.op === 'sysctl') return s.sysctl(t, o.key, o.value);
+  const conn = s.conn(t);
+  try {
+    conn.sock.transact(
+      encodeOp(o, { ifindex: (n) => conn.ifindex(n), nsFd: (p) => s.nsFd(p) }),
+      'ack',
+    );
+  } finally {
+    if (o.op === 'link-del' || (o.op === 'link-set' && (o.newName || o.intoNs)))
+      conn.forget(o.name);
+  }
+}
+
+function runStep(s: Session, { t, ops, label }: Step, bestEffort: boolean): void {
+  s.prepare(t, ops);
+  for (const o of ops) {
+    try {
+      applyOp(s, t, o);
+    } catch (e) {
+      // `ip -force -batch`: go on. Never after a failed switch back to our netns.
+      if (bestEffort && !isStranded()) continue;
+      const reason = e instanceof Error ? e.message : String(e);
+      const pre = label ? `${label}: ` : '';
+      const msg = `${pre}${describe(o)} in ${where(t)} failed: ${reason}`;
+      throw new TartanError('ERR_KERNEL', msg, { cause: e });
+    }
+  }
+}
+
+async function libc(): Promise<Libc> {
+  try {
+    return await loadLibc();
+  } catch (e) {
+    const msg = e instanceof Error ? e.message : String(e);
+    throw new TartanError('ERR_KERNEL', `netlink driver unavailable: ${msg}`, { cause: e });
+  }
+}
+
+export function createNetlinkKernel(): Kernel {
+  const ip = createKernel();
+
+  async function run(steps: Step[], opts: { bestEffort?: boolean } = {}): Promise<void> {
+    const work = steps.filter((s) => s.ops.length > 0);
+    if (work.length === 0) return;
+    // Like the iproute2 driver's script builder: a bad key refuses the whole run up front.
+    for (const { ops } of work)
+      for (const o of ops)
+        if (o.op === 'sysctl' && !SYSCTL_KEY_RE.test(o.key))
+          throw new TartanError('ERR_KERNEL', `bad sysctl key ${o.key}`);
+    const s = new Session(await libc());
+    try {
+      for (const step of work) runStep(s, step, opts.bestEffort === true);
+    } finally {
+      s.close();
+    }
+  }
+
+  return {
+    apply: (t, ops, opts = {}) => run([{ t, ops }], opts),
+    run: (steps, opts = {}) => run(steps, opts),
+    links: (t) => ip.links(t),
+    linkExists: (name) => ip.linkExists(name),
+    async addresses(t) {
+      const s = new Session(await libc());
+      try {
+        const conn = s.conn(t);
+        return readAddresses((req) => conn.sock.transact(req, 'dump'));
+      } catch (e) {
+        const reason = e instanceof Error ? e.message : String(e);
+        throw new TartanError('ERR_KERNEL', `ip addr show in ${where(t)} failed: ${reason}`, {
+          cause: e,
+        });
+      } finally {
+        s.close();
+      }
+    },
+    routes: (t, table) => ip.routes(t, table),
+    rules: (t) => ip.rules(t),
+    netnsKind,
+  };
+}
