@@ -18,7 +18,7 @@ import type { CniEnv } from '../cni/protocol.js';
 import { versionResponse } from '../cni/protocol.js';
 import { compareVersions, fromAnyVersion, toVersion } from '../cni/spec.js';
 import { createIpam } from '../ipam/index.js';
-import { createKernel } from '../kernel/iproute.js';
+import { createProcessKernel } from '../kernel/index.js';
 import type { Kernel } from '../kernel/types.js';
 import { loadNetworks } from '../network/load.js';
 import type { Network } from '../network/schema.js';
@@ -65,7 +65,7 @@ export async function runCni(
     state = await openHostState(conf.stateDir);
     mark('stores open');
     const deps: Deps = {
-      kernel: o.kernel ?? createKernel(),
+      kernel: o.kernel ?? (await createProcessKernel()),
       ipam: createIpam(store),
       state,
       node: conf.nodeName ?? hostname(),

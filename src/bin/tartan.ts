@@ -6,6 +6,7 @@
 import { readSync, writeSync } from 'node:fs';
 import { TartanError } from '../cni/errors.js';
 import { MAX_STDIN } from '../cni/protocol.js';
+import { loadLibc } from '../kernel/netlink/ffi.js';
 
 interface Input {
   text: string;
@@ -92,9 +93,6 @@ async function main(): Promise<number> {
   return r.code;
 }
 
-// Held in a variable so no bundler follows it (Node has no bun:ffi).
-const BUN_FFI = 'bun:ffi';
-
 /**
  * Ends the process without Bun's exit handlers. Those close the SQLite databases, and
  * closing the last connection of a WAL database checkpoints it and deletes the WAL: four
@@ -104,15 +102,7 @@ const BUN_FFI = 'bun:ffi';
  * survive (docs/adr/0002). The WAL is checkpointed by SQLite's automatic checkpoint.
  */
 async function exitNow(code: number): Promise<never> {
-  if (process.versions.bun) {
-    type Libc = { symbols: { _exit(code: number): void } };
-    const ffi = (await import(BUN_FFI)) as {
-      dlopen(lib: string, fns: Record<string, unknown>): Libc;
-      FFIType: { i32: number; void: number };
-    };
-    const { i32, void: none } = ffi.FFIType;
-    ffi.dlopen('libc.so.6', { _exit: { args: [i32], returns: none } }).symbols._exit(code);
-  }
+  if (process.versions.bun) (await loadLibc()).exit(code);
   process.exit(code);
 }
 
