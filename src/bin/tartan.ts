@@ -102,7 +102,10 @@ async function main(): Promise<number> {
  * survive (docs/adr/0002). The WAL is checkpointed by SQLite's automatic checkpoint.
  */
 async function exitNow(code: number): Promise<never> {
-  if (process.versions.bun) (await loadLibc()).exit(code);
+  if (process.versions.bun) {
+    const libc = await loadLibc().catch(() => undefined);
+    libc?.exit(code);
+  }
   process.exit(code);
 }
 

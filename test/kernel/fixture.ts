@@ -32,6 +32,8 @@ export interface Fixture {
       netns?: string;
       /** CNI_PATH; default /usr/lib/cni. */
       path?: string;
+      /** Extra environment of the executable. */
+      env?: Record<string, string>;
     },
   ): Promise<CniOutcome>;
   destroy(): Promise<void>;
@@ -86,6 +88,7 @@ export async function makeFixture(tag: string, nodes: NodeSpec[]): Promise<Fixtu
         ifname: opts.ifname ?? 'eth0',
         ...(opts.args !== undefined ? { args: opts.args } : {}),
         ...(opts.path !== undefined ? { path: opts.path } : {}),
+        ...(opts.env !== undefined ? { env: opts.env } : {}),
       });
     },
     async destroy() {

@@ -109,6 +109,33 @@ describe('macvlan', () => {
     expect((await podLinks(b)).map((l) => l.ifname)).toEqual(['lo']);
   });
 
+  it('speaks netlink, and falls back to iproute2 where bun:ffi is unavailable', async () => {
+    const d = await f.pod('d');
+    const conf = f.conf('n1', { interfaces: [{ network: 'oam', ip: '10.61.0.70' }] });
+    const traced = (env: Record<string, string> = {}) =>
+      f.cni('ADD', 'n1', d, { conf, env: { TARTAN_TRACE: '1', ...env } });
+    const fast = await traced();
+    expect(fast.code, fast.stdout).toBe(0);
+    expect(fast.stderr).toContain('"kernel driver netlink"');
+    expect((await f.cni('DEL', 'n1', d, { conf })).code).toBe(0);
+    // A JIT-less JavaScriptCore has no FFI: the same ADD goes through iproute2.
+    const slow = await traced({ BUN_JSC_useJIT: '0' });
+    expect(slow.code, slow.stdout).toBe(0);
+    expect(slow.stderr).toContain('kernel driver iproute2 (bun:ffi unavailable');
+    expect(await podAddrs(d, 'eth0')).toContain('10.61.0.70/24');
+    // Its neighbour attached over netlink: traffic both ways.
+    const e = await f.pod('e');
+    const confE = f.conf('n1', { interfaces: [{ network: 'oam', ip: '10.61.0.71' }] });
+    expect((await f.cni('ADD', 'n1', e, { conf: confE })).code).toBe(0);
+    expect(await ping(d, '10.61.0.71')).toBe(true);
+    expect(await ping(e, '10.61.0.70')).toBe(true);
+    const del = await f.cni('DEL', 'n1', d, { conf, env: { BUN_JSC_useJIT: '0' } });
+    expect(del.code, del.stdout).toBe(0);
+    expect((await f.cni('DEL', 'n1', e, { conf: confE })).code).toBe(0);
+    expect((await podLinks(d)).map((l) => l.ifname)).toEqual(['lo']);
+    expect((await podLinks(e)).map((l) => l.ifname)).toEqual(['lo']);
+  });
+
   it('announces a new pod with a gratuitous ARP and an unsolicited neighbour advertisement', async () => {
     const c = await f.pod('c');
     // Capture on the fabric side of the node's NIC, i.e. what the switch would see.
