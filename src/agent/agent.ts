@@ -28,7 +28,8 @@ import { fileNetworkSource, type NetworkSource } from './networks.js';
 import { listPending, pendingDir, removePending } from './pending.js';
 import { reconcileParents } from './reconcile.js';
 import { serveHttp, serveSocket } from './server.js';
-import { WIRE_VERSION, type WireRequest, type WireResponse } from './wire.js';
+import { peerKernel, type ShimPeer } from './peer-kernel.js';
+import { WIRE_VERSIONS, type WireRequest, type WireResponse } from './wire.js';
 
 export interface AgentOptions {
   socket: string;
@@ -100,7 +101,11 @@ export class Agent {
 
   /** Listens at once (so shims wait rather than fail), then warms up and turns ready. */
   async start(): Promise<void> {
-    this.socketServer = await serveSocket(this.o.socket, (r) => this.handle(r), this.o.log);
+    this.socketServer = await serveSocket(
+      this.o.socket,
+      (r, peer) => this.handle(r, 'socket', peer),
+      this.o.log,
+    );
     if (this.o.metricsAddress)
       this.httpServer = await serveHttp(
         this.o.metricsAddress,
@@ -174,9 +179,13 @@ export class Agent {
     });
   }
 
-  /** One CNI call from the shim (or the pending-DEL queue). Never rejects. */
-  async handle(req: WireRequest, via = 'socket'): Promise<WireResponse> {
+  /**
+   * One CNI call from the shim (or the pending-DEL queue). Never rejects. With a peer, the
+   * shim applies this call's kernel steps itself (peer-kernel.ts).
+   */
+  async handle(req: WireRequest, via = 'socket', peer?: ShimPeer): Promise<WireResponse> {
     const t0 = performance.now();
+    const kernel = peer ? peerKernel(peer, this.kernel) : undefined;
     const vars = req.env ?? {};
     const command = vars.CNI_COMMAND ?? '';
     const log = this.o.log.with({ ...callFields(vars), via });
@@ -188,9 +197,9 @@ export class Agent {
     }
     let r: WireResponse & { error?: unknown };
     try {
-      if (req.v !== WIRE_VERSION)
+      if (!WIRE_VERSIONS.includes(req.v))
         throw tryAgain(
-          `shim speaks wire version ${req.v}, this agent ${WIRE_VERSION}`,
+          `shim speaks wire version ${req.v}, this agent ${WIRE_VERSIONS.join(' and ')}`,
           'ERR_AGENT_VERSION',
         );
       if (command === 'ADD' && !(await this.waitReady()))
@@ -243,7 +252,7 @@ export class Agent {
             vars,
             { text: req.stdin },
             {
-              kernel: this.kernel,
+              kernel: kernel ?? this.kernel,
               ...(store ? { store } : {}),
               ...(resolved ? { networks: resolved.networks } : {}),
               ...(resolved?.requests ? { requests: resolved.requests } : {}),
@@ -270,7 +279,12 @@ export class Agent {
     const seconds = (performance.now() - t0) / 1000;
     const cniCode = r.code === 0 ? undefined : codeOf(r);
     if (command !== 'VERSION') this.metrics.observe(command || 'unknown', seconds, cniCode);
-    const fields = { ms: Math.round(seconds * 1000), code: cniCode ?? 0 };
+    const fields = {
+      ms: Math.round(seconds * 1000),
+      code: cniCode ?? 0,
+      // Where this call's kernel steps ran: in the shim over netlink, or here (iproute2).
+      kernel: kernel && kernel.remote() > 0 ? 'shim' : 'agent',
+    };
     if (r.code === 0) log.info(`${command} done`, fields);
     else
       log.warn(`${command} failed`, {

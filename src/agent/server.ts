@@ -7,14 +7,15 @@
 // (connect(2) needs search permission on it), which the test tier proves.
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
-import { connect, createServer, type Server } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from './log.js';
-import { MAX_REQUEST, type WireRequest, type WireResponse } from './wire.js';
+import type { ShimPeer } from './peer-kernel.js';
+import { MAX_REQUEST, type KernelReply, type WireRequest, type WireResponse } from './wire.js';
 
 export async function serveSocket(
   path: string,
-  handle: (req: WireRequest) => Promise<WireResponse>,
+  handle: (req: WireRequest, peer: ShimPeer | undefined) => Promise<WireResponse>,
   log: Logger,
 ): Promise<Server> {
   const dir = dirname(path);
@@ -24,38 +25,7 @@ export async function serveSocket(
     if (await answers(path)) throw new Error(`another agent is serving ${path}`);
     unlinkSync(path); // left by an agent that was killed
   }
-  const server = createServer({ allowHalfOpen: true }, (sock) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    sock.on('error', () => sock.destroy());
-    sock.on('data', (d: Buffer) => {
-      size += d.length;
-      if (size > MAX_REQUEST) {
-        log.warn('request over the size limit, connection closed', { bytes: size });
-        sock.destroy();
-        return;
-      }
-      chunks.push(d);
-    });
-    sock.on('end', () => {
-      let req: WireRequest;
-      try {
-        req = JSON.parse(Buffer.concat(chunks).toString('utf8')) as WireRequest;
-        if (typeof req !== 'object' || req === null || typeof req.stdin !== 'string')
-          throw new Error('not a request object');
-        if (typeof req.env !== 'object' || req.env === null) throw new Error('no env');
-      } catch (e) {
-        log.warn('malformed request, connection closed', { error: (e as Error).message });
-        sock.destroy();
-        return;
-      }
-      // The work goes on if the shim has gone meanwhile (killed by the runtime's timeout):
-      // stopping half way would leave more to undo than finishing.
-      void handle(req).then((r) => {
-        if (!sock.destroyed) sock.end(JSON.stringify(r));
-      });
-    });
-  });
+  const server = createServer({ allowHalfOpen: true }, (sock) => connection(sock, handle, log));
   const umask = process.umask(0o177);
   try {
     await new Promise<void>((resolve, reject) => {
@@ -70,6 +40,118 @@ export async function serveSocket(
   }
   chmodSync(path, 0o600);
   return server;
+}
+
+/**
+ * One shim connection (wire.ts): the request is the first line, or everything up to the
+ * shim's half-close (version 1); later lines answer the agent's kernel calls.
+ */
+function connection(
+  sock: Socket,
+  handle: (req: WireRequest, peer: ShimPeer | undefined) => Promise<WireResponse>,
+  log: Logger,
+): void {
+  let pending: Buffer[] = [];
+  let size = 0;
+  let req: WireRequest | undefined;
+  let gone = false;
+  const waiting = new Map<number, (r: KernelReply | undefined) => void>();
+  const replies = new Map<number, KernelReply>();
+  const peer: ShimPeer = {
+    send(frame) {
+      if (gone || sock.destroyed || !sock.writable) return false;
+      sock.write(JSON.stringify(frame) + '\n');
+      return true;
+    },
+    reply(id) {
+      const r = replies.get(id);
+      if (r || gone) {
+        replies.delete(id);
+        return Promise.resolve(r);
+      }
+      return new Promise((resolve) => waiting.set(id, resolve));
+    },
+  };
+  const hangUp = () => {
+    gone = true;
+    for (const resolve of waiting.values()) resolve(undefined);
+    waiting.clear();
+  };
+  const start = (text: string, v1: boolean) => {
+    try {
+      const r = JSON.parse(text) as WireRequest;
+      if (typeof r !== 'object' || r === null || typeof r.stdin !== 'string')
+        throw new Error('not a request object');
+      if (typeof r.env !== 'object' || r.env === null) throw new Error('no env');
+      req = r;
+    } catch (e) {
+      log.warn('malformed request, connection closed', { error: (e as Error).message });
+      sock.destroy();
+      return;
+    }
+    // The work goes on if the shim has gone meanwhile (killed by the runtime's timeout):
+    // stopping half way would leave more to undo than finishing.
+    void handle(req, v1 || req.v < 2 ? undefined : peer).then((r) => {
+      if (!sock.destroyed) sock.end(JSON.stringify(r) + '\n');
+    });
+  };
+  const onLine = (line: string) => {
+    if (!req) return start(line, false);
+    let r: KernelReply;
+    try {
+      r = JSON.parse(line) as KernelReply;
+      if (typeof r !== 'object' || r === null || !Number.isInteger(r.id)) throw new Error('no id');
+    } catch (e) {
+      log.warn('malformed kernel reply from the shim, connection closed', {
+        error: (e as Error).message,
+      });
+      sock.destroy();
+      return;
+    }
+    const resolve = waiting.get(r.id);
+    waiting.delete(r.id);
+    if (resolve) resolve(r);
+    else replies.set(r.id, r);
+  };
+  sock.on('error', () => sock.destroy());
+  sock.on('close', hangUp);
+  sock.on('data', (d: Buffer) => {
+    size += d.length;
+    if (size > MAX_REQUEST) {
+      log.warn('request over the size limit, connection closed', { bytes: size });
+      sock.destroy();
+      return;
+    }
+    let at = d.indexOf(0x0a);
+    if (at < 0) {
+      pending.push(d);
+      return;
+    }
+    let rest = d;
+    while (at >= 0) {
+      const line = Buffer.concat([...pending, rest.subarray(0, at)]).toString('utf8');
+      pending = [];
+      size = 0;
+      rest = rest.subarray(at + 1);
+      onLine(line);
+      if (sock.destroyed) return;
+      at = rest.indexOf(0x0a);
+    }
+    if (rest.length > 0) {
+      pending.push(rest);
+      size = rest.length;
+    }
+  });
+  sock.on('end', () => {
+    const text = Buffer.concat(pending).toString('utf8');
+    pending = [];
+    if (!req) {
+      if (text.trim() === '') sock.destroy();
+      else start(text, true);
+      return;
+    }
+    hangUp(); // a version 2 shim never half-closes before the answer: treat it as gone
+  });
 }
 
 /** Whether something accepts connections on the socket (a live agent). */

@@ -3,16 +3,22 @@
 // results are the agent's. Only the agent-down paths are decided here: ADD fails fast with
 // "try again later" (the runtime retries; waiting here would hold kubelet's sandbox worker),
 // DEL is queued on disk and succeeds (a failing DEL blocks pod deletion until the agent is
-// back). This module and its imports are all the shim evaluates: no validation schemas, yaml or SQLite.
-// node:net and the DEL queue (node:crypto) are imported where used: each builtin costs
-// the Bun binary ~1 ms of start-up, and VERSION needs neither.
-import { CniCode, TartanError } from '../cni/errors.js';
+// back). The agent may hand this call's kernel steps back to the shim, which applies them
+// over netlink (peer-kernel.ts): Bun has FFI, the agent's Node has not. This module and its
+// imports are all the shim evaluates: no validation schemas, yaml or SQLite. node:net, the
+// DEL queue (node:crypto) and the netlink driver are imported where used: each costs the
+// Bun binary start-up, and VERSION needs none of them.
+import { CniCode, isTartanError, TartanError } from '../cni/errors.js';
 import { errorResponse, parseStdin, versionResponse } from '../cni/protocol.js';
+import type { Kernel, Op, Target } from '../kernel/types.js';
+import { localSteps } from './peer-kernel.js';
 import {
   DEFAULT_STATE_DIR,
   MAX_REQUEST,
   WIRE_VERSION,
   isWireResponse,
+  type KernelCall,
+  type KernelReply,
   type WireRequest,
   type WireResponse,
 } from './wire.js';
@@ -86,15 +92,45 @@ function fail(e: unknown, cniVersion: unknown): WireResponse {
 }
 
 type CallResult = { response: WireResponse } | { error: string; sent: boolean };
+type Step = { t: Target; ops: Op[]; label?: string };
 
-/** One request, one response; never rejects. */
+let driver: Promise<Kernel | string> | undefined;
+
+/** The netlink driver, or why this process cannot have it (then the agent does the work). */
+async function netlinkDriver(): Promise<Kernel | string> {
+  try {
+    const { loadLibc } = await import('../kernel/netlink/ffi.js');
+    await loadLibc();
+    const { createNetlinkKernel } = await import('../kernel/netlink/index.js');
+    return createNetlinkKernel();
+  } catch (e) {
+    return (e as Error).message;
+  }
+}
+
+/** Applies the kernel steps the agent sent for this call (wire.ts). */
+async function applyKernel(call: KernelCall['kernel']): Promise<KernelReply> {
+  driver ??= netlinkDriver();
+  const k = await driver;
+  if (typeof k === 'string') return { id: call.id, unavailable: k };
+  try {
+    await k.run(localSteps(call.steps as Step[]), { bestEffort: call.bestEffort });
+    return { id: call.id, ok: true };
+  } catch (e) {
+    const err = isTartanError(e) ? e : new TartanError('ERR_KERNEL', (e as Error).message);
+    return { id: call.id, error: { code: err.code, message: err.message } };
+  }
+}
+
+/** One request, kernel calls answered on the way, one response; never rejects. */
 async function call(path: string, req: WireRequest, timeoutMs: number): Promise<CallResult> {
   const { connect } = await import('node:net');
   return new Promise((resolve) => {
     let sent = false;
     let done = false;
-    const chunks: Buffer[] = [];
+    let pending: Buffer[] = [];
     let size = 0;
+    let work = Promise.resolve();
     const sock = connect(path);
     const finish = (r: CallResult) => {
       if (done) return;
@@ -107,23 +143,45 @@ async function call(path: string, req: WireRequest, timeoutMs: number): Promise<
       () => finish({ error: `no answer within ${timeoutMs / 1000} s`, sent }),
       timeoutMs,
     );
+    const onLine = (line: string) => {
+      let v: unknown;
+      try {
+        v = JSON.parse(line);
+      } catch {
+        return finish({ error: 'malformed answer', sent });
+      }
+      const k = (v as Partial<KernelCall> | null)?.kernel;
+      if (k && Number.isInteger(k.id) && Array.isArray(k.steps)) {
+        // In order, one at a time: the agent waits for each answer anyway.
+        work = work.then(async () => {
+          const reply = await applyKernel(k);
+          if (!done) sock.write(JSON.stringify(reply) + '\n');
+        });
+        return;
+      }
+      finish(isWireResponse(v) ? { response: v } : { error: 'malformed answer', sent });
+    };
     sock.on('connect', () => {
       sent = true;
-      sock.end(JSON.stringify(req));
+      sock.write(JSON.stringify(req) + '\n');
     });
     sock.on('data', (d: Buffer) => {
       size += d.length;
       if (size > MAX_REQUEST) return finish({ error: 'answer too large', sent });
-      chunks.push(d);
+      let rest = d;
+      for (let at = rest.indexOf(0x0a); at >= 0 && !done; at = rest.indexOf(0x0a)) {
+        const line = Buffer.concat([...pending, rest.subarray(0, at)]).toString('utf8');
+        pending = [];
+        size = 0;
+        rest = rest.subarray(at + 1);
+        onLine(line);
+      }
+      if (rest.length > 0) pending.push(rest);
     });
     sock.on('end', () => {
-      let v: unknown;
-      try {
-        v = JSON.parse(Buffer.concat(chunks).toString('utf8'));
-      } catch {
-        return finish({ error: 'connection closed before an answer', sent });
-      }
-      finish(isWireResponse(v) ? { response: v } : { error: 'malformed answer', sent });
+      const text = Buffer.concat(pending).toString('utf8');
+      if (text.trim() !== '') onLine(text);
+      finish({ error: 'connection closed before an answer', sent });
     });
     sock.on('error', (e: NodeJS.ErrnoException) => finish({ error: e.code ?? e.message, sent }));
   });

@@ -1,9 +1,14 @@
-// The shim <-> agent protocol over the unix socket: one connection per CNI call, the shim
-// writes one JSON request and half-closes, the agent answers with one JSON response and
-// closes. Nothing here imports anything: the shim loads this on every pod ADD.
+// The shim <-> agent protocol over the unix socket: one connection per CNI call, frames of
+// one JSON object per line (JSON.stringify never emits a raw newline). The shim writes its
+// request; the agent may then ask the shim to apply kernel steps (the shim runs under Bun
+// and speaks netlink itself, the agent under Node would spawn iproute2: ~8 ms per ADD), the
+// shim answers each; the agent ends with the response and closes. Version 1 shims wrote the
+// request and half-closed, and are still served (kernel work then stays in the agent).
+// Nothing here imports anything: the shim loads this on every pod ADD.
 
-/** Wire format version; the agent refuses a request of another version (code 11). */
-export const WIRE_VERSION = 1;
+/** Wire format version of this shim; the agent serves these and refuses others (code 11). */
+export const WIRE_VERSION = 2;
+export const WIRE_VERSIONS: readonly number[] = [1, 2];
 
 /** Upper bound for a request: stdin (1 MiB, see MAX_STDIN) plus the environment. */
 export const MAX_REQUEST = (1 << 20) + (64 << 10);
@@ -17,6 +22,25 @@ export interface WireRequest {
   env: Record<string, string>;
   stdin: string;
 }
+
+/** Agent -> shim: apply these kernel steps (src/kernel/types.ts Kernel.run) and answer. */
+export interface KernelCall {
+  kernel: { id: number; steps: unknown[]; bestEffort: boolean };
+}
+
+/**
+ * Shim -> agent: the outcome of a KernelCall. `unavailable`: the shim cannot do kernel
+ * work (no FFI), the agent does it itself.
+ */
+export interface KernelReply {
+  id: number;
+  ok?: true;
+  error?: { code: string; message: string };
+  unavailable?: string;
+}
+
+/** The agent's own netns in an op ("/proc/<agent pid>/ns/net") as the shim must read it. */
+export const SELF_NETNS = '@self';
 
 /** What the shim prints on stdout and its exit status. */
 export interface WireResponse {

@@ -2,6 +2,7 @@
 // bytes as the in-process core, error codes survive the hop, ADD fails fast and DEL is
 // queued while the agent is down, and only root reaches the socket.
 import { chmodSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ping, run } from '../../src/lab/sh.js';
@@ -70,6 +71,8 @@ describe('shim and agent', () => {
     // Every log line about the call names the container, its netns and the interface.
     const done = agent!.lines().find((l) => l.msg === 'ADD done' && l.containerId === `cid-${a}`);
     expect(done).toMatchObject({ netns: `/run/netns/${a}`, ifname: 'eth0', code: 0 });
+    // The kernel steps ran in the shim, over netlink (the agent's Node would spawn iproute2).
+    expect(done?.kernel).toBe('shim');
 
     // The kernel agrees, and traffic flows to a second pod attached through the agent.
     const eth0 = (await podLinks(a)).find((l) => l.ifname === 'eth0');
@@ -83,6 +86,45 @@ describe('shim and agent', () => {
     const check = await f.cni('CHECK', 'n1', a, { conf: viaAgent(iface('10.71.0.50')) });
     expect(check.code, check.stdout).toBe(0);
     expect(check.stdout).toBe('');
+    for (const p of [a, b])
+      expect((await f.cni('DEL', 'n1', p, { conf: viaAgent(iface('dynamic')) })).code).toBe(0);
+    expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
+    expect((await podLinks(b)).map((l) => l.ifname)).toEqual(['lo']);
+  });
+
+  it('does the kernel work itself for a shim without FFI, and serves a version 1 shim', async () => {
+    const a = await f.pod('v1a');
+    const b = await f.pod('v1b');
+    // A JIT-less JavaScriptCore has no FFI: the shim says so and the agent uses iproute2.
+    const noFfi = await f.cni('ADD', 'n1', a, {
+      conf: viaAgent(iface('10.71.0.80')),
+      env: { BUN_JSC_useJIT: '0' },
+    });
+    expect(noFfi.code, noFfi.stdout).toBe(0);
+    const done = agent!.lines().find((l) => l.msg === 'ADD done' && l.containerId === `cid-${a}`);
+    expect(done?.kernel).toBe('agent');
+    // A version 1 shim sends its request and half-closes; it gets one answer, no kernel calls.
+    const conf = viaAgent(iface('10.71.0.81'));
+    const env = {
+      CNI_COMMAND: 'ADD',
+      CNI_CONTAINERID: `cid-${b}`,
+      CNI_NETNS: `/run/netns/${b}`,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: '/usr/lib/cni',
+    };
+    const answer = await new Promise<string>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      const c = createConnection(sock);
+      c.on('connect', () => c.end(JSON.stringify({ v: 1, env, stdin: JSON.stringify(conf) })));
+      c.on('data', (d: Buffer) => chunks.push(d));
+      c.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+      c.on('error', reject);
+    });
+    expect(JSON.parse(answer)).toMatchObject({ code: 0 });
+    const v1 = agent!.lines().find((l) => l.msg === 'ADD done' && l.containerId === `cid-${b}`);
+    expect(v1?.kernel).toBe('agent');
+    expect(await podAddrs(b, 'eth0')).toEqual(['10.71.0.81/24']);
+    expect(await ping(a, '10.71.0.81')).toBe(true);
     for (const p of [a, b])
       expect((await f.cni('DEL', 'n1', p, { conf: viaAgent(iface('dynamic')) })).code).toBe(0);
     expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);

@@ -1,0 +1,77 @@
+// Kernel work of one CNI call done by the shim that made it. The shim is the Bun-built
+// `tartan` binary and speaks rtnetlink itself (src/kernel/netlink); the agent runs under
+// Node, whose only way is an iproute2 process per namespace (~8 ms of every ADD). Reads
+// (CHECK, parents) stay in the agent. When the shim cannot help (no FFI) or is gone (killed
+// by the runtime's timeout) the agent's own driver takes over for the rest of the call: an
+// interrupted run is then repeated locally, which the pipeline's undo tolerates.
+import { TartanError, type TartanCode } from '../cni/errors.js';
+import type { Kernel, Op, Target } from '../kernel/types.js';
+import { SELF_NETNS, type KernelCall, type KernelReply } from './wire.js';
+
+type Step = { t: Target; ops: Op[]; label?: string };
+
+/** The shim's end of the connection, as the agent sees it. */
+export interface ShimPeer {
+  /** Sends a frame; false if the connection is gone. */
+  send(frame: KernelCall): boolean;
+  /** The next reply, or undefined once the connection is gone. */
+  reply(id: number): Promise<KernelReply | undefined>;
+}
+
+const OWN_NETNS = `/proc/${process.pid}/ns/net`;
+
+/** The agent's own netns means the shim's (both live in the host's), so it is renamed. */
+function portable(steps: Step[]): Step[] {
+  const rename = (p: string | undefined) => (p === OWN_NETNS ? SELF_NETNS : p);
+  return steps.map((s) => ({
+    ...s,
+    ops: s.ops.map((o) =>
+      o.op === 'link-set' && o.intoNs !== undefined ? { ...o, intoNs: rename(o.intoNs)! } : o,
+    ),
+  }));
+}
+
+export function peerKernel(peer: ShimPeer, local: Kernel): Kernel & { remote(): number } {
+  let next = 1;
+  let remote = 0;
+  let gone = false;
+  async function run(steps: Step[], opts: { bestEffort?: boolean } = {}): Promise<void> {
+    if (!gone) {
+      const id = next++;
+      const frame = {
+        kernel: { id, steps: portable(steps), bestEffort: opts.bestEffort === true },
+      };
+      const r = peer.send(frame) ? await peer.reply(id) : undefined;
+      if (r?.ok) {
+        remote++;
+        return;
+      }
+      if (r?.error) throw new TartanError(r.error.code as TartanCode, r.error.message);
+      gone = true; // unavailable, or the shim went away: the agent carries on alone
+    }
+    return local.run(steps, opts);
+  }
+  return {
+    apply: (t, ops, opts) => run([{ t, ops }], opts),
+    run,
+    links: (t) => local.links(t),
+    linkExists: (name) => local.linkExists(name),
+    addresses: (t) => local.addresses(t),
+    routes: (t, table) => local.routes(t, table),
+    rules: (t) => local.rules(t),
+    netnsKind: (path, precise) => local.netnsKind(path, precise),
+    /** How many runs the shim did (logged per call). */
+    remote: () => remote,
+  };
+}
+
+/** The shim side: ops as the agent sent them, with its own netns named for this process. */
+export function localSteps(steps: Step[]): Step[] {
+  const own = `/proc/${process.pid}/ns/net`;
+  return steps.map((s) => ({
+    ...s,
+    ops: s.ops.map((o) =>
+      o.op === 'link-set' && o.intoNs === SELF_NETNS ? { ...o, intoNs: own } : o,
+    ),
+  }));
+}
