@@ -1,7 +1,6 @@
 // One CNI command, end to end: configuration -> dependencies -> pipeline -> wire result.
 // The `tartan` executable calls this in-process; the node agent calls the same function.
 import { mkdirSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import {
   explicitRequests,
@@ -68,7 +67,8 @@ export async function runCni(
       kernel: o.kernel ?? (await createProcessKernel()),
       ipam: createIpam(store),
       state,
-      node: conf.nodeName ?? hostname(),
+      // node:os only when needed: evaluating it costs the CNI binary ~0.2 ms.
+      node: conf.nodeName ?? process.getBuiltinModule('node:os').hostname(),
       network: (n) => networks.get(n),
     };
     return await dispatch(env, conf, deps, networks, o.requests);
