@@ -5,13 +5,15 @@
 // DEL is queued on disk and succeeds (a failing DEL blocks pod deletion until the agent is
 // back). The agent may hand this call's kernel steps back to the shim, which applies them
 // over netlink (peer-kernel.ts): Bun has FFI, the agent's Node has not. This module and its
-// imports are all the shim evaluates: no validation schemas, yaml or SQLite. node:net, the
-// DEL queue (node:crypto) and the netlink driver are imported where used: each costs the
-// Bun binary start-up, and VERSION needs none of them.
+// imports are all the shim evaluates: no validation schemas, yaml or SQLite. The socket
+// (shim-socket.ts), the DEL queue (node:crypto) and the netlink driver are imported where
+// used: each costs the Bun binary start-up, and VERSION needs none of them.
 import { CniCode, isTartanError, TartanError } from '../cni/errors.js';
 import { errorResponse, parseStdin, versionResponse } from '../cni/protocol.js';
+import { mark } from '../cni/trace.js';
 import type { Kernel, Op, Target } from '../kernel/types.js';
 import { localSteps } from './peer-kernel.js';
+import type { Conn } from './shim-socket.js';
 import {
   DEFAULT_STATE_DIR,
   MAX_REQUEST,
@@ -53,7 +55,9 @@ export async function runShim(
     typeof conf.agentTimeoutSeconds === 'number' && conf.agentTimeoutSeconds > 0
       ? conf.agentTimeoutSeconds
       : DEFAULT_TIMEOUT_S;
-  const r = await call(conf.agentSocket, req, timeout * 1000);
+  // ADD and DEL get kernel calls: the driver loads while the agent does its part.
+  const warm = command === 'ADD' || command === 'DEL';
+  const r = await call(conf.agentSocket, req, timeout * 1000, warm);
   if ('response' in r) return r.response;
 
   const why = `the Tartan node agent at ${conf.agentSocket} ${r.sent ? 'dropped the request' : 'is not reachable'} (${r.error})`;
@@ -123,20 +127,25 @@ async function applyKernel(call: KernelCall['kernel']): Promise<KernelReply> {
 }
 
 /** One request, kernel calls answered on the way, one response; never rejects. */
-async function call(path: string, req: WireRequest, timeoutMs: number): Promise<CallResult> {
-  const { connect } = await import('node:net');
+async function call(
+  path: string,
+  req: WireRequest,
+  timeoutMs: number,
+  warm: boolean,
+): Promise<CallResult> {
+  const { connectUnix } = await import('./shim-socket.js');
   return new Promise((resolve) => {
     let sent = false;
     let done = false;
-    let pending: Buffer[] = [];
+    let pending: Uint8Array[] = [];
     let size = 0;
     let work = Promise.resolve();
-    const sock = connect(path);
+    let conn: Conn | undefined;
     const finish = (r: CallResult) => {
       if (done) return;
       done = true;
       clearTimeout(timer);
-      sock.destroy();
+      conn?.destroy();
       resolve(r);
     };
     const timer = setTimeout(
@@ -154,35 +163,44 @@ async function call(path: string, req: WireRequest, timeoutMs: number): Promise<
       if (k && Number.isInteger(k.id) && Array.isArray(k.steps)) {
         // In order, one at a time: the agent waits for each answer anyway.
         work = work.then(async () => {
+          mark('shim: kernel call');
           const reply = await applyKernel(k);
-          if (!done) sock.write(JSON.stringify(reply) + '\n');
+          mark('shim: kernel done');
+          if (!done) conn?.write(JSON.stringify(reply) + '\n');
         });
         return;
       }
       finish(isWireResponse(v) ? { response: v } : { error: 'malformed answer', sent });
     };
-    sock.on('connect', () => {
-      sent = true;
-      sock.write(JSON.stringify(req) + '\n');
+    void connectUnix(path, {
+      open() {
+        mark('shim: connected');
+        sent = true;
+        conn?.write(JSON.stringify(req) + '\n');
+        if (warm) driver ??= netlinkDriver();
+      },
+      data(d) {
+        size += d.length;
+        if (size > MAX_REQUEST) return finish({ error: 'answer too large', sent });
+        let rest = d;
+        for (let at = rest.indexOf(0x0a); at >= 0 && !done; at = rest.indexOf(0x0a)) {
+          const line = Buffer.concat([...pending, rest.subarray(0, at)]).toString('utf8');
+          pending = [];
+          size = 0;
+          rest = rest.subarray(at + 1);
+          onLine(line);
+        }
+        if (rest.length > 0) pending.push(rest);
+      },
+      end() {
+        const text = Buffer.concat(pending).toString('utf8');
+        if (text.trim() !== '') onLine(text);
+        finish({ error: 'connection closed before an answer', sent });
+      },
+      error: (code) => finish({ error: code, sent }),
+    }).then((c) => {
+      conn = c;
+      if (done) c.destroy();
     });
-    sock.on('data', (d: Buffer) => {
-      size += d.length;
-      if (size > MAX_REQUEST) return finish({ error: 'answer too large', sent });
-      let rest = d;
-      for (let at = rest.indexOf(0x0a); at >= 0 && !done; at = rest.indexOf(0x0a)) {
-        const line = Buffer.concat([...pending, rest.subarray(0, at)]).toString('utf8');
-        pending = [];
-        size = 0;
-        rest = rest.subarray(at + 1);
-        onLine(line);
-      }
-      if (rest.length > 0) pending.push(rest);
-    });
-    sock.on('end', () => {
-      const text = Buffer.concat(pending).toString('utf8');
-      if (text.trim() !== '') onLine(text);
-      finish({ error: 'connection closed before an answer', sent });
-    });
-    sock.on('error', (e: NodeJS.ErrnoException) => finish({ error: e.code ?? e.message, sent }));
   });
 }
