@@ -1,20 +1,9 @@
 // Requests whose bytes differ from a plain iproute2 capture on purpose, the keywords ops may
 // carry ("default", "all"), and the refusals that happen before anything is sent.
 import { describe, expect, it } from 'vitest';
-import { encodeOp, type EncodeContext } from './encode-ops.js';
+import { encodeOp } from './encode-ops.js';
+import { ctx, bytes } from './encode-fixture.js';
 import { getLinkByName } from './encode-links.js';
-
-const INDEX: Record<string, number> = { eth0: 3, br0: 8, dm1: 11, dm5: 13 };
-const ctx: EncodeContext = {
-  ifindex: (n) => {
-    const i = INDEX[n];
-    if (i === undefined) throw new Error(`Cannot find device "${n}"`);
-    return i;
-  },
-  nsFd: () => 4,
-};
-const bytes = (b: Uint8Array): string =>
-  Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
 
 describe('requests beyond the plain captures', () => {
   it('IPv6 nodad: the header flag iproute2 sets, plus IFA_FLAGS (u32) as modern kernels read', () => {

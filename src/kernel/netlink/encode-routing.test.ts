@@ -2,28 +2,8 @@
 // each op to (captured with `strace -e trace=sendmsg -e write=3 ip ...`, sequence number
 // zeroed): eth0 is ifindex 3, vx0 5, br0 8, br1 9, dm0p 10, dm0/dm1 11, the netns fd 4.
 import { describe, expect, it } from 'vitest';
-import { encodeOp, type EncodeContext, type NetlinkOp } from './encode-ops.js';
-
-const INDEX: Record<string, number> = {
-  eth0: 3,
-  vx0: 5,
-  br0: 8,
-  br1: 9,
-  dm0p: 10,
-  dm0: 11,
-  dm1: 11,
-};
-const ctx: EncodeContext = {
-  ifindex: (n) => {
-    const i = INDEX[n];
-    if (i === undefined) throw new Error(`Cannot find device "${n}"`);
-    return i;
-  },
-  nsFd: () => 4,
-};
-const hex = (rows: string[]): string => rows.join(' ');
-const bytes = (b: Uint8Array): string =>
-  Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(' ');
+import { encodeOp, type NetlinkOp } from './encode-ops.js';
+import { ctx, hex, bytes } from './encode-fixture.js';
 
 const cases: Array<[string, NetlinkOp, string[]]> = [
   [
