@@ -48,7 +48,7 @@ printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
 # The programs: dist/ (no benchmarks, no source maps) and the production dependencies.
 mkdir -p "$root/opt/tartan/dist"
 cp package.json "$root/opt/tartan/"
-(cd dist && find . -maxdepth 2 \( -name 'bench-*' -o -name '*.map' -o -name '*.tar' \) -prune -o -type f -print |
+(cd dist && find . -maxdepth 3 \( -name 'bench-*' -o -name '*.map' -o -name '*.tar' \) -prune -o -type f -print |
   while read -r f; do mkdir -p "$root/opt/tartan/dist/$(dirname "$f")" && cp "$f" "$root/opt/tartan/dist/$f"; done)
 npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | while read -r dir; do
   rel=${dir#"$PWD"/}

@@ -1,7 +1,7 @@
 // Builds the programs: the `tartan` CNI executable as a Bun single-file binary (start-up
 // ~3 ms, see docs/adr/0001-cni-executable.md) and Node bundles of the other entry points.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -34,6 +34,9 @@ if (!fresh(bin) || process.argv.includes('--force')) {
       '--compile',
       '--minify',
       '--bytecode',
+      // Leaves the etcd client out (src/store/index.ts): loaded from tartan-etcd.js.
+      '--define',
+      'process.env.TARTAN_BUILD="cni"',
       '--external',
       'better-sqlite3',
       join(root, 'src/bin/tartan.ts'),
@@ -79,6 +82,28 @@ if (Object.keys(entries).length > 0) {
     },
   });
 }
+
+// The etcd store for the CNI binary, in one file beside it (a compiled Bun binary does not
+// resolve node_modules at run time), loaded only by a binary configured with an etcd store:
+// inside the binary's own bundle, etcd3 and gRPC cost every ADD ~1.5 ms of start-up (ADR
+// 0009). etcd3 reads its .proto files from `${__dirname}/../proto` at run time; they are
+// copied to tartan-etcd/proto and its __dirname points there.
+await esbuild.build({
+  entryPoints: { 'tartan-etcd': join(root, 'src/store/etcd.ts') },
+  outdir: dist,
+  outExtension: { '.js': '.cjs' },
+  bundle: true,
+  platform: 'node',
+  format: 'cjs',
+  target: 'node20',
+  minify: true,
+  define: { __dirname: '__tartanEtcdLib' },
+  banner: { js: "var __tartanEtcdLib = require('node:path').join(__dirname, 'tartan-etcd', 'lib');" },
+  logLevel: 'warning',
+});
+mkdirSync(join(dist, 'tartan-etcd', 'proto'), { recursive: true });
+for (const f of readdirSync(join(root, 'node_modules', 'etcd3', 'proto')))
+  copyFileSync(join(root, 'node_modules', 'etcd3', 'proto', f), join(dist, 'tartan-etcd', 'proto', f));
 
 // The agent is long-lived and memory-bound: split chunks so the etcd client (gRPC) loads
 // only when an etcd store is configured (+10 MiB RSS otherwise). Chunks of earlier builds go.

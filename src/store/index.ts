@@ -1,8 +1,6 @@
 // The datastore layer behind one contract (types.ts). Backends are loaded on demand, so a
-// process that opens the file store never evaluates etcd3 and its gRPC stack. Bundlers
-// still inline the './etcd.js' chunk named here (Bun parsing it costs ~10 ms of CPU per
-// exec, measured on a compiled binary), so the Bun CNI binary, which needs only the
-// local store, imports createFileStore from './file.js' directly instead of openStore.
+// process that opens the file store never evaluates etcd3 and its gRPC stack; the Bun CNI
+// binary does not even carry them (etcdBesideBinary).
 import { TartanError } from '../cni/errors.js';
 import type { Store, StoreConfig } from './types.js';
 
@@ -27,7 +25,8 @@ export async function openStore(
       if (!cfg.endpoints?.length) {
         throw new TartanError('ERR_CONFIG', 'etcd store: "endpoints" is required');
       }
-      const { createEtcdStore } = await import('./etcd.js');
+      const { createEtcdStore } =
+        process.env.TARTAN_BUILD === 'cni' ? await etcdBesideBinary() : await import('./etcd.js');
       return createEtcdStore({
         endpoints: cfg.endpoints,
         ...(cfg.prefix === undefined ? {} : { prefix: cfg.prefix }),
@@ -45,5 +44,22 @@ export async function openStore(
         'ERR_CONFIG',
         `unknown store type ${JSON.stringify((cfg as { type: unknown }).type)}`,
       );
+  }
+}
+
+/**
+ * The CNI binary (built with TARTAN_BUILD=cni) carries no etcd client: etcd3 and gRPC in its
+ * bundle cost every ADD ~1.5 ms of start-up. It loads them from beside itself (ADR 0009).
+ */
+async function etcdBesideBinary(): Promise<typeof import('./etcd.js')> {
+  const file = `${process.execPath.slice(0, process.execPath.lastIndexOf('/'))}/tartan-etcd.cjs`;
+  try {
+    return (await import(file)) as typeof import('./etcd.js');
+  } catch (e) {
+    throw new TartanError(
+      'ERR_CONFIG',
+      `etcd store: this binary loads its etcd client from ${file} (with tartan-etcd/proto beside it): ${(e as Error).message}`,
+      { cause: e },
+    );
   }
 }

@@ -1,10 +1,22 @@
 // Kernel tier: host-device, delegation to the reference plugins (conf and conflist, with
 // prevResult chaining and DEL in reverse), every CNI spec version, STATUS, GC, VERSION.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { callCni } from '../../src/lab/cni.js';
 import { nsjson, ping, sh } from '../../src/lab/sh.js';
 import { makeFixture, podAddrs, podLinks, TARTAN, type Fixture } from './fixture.js';
 
@@ -317,6 +329,32 @@ describe('protocol', () => {
     });
     expect(bad.code).toBe(1);
     expect((bad.out as { code: number }).code).toBe(50);
+  });
+
+  it('an etcd store needs tartan-etcd.cjs beside the binary: without it, code 7 naming it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tartan-lonely-'));
+    try {
+      copyFileSync(TARTAN, join(dir, 'tartan'));
+      chmodSync(join(dir, 'tartan'), 0o755);
+      const conf = f.conf('n1', {
+        store: { type: 'etcd', endpoints: ['http://127.0.0.1:1'] },
+        interfaces: [{ network: 'mgmt' }],
+      });
+      const r = await callCni({
+        plugin: join(dir, 'tartan'),
+        command: 'ADD',
+        conf,
+        netns: `/run/netns/${a}`,
+        containerId: 'cid-lonely',
+        ifname: 'eth0',
+      });
+      expect(r.code).toBe(1);
+      expect(r.out).toMatchObject({ code: 7, details: 'ERR_CONFIG' });
+      expect((r.out as { msg: string }).msg).toContain(`${dir}/tartan-etcd.cjs`);
+      expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('GC removes attachments missing from cni.dev/valid-attachments and keeps the valid ones', async () => {

@@ -1,6 +1,9 @@
 // The etcd store against a real etcd: the shared contract, prefix isolation between
-// stores, and how an unreachable etcd is reported.
+// stores, how an unreachable etcd is reported, and the CNI binary allocating in it.
 import { randomUUID } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isTartanError } from '../../src/cni/errors.js';
@@ -8,6 +11,11 @@ import { createEtcdStore } from '../../src/store/etcd.js';
 import { openStore } from '../../src/store/index.js';
 import { runStoreContract } from '../contract/store-contract.js';
 import { freePorts, startEtcd, type EtcdHandle } from '../harness/etcd.js';
+import { heldByPods } from '../harness/ipam.js';
+import { TARTAN, podAddrs } from '../kernel/fixture.js';
+import { callCni } from '../../src/lab/cni.js';
+import { writeNetworks } from '../../src/lab/networks.js';
+import { addNetns, delNetns, run } from '../../src/lab/sh.js';
 
 let etcd: EtcdHandle;
 let raw: Etcd3;
@@ -73,6 +81,57 @@ describe('etcd store', () => {
       }
     } finally {
       await store.close();
+    }
+  });
+});
+
+// The CNI binary carries no etcd client: it loads dist/tartan-etcd.cjs from beside itself.
+// It runs in this netns (etcd listens on its loopback) and attaches to a bridge of its own.
+describe('the tartan binary on an etcd store', () => {
+  it('allocates in etcd at ADD and releases at DEL', async () => {
+    const prefix = `/tartan-test/${randomUUID()}/`;
+    const dir = mkdtempSync(join(tmpdir(), 'tartan-se-'));
+    const ns = 'tt-se-pod';
+    const store = await createEtcdStore({ endpoints: [etcd.endpoint], prefix });
+    try {
+      writeNetworks(join(dir, 'nets'), [
+        {
+          name: 'oam',
+          spec: { type: 'bridge', bridge: 'tt-se-br', ipv4: { cidr: '10.93.0.0/24' } },
+        },
+      ]);
+      await addNetns(ns);
+      const call = {
+        plugin: TARTAN,
+        netns: `/run/netns/${ns}`,
+        containerId: 'cid-se',
+        ifname: 'eth0',
+        conf: {
+          cniVersion: '1.1.0',
+          name: 'tartan',
+          type: 'tartan',
+          networksDir: join(dir, 'nets'),
+          stateDir: join(dir, 'state'),
+          nodeName: 'se1',
+          store: { type: 'etcd', endpoints: [etcd.endpoint], prefix },
+          interfaces: [{ network: 'oam', ip: '10.93.0.7' }],
+        },
+      };
+      const add = await callCni({ ...call, command: 'ADD' });
+      expect(add.code, add.stdout).toBe(0);
+      expect(await podAddrs(ns, 'eth0')).toEqual(['10.93.0.7/24']);
+      expect(heldByPods(await store.list(''))).toEqual(['oam 10.93.0.7 cid-se/eth0']);
+      expect((await callCni({ ...call, command: 'DEL' })).code).toBe(0);
+      expect(heldByPods(await store.list(''))).toEqual([]);
+      // The bridge went with its last user.
+      expect((await run('ip', ['link', 'show', 'tt-se-br'], undefined, process.env)).code).not.toBe(
+        0,
+      );
+    } finally {
+      await store.close();
+      await delNetns(ns);
+      await run('ip', ['link', 'del', 'tt-se-br'], undefined, process.env);
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
