@@ -12,7 +12,7 @@ import type { KubeClient } from '../k8s/client.js';
 import { createInformer, type KubeObject } from '../k8s/informer.js';
 import { ipamNetworkName, NAD_PREFIX } from '../k8s/names.js';
 import { resolvePodAttachments, type NetworkLookup, type PodLike } from '../k8s/resolve.js';
-import { parseNetwork as parseNetworkDocument } from '../network/load.js';
+import { parseNetwork as parseNetworkDocument } from '../network/parse.js';
 import type { Network } from '../network/schema.js';
 import type { Logger } from './log.js';
 import type { NetworkSource } from './networks.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createIpam } from '../ipam/index.js';
 import { createFakeKernel, type FakeKernel } from '../kernel/fake.js';
-import { parseNetwork } from '../network/load.js';
+import { parseNetwork } from '../network/parse.js';
 import type { Network } from '../network/schema.js';
 import { createMemoryStore } from '../store/memory.js';
 import { openHostState, type HostState } from './host-state.js';

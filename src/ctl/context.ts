@@ -4,7 +4,7 @@ import { loadLabState } from '../lab/lab.js';
 import { loadNetworks } from '../network/load.js';
 import type { Network } from '../network/schema.js';
 import { createKubeClient } from '../k8s/client.js';
-import { parseNetwork } from '../network/load.js';
+import { parseNetwork } from '../network/parse.js';
 import { openStore } from '../store/index.js';
 import { kubernetesStoreWith } from '../store/kubernetes.js';
 import { loadKubeconfig } from '../k8s/kubeconfig.js';

@@ -6,7 +6,7 @@ import * as v from 'valibot';
 import { parse } from 'yaml';
 import { InterfaceRequestSchema } from '../cni/config.js';
 import { issuesText } from '../cni/validation.js';
-import { parseNetwork } from '../network/load.js';
+import { parseNetwork } from '../network/parse.js';
 import { API_VERSION, NetworkSpecSchema, type Network } from '../network/schema.js';
 
 const shortName = (message?: string) => v.pipe(v.string(), v.regex(/^[a-z0-9]{1,8}$/, message));

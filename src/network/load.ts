@@ -1,19 +1,7 @@
 import { readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import * as v from 'valibot';
 import { TartanError } from '../cni/errors.js';
-import { issuesText } from '../cni/validation.js';
-import { NetworkSchema, type Network } from './schema.js';
-import { validateNetwork } from './validate.js';
-
-/** Parses one network object; the message names the file and the field at fault. */
-export function parseNetwork(raw: unknown, source: string): Network {
-  const r = v.safeParse(NetworkSchema, raw);
-  if (!r.success)
-    throw new TartanError('ERR_CONFIG', `invalid network in ${source}: ${issuesText(r.issues)}`);
-  validateNetwork(r.output, source);
-  return r.output;
-}
+import type { Network } from './schema.js';
 
 /**
  * Loads every *.yaml, *.yml and *.json file of a directory; a file may hold several
@@ -59,7 +47,12 @@ export async function loadNetworks(dir: string, cacheFile?: string): Promise<Map
 }
 
 async function parseDir(dir: string, names: string[]): Promise<Map<string, Network>> {
-  const { parseAllDocuments } = await import('yaml');
+  // Only when the cache misses: the YAML parser and the network schema cost every CNI
+  // process that loads them.
+  const [{ parseAllDocuments }, { parseNetwork }] = await Promise.all([
+    import('yaml'),
+    import('./parse.js'),
+  ]);
   const out = new Map<string, Network>();
   for (const name of names) {
     const file = join(dir, name);
