@@ -1,23 +1,19 @@
 // Address <-> bigint conversion. All IPAM arithmetic is done on bigints so an IPv6 /64 (or
 // any prefix) costs the same as an IPv4 /24: nothing is ever expanded into a bitmap.
-import ipaddr from 'ipaddr.js';
+import { formatBytes, parse4, parse6 } from '../cni/addr.js';
 
 export type Family = 4 | 6;
 
 export const bitsOf = (family: Family): number => (family === 4 ? 32 : 128);
 
 /**
- * Strict parse of one address of the given family, or undefined. ipaddr.js alone accepts
- * forms such as "10.1" or "0x0a.0.0.1" for IPv4 and zone ids for IPv6; a configured
- * address in a telco network file must be written out in full, so those are refused.
+ * Strict parse of one address of the given family, or undefined: IPv4 as four decimal
+ * octets (no "10.1", no "0x0a.0.0.1"), IPv6 without a zone id. A configured address in a
+ * telco network file must be written out in full.
  */
 export function parseIp(s: string, family: Family): bigint | undefined {
-  if (family === 4) {
-    if (!ipaddr.IPv4.isValidFourPartDecimal(s)) return undefined;
-    return bytesToBig(ipaddr.IPv4.parse(s).toByteArray());
-  }
-  if (s.includes('%') || !ipaddr.IPv6.isValid(s)) return undefined;
-  return bytesToBig(ipaddr.IPv6.parse(s).toByteArray());
+  const bytes = family === 4 ? (s.includes(':') ? undefined : parse4(s)) : parse6(s);
+  return bytes && bytesToBig(bytes);
 }
 
 /** Family of an address string (4, 6) or undefined if it is not a strict address. */
@@ -47,8 +43,8 @@ export function formatIp(v: bigint, family: Family): string {
     bytes[i] = Number(x & 0xffn);
     x >>= 8n;
   }
-  // ipaddr.js prints IPv6 in the RFC 5952 canonical form, so keys derived from it are stable.
-  return ipaddr.fromByteArray(bytes).toString();
+  // IPv6 in the RFC 5952 canonical form, so keys derived from it are stable.
+  return formatBytes(bytes);
 }
 
 /** Number of addresses in a prefix of length len. */
