@@ -19,6 +19,8 @@ export interface HostState {
   listParents(): ParentRecord[];
   /** Runs fn holding the host-wide lock (other processes wait); serialises parent changes. */
   withLock<T>(fn: () => Promise<T>): Promise<T>;
+  /** Bounds the WAL before a process exits without close() (SqliteDriver.trimWal). */
+  trimWal(): void;
   close(): void;
 }
 
@@ -107,6 +109,7 @@ export async function openHostState(stateDir: string): Promise<HostState> {
       chain = p.catch(() => undefined);
       return p;
     },
+    trimWal: () => db.trimWal(),
     close: () => db.close(),
   };
 }

@@ -31,8 +31,8 @@ export interface Overrides {
   store?: Store;
   /**
    * The process exits right after this call (the CNI executable): leave the databases
-   * open. Closing the last connection of a WAL database checkpoints it with an fsync,
-   * ~20 ms per pod on this disk; the WAL is checkpointed later by a commit instead.
+   * open. Closing the last connection of a WAL database checkpoints it with fsyncs, on
+   * every pod; the WAL is checkpointed and truncated instead once it is large (trimWal).
    */
   oneShot?: boolean;
   /** The networks, by core name (the agent's informers); default: the networks directory. */
@@ -76,6 +76,9 @@ export async function runCni(
     if (!o.oneShot) {
       state?.close();
       if (!o.store) await store?.close();
+    } else {
+      state?.trimWal();
+      store?.trimWal?.();
     }
   }
 }

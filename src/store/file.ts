@@ -165,6 +165,7 @@ function fileStore(db: SqliteDriver, path: string): Store {
         if (expected === undefined) return false;
         return cas(key, expected, () => db.run('DELETE FROM kv WHERE key = ?', key) === 1) === true;
       }),
+    trimWal: () => db.trimWal(),
     close: async () => db.close(),
   };
 }

@@ -2,6 +2,8 @@
 // unchanged in the Bun-compiled CNI binary and in the Node agent. Both drivers are
 // synchronous and embed SQLite, so the two runtimes share one file with SQLite's own locks.
 
+import { statSync } from 'node:fs';
+
 export type SqlValue = string | number | bigint | null;
 export type Row = Record<string, unknown>;
 
@@ -12,8 +14,19 @@ export interface SqliteDriver {
   all(sql: string, ...params: SqlValue[]): Row[];
   /** Returns the number of rows changed. */
   run(sql: string, ...params: SqlValue[]): number;
+  /**
+   * For a process that exits without closing (the CNI binary): checkpoints the WAL into the
+   * database and truncates it once it holds more than WAL_TRIM_BYTES. A process that opens
+   * the file alone rebuilds the WAL index by reading the whole WAL, and forgets what
+   * earlier processes checkpointed, so without this the WAL, and every ADD's start, would
+   * grow for the life of the node (measured: 12 MB and +3.7 ms after 500 pods).
+   */
+  trimWal(): void;
   close(): void;
 }
+
+/** A truncating checkpoint costs two fsyncs; at ~16 KB of WAL per pod, once per ~30 pods. */
+export const WAL_TRIM_BYTES = 512 * 1024;
 
 interface Statement {
   get(...params: SqlValue[]): Row | null | undefined;
@@ -65,6 +78,19 @@ export async function openSqlite(path: string): Promise<SqliteDriver> {
     get: (sql, ...p) => stmt(sql).get(...p) ?? undefined,
     all: (sql, ...p) => stmt(sql).all(...p),
     run: (sql, ...p) => Number(stmt(sql).run(...p).changes),
+    trimWal: () => {
+      let size = 0;
+      try {
+        size = statSync(`${path}-wal`).size;
+      } catch {
+        return; // no WAL: nothing written since the last truncation
+      }
+      if (size <= WAL_TRIM_BYTES) return;
+      // Waits for other processes' transactions, briefly: this process is about to exit,
+      // and if they are busy the next process trims instead.
+      db.exec('PRAGMA busy_timeout = 100');
+      db.exec('PRAGMA wal_checkpoint(TRUNCATE)');
+    },
     close: () => {
       cache.clear();
       db.close();

@@ -21,6 +21,8 @@ export interface Store {
   /** Deletes key if its revision is still rev. Returns false on conflict (changed or already gone). */
   delete(key: string, rev: string): Promise<boolean>;
   close(): Promise<void>;
+  /** Housekeeping before a process exits without close() (file store: bounds its WAL). */
+  trimWal?(): void;
 }
 
 export interface StoreConfig {
