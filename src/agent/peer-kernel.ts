@@ -18,16 +18,14 @@ export interface ShimPeer {
   reply(id: number): Promise<KernelReply | undefined>;
 }
 
-const OWN_NETNS = `/proc/${process.pid}/ns/net`;
+/** This process's own netns, as ops name it (links.ts: a host device's way home). */
+const ownNetns = () => `/proc/${process.pid}/ns/net`;
 
-/** The agent's own netns means the shim's (both live in the host's), so it is renamed. */
-function portable(steps: Step[]): Step[] {
-  const rename = (p: string | undefined) => (p === OWN_NETNS ? SELF_NETNS : p);
+/** The steps with one netns path (a link's destination) named another way. */
+function renameNetns(steps: Step[], from: string, to: string): Step[] {
   return steps.map((s) => ({
     ...s,
-    ops: s.ops.map((o) =>
-      o.op === 'link-set' && o.intoNs !== undefined ? { ...o, intoNs: rename(o.intoNs)! } : o,
-    ),
+    ops: s.ops.map((o) => (o.op === 'link-set' && o.intoNs === from ? { ...o, intoNs: to } : o)),
   }));
 }
 
@@ -39,7 +37,12 @@ export function peerKernel(peer: ShimPeer, local: Kernel): Kernel & { remote(): 
     if (!gone) {
       const id = next++;
       const frame = {
-        kernel: { id, steps: portable(steps), bestEffort: opts.bestEffort === true },
+        // The agent's own netns means the shim's (both live in the host's).
+        kernel: {
+          id,
+          steps: renameNetns(steps, ownNetns(), SELF_NETNS),
+          bestEffort: opts.bestEffort === true,
+        },
       };
       const r = peer.send(frame) ? await peer.reply(id) : undefined;
       if (r?.ok) {
@@ -66,12 +69,4 @@ export function peerKernel(peer: ShimPeer, local: Kernel): Kernel & { remote(): 
 }
 
 /** The shim side: ops as the agent sent them, with its own netns named for this process. */
-export function localSteps(steps: Step[]): Step[] {
-  const own = `/proc/${process.pid}/ns/net`;
-  return steps.map((s) => ({
-    ...s,
-    ops: s.ops.map((o) =>
-      o.op === 'link-set' && o.intoNs === SELF_NETNS ? { ...o, intoNs: own } : o,
-    ),
-  }));
-}
+export const localSteps = (steps: Step[]): Step[] => renameNetns(steps, SELF_NETNS, ownNetns());
