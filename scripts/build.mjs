@@ -98,12 +98,17 @@ await esbuild.build({
   target: 'node20',
   minify: true,
   define: { __dirname: '__tartanEtcdLib' },
-  banner: { js: "var __tartanEtcdLib = require('node:path').join(__dirname, 'tartan-etcd', 'lib');" },
+  banner: {
+    js: "var __tartanEtcdLib = require('node:path').join(__dirname, 'tartan-etcd', 'lib');",
+  },
   logLevel: 'warning',
 });
 mkdirSync(join(dist, 'tartan-etcd', 'proto'), { recursive: true });
 for (const f of readdirSync(join(root, 'node_modules', 'etcd3', 'proto')))
-  copyFileSync(join(root, 'node_modules', 'etcd3', 'proto', f), join(dist, 'tartan-etcd', 'proto', f));
+  copyFileSync(
+    join(root, 'node_modules', 'etcd3', 'proto', f),
+    join(dist, 'tartan-etcd', 'proto', f),
+  );
 
 // The agent is long-lived and memory-bound: split chunks so the etcd client (gRPC) loads
 // only when an etcd store is configured (+10 MiB RSS otherwise). Chunks of earlier builds go.
