@@ -1,11 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { isTartanError } from '../cni/errors.js';
 import { createFakeKernel } from '../kernel/fake.js';
-import type { Op, Target } from '../kernel/types.js';
+import type { Step } from '../kernel/types.js';
 import { localSteps, peerKernel, type ShimPeer } from './peer-kernel.js';
 import { SELF_NETNS, type KernelCall, type KernelReply } from './wire.js';
-
-type Step = { t: Target; ops: Op[]; label?: string };
 
 /** A shim that records what it is asked and answers as told. */
 function shim(answer: (call: KernelCall['kernel']) => KernelReply | undefined) {

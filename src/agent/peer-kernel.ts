@@ -5,10 +5,8 @@
 // by the runtime's timeout) the agent's own driver takes over for the rest of the call: an
 // interrupted run is then repeated locally, which the pipeline's undo tolerates.
 import { TartanError, type TartanCode } from '../cni/errors.js';
-import type { Kernel, Op, Target } from '../kernel/types.js';
+import type { Kernel, Step } from '../kernel/types.js';
 import { SELF_NETNS, type KernelCall, type KernelReply } from './wire.js';
-
-type Step = { t: Target; ops: Op[]; label?: string };
 
 /** The shim's end of the connection, as the agent sees it. */
 export interface ShimPeer {

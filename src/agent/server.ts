@@ -11,7 +11,13 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 import type { Logger } from './log.js';
 import type { ShimPeer } from './peer-kernel.js';
-import { MAX_REQUEST, type KernelReply, type WireRequest, type WireResponse } from './wire.js';
+import {
+  MAX_REQUEST,
+  lineReader,
+  type KernelReply,
+  type WireRequest,
+  type WireResponse,
+} from './wire.js';
 
 export async function serveSocket(
   path: string,
@@ -51,33 +57,30 @@ function connection(
   handle: (req: WireRequest, peer: ShimPeer | undefined) => Promise<WireResponse>,
   log: Logger,
 ): void {
-  let pending: Buffer[] = [];
-  let size = 0;
   let req: WireRequest | undefined;
   let gone = false;
+  // The agent waits for each kernel call's answer before it sends the next.
   const waiting = new Map<number, (r: KernelReply | undefined) => void>();
-  const replies = new Map<number, KernelReply>();
   const peer: ShimPeer = {
     send(frame) {
       if (gone || sock.destroyed || !sock.writable) return false;
       sock.write(JSON.stringify(frame) + '\n');
       return true;
     },
-    reply(id) {
-      const r = replies.get(id);
-      if (r || gone) {
-        replies.delete(id);
-        return Promise.resolve(r);
-      }
-      return new Promise((resolve) => waiting.set(id, resolve));
-    },
+    reply: (id) =>
+      gone ? Promise.resolve(undefined) : new Promise((resolve) => waiting.set(id, resolve)),
   };
   const hangUp = () => {
     gone = true;
     for (const resolve of waiting.values()) resolve(undefined);
     waiting.clear();
   };
-  const start = (text: string, v1: boolean) => {
+  const refuse = (what: string, fields: Record<string, unknown>) => {
+    log.warn(`${what}, connection closed`, fields);
+    sock.destroy();
+    return false;
+  };
+  const start = (text: string, v1: boolean): boolean => {
     try {
       const r = JSON.parse(text) as WireRequest;
       if (typeof r !== 'object' || r === null || typeof r.stdin !== 'string')
@@ -85,72 +88,40 @@ function connection(
       if (typeof r.env !== 'object' || r.env === null) throw new Error('no env');
       req = r;
     } catch (e) {
-      log.warn('malformed request, connection closed', { error: (e as Error).message });
-      sock.destroy();
-      return;
+      return refuse('malformed request', { error: (e as Error).message });
     }
     // The work goes on if the shim has gone meanwhile (killed by the runtime's timeout):
     // stopping half way would leave more to undo than finishing.
     void handle(req, v1 || req.v < 2 ? undefined : peer).then((r) => {
       if (!sock.destroyed) sock.end(JSON.stringify(r) + '\n');
     });
+    return true;
   };
-  const onLine = (line: string) => {
+  const lines = lineReader((line) => {
     if (!req) return start(line, false);
     let r: KernelReply;
     try {
       r = JSON.parse(line) as KernelReply;
       if (typeof r !== 'object' || r === null || !Number.isInteger(r.id)) throw new Error('no id');
     } catch (e) {
-      log.warn('malformed kernel reply from the shim, connection closed', {
-        error: (e as Error).message,
-      });
-      sock.destroy();
-      return;
+      return refuse('malformed kernel reply from the shim', { error: (e as Error).message });
     }
-    const resolve = waiting.get(r.id);
+    waiting.get(r.id)?.(r);
     waiting.delete(r.id);
-    if (resolve) resolve(r);
-    else replies.set(r.id, r);
-  };
+    return true;
+  });
   sock.on('error', () => sock.destroy());
   sock.on('close', hangUp);
   sock.on('data', (d: Buffer) => {
-    size += d.length;
-    if (size > MAX_REQUEST) {
-      log.warn('request over the size limit, connection closed', { bytes: size });
-      sock.destroy();
-      return;
-    }
-    let at = d.indexOf(0x0a);
-    if (at < 0) {
-      pending.push(d);
-      return;
-    }
-    let rest = d;
-    while (at >= 0) {
-      const line = Buffer.concat([...pending, rest.subarray(0, at)]).toString('utf8');
-      pending = [];
-      size = 0;
-      rest = rest.subarray(at + 1);
-      onLine(line);
-      if (sock.destroyed) return;
-      at = rest.indexOf(0x0a);
-    }
-    if (rest.length > 0) {
-      pending.push(rest);
-      size = rest.length;
-    }
+    if (!sock.destroyed && !lines.push(d))
+      refuse('request over the size limit', { limit: MAX_REQUEST });
   });
   sock.on('end', () => {
-    const text = Buffer.concat(pending).toString('utf8');
-    pending = [];
-    if (!req) {
-      if (text.trim() === '') sock.destroy();
-      else start(text, true);
-      return;
-    }
-    hangUp(); // a version 2 shim never half-closes before the answer: treat it as gone
+    const text = lines.rest();
+    if (req)
+      hangUp(); // a version 2 shim never half-closes before the answer: gone
+    else if (text.trim() === '') sock.destroy();
+    else start(text, true); // version 1: the request, then a half-close
   });
 }
 

@@ -4,7 +4,8 @@
 // else, node:net.
 
 export interface Handlers {
-  open(): void;
+  /** Connected: the connection to write to. */
+  open(conn: Conn): void;
   data(d: Uint8Array): void;
   /** The agent closed its side. */
   end(): void;
@@ -58,24 +59,7 @@ export async function connectUnix(path: string, h: Handlers): Promise<Conn> {
     closed = true;
     h.end();
   };
-  bun
-    .connect({
-      unix: path,
-      socket: {
-        open: (s) => {
-          sock = s;
-          h.open();
-        },
-        data: (_s, d) => h.data(d),
-        drain: () => flush(),
-        end: gone,
-        close: gone,
-        error: (_s, e) => h.error(codeOf(e)),
-        connectError: (_s, e) => h.error(codeOf(e)),
-      },
-    })
-    .catch((e: unknown) => h.error(codeOf(e)));
-  return {
+  const conn: Conn = {
     write(text) {
       const more = utf8.encode(text);
       const all = new Uint8Array(outbox.length + more.length);
@@ -89,17 +73,36 @@ export async function connectUnix(path: string, h: Handlers): Promise<Conn> {
       sock?.terminate();
     },
   };
+  bun
+    .connect({
+      unix: path,
+      socket: {
+        open: (s) => {
+          sock = s;
+          h.open(conn);
+        },
+        data: (_s, d) => h.data(d),
+        drain: () => flush(),
+        end: gone,
+        close: gone,
+        error: (_s, e) => h.error(codeOf(e)),
+        connectError: (_s, e) => h.error(codeOf(e)),
+      },
+    })
+    .catch((e: unknown) => h.error(codeOf(e)));
+  return conn;
 }
 
 async function viaNodeNet(path: string, h: Handlers): Promise<Conn> {
   const { connect } = await import('node:net');
   const sock = connect(path);
-  sock.on('connect', () => h.open());
-  sock.on('data', (d: Buffer) => h.data(d));
-  sock.on('end', () => h.end());
-  sock.on('error', (e) => h.error(codeOf(e)));
-  return {
+  const conn: Conn = {
     write: (text) => void sock.write(text),
     destroy: () => sock.destroy(),
   };
+  sock.on('connect', () => h.open(conn));
+  sock.on('data', (d: Buffer) => h.data(d));
+  sock.on('end', () => h.end());
+  sock.on('error', (e) => h.error(codeOf(e)));
+  return conn;
 }

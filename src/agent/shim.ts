@@ -11,14 +11,14 @@
 import { CniCode, isTartanError, TartanError } from '../cni/errors.js';
 import { errorResponse, parseStdin, versionResponse } from '../cni/protocol.js';
 import { mark } from '../cni/trace.js';
-import type { Kernel, Op, Target } from '../kernel/types.js';
+import type { Kernel, Step } from '../kernel/types.js';
 import { localSteps } from './peer-kernel.js';
 import type { Conn } from './shim-socket.js';
 import {
   DEFAULT_STATE_DIR,
-  MAX_REQUEST,
   WIRE_VERSION,
   isWireResponse,
+  lineReader,
   type KernelCall,
   type KernelReply,
   type WireRequest,
@@ -96,21 +96,10 @@ function fail(e: unknown, cniVersion: unknown): WireResponse {
 }
 
 type CallResult = { response: WireResponse } | { error: string; sent: boolean };
-type Step = { t: Target; ops: Op[]; label?: string };
-
-let driver: Promise<Kernel | string> | undefined;
 
 /** The netlink driver, or why this process cannot have it (then the agent does the work). */
-async function netlinkDriver(): Promise<Kernel | string> {
-  try {
-    const { loadLibc } = await import('../kernel/netlink/ffi.js');
-    await loadLibc();
-    const { createNetlinkKernel } = await import('../kernel/netlink/index.js');
-    return createNetlinkKernel();
-  } catch (e) {
-    return (e as Error).message;
-  }
-}
+let driver: Promise<Kernel | string> | undefined;
+const netlinkDriver = async () => (await import('../kernel/index.js')).netlinkKernel();
 
 /** Applies the kernel steps the agent sent for this call (wire.ts). */
 async function applyKernel(call: KernelCall['kernel']): Promise<KernelReply> {
@@ -137,22 +126,22 @@ async function call(
   return new Promise((resolve) => {
     let sent = false;
     let done = false;
-    let pending: Uint8Array[] = [];
-    let size = 0;
     let work = Promise.resolve();
     let conn: Conn | undefined;
+    // Answers false: no further line is read.
     const finish = (r: CallResult) => {
-      if (done) return;
+      if (done) return false;
       done = true;
       clearTimeout(timer);
       conn?.destroy();
       resolve(r);
+      return false;
     };
     const timer = setTimeout(
       () => finish({ error: `no answer within ${timeoutMs / 1000} s`, sent }),
       timeoutMs,
     );
-    const onLine = (line: string) => {
+    const onLine = (line: string): boolean => {
       let v: unknown;
       try {
         v = JSON.parse(line);
@@ -168,38 +157,30 @@ async function call(
           mark('shim: kernel done');
           if (!done) conn?.write(JSON.stringify(reply) + '\n');
         });
-        return;
+        return true;
       }
-      finish(isWireResponse(v) ? { response: v } : { error: 'malformed answer', sent });
+      return finish(isWireResponse(v) ? { response: v } : { error: 'malformed answer', sent });
     };
+    const lines = lineReader(onLine);
     void connectUnix(path, {
-      open() {
+      open(c) {
         mark('shim: connected');
+        conn = c;
         sent = true;
-        conn?.write(JSON.stringify(req) + '\n');
+        c.write(JSON.stringify(req) + '\n');
         if (warm) driver ??= netlinkDriver();
       },
       data(d) {
-        size += d.length;
-        if (size > MAX_REQUEST) return finish({ error: 'answer too large', sent });
-        let rest = d;
-        for (let at = rest.indexOf(0x0a); at >= 0 && !done; at = rest.indexOf(0x0a)) {
-          const line = Buffer.concat([...pending, rest.subarray(0, at)]).toString('utf8');
-          pending = [];
-          size = 0;
-          rest = rest.subarray(at + 1);
-          onLine(line);
-        }
-        if (rest.length > 0) pending.push(rest);
+        if (!done && !lines.push(d)) finish({ error: 'answer too large', sent });
       },
       end() {
-        const text = Buffer.concat(pending).toString('utf8');
-        if (text.trim() !== '') onLine(text);
+        const text = lines.rest();
+        if (text.trim() !== '' && !done) onLine(text);
         finish({ error: 'connection closed before an answer', sent });
       },
       error: (code) => finish({ error: code, sent }),
     }).then((c) => {
-      conn = c;
+      conn ??= c;
       if (done) c.destroy();
     });
   });

@@ -62,3 +62,36 @@ export function isWireResponse(v: unknown): v is WireResponse {
     typeof r === 'object' && r !== null && Number.isInteger(r.code) && typeof r.stdout === 'string'
   );
 }
+
+/**
+ * Cuts a byte stream into lines (the frames above). push() hands each complete line to
+ * onLine until that returns false, and answers false once a line is over `max` bytes;
+ * rest() is what came after the last newline.
+ */
+export function lineReader(onLine: (line: string) => boolean, max = MAX_REQUEST) {
+  let pending: Uint8Array[] = [];
+  let size = 0;
+  const take = (last: Uint8Array) => {
+    const text = Buffer.concat([...pending, last]).toString('utf8');
+    pending = [];
+    size = 0;
+    return text;
+  };
+  return {
+    push(d: Uint8Array): boolean {
+      let rest = d;
+      for (let at = rest.indexOf(0x0a); at >= 0; at = rest.indexOf(0x0a)) {
+        if (size + at > max) return false;
+        const line = take(rest.subarray(0, at));
+        rest = rest.subarray(at + 1);
+        if (!onLine(line)) return true;
+      }
+      if (rest.length > 0) {
+        pending.push(rest);
+        size += rest.length;
+      }
+      return size <= max;
+    },
+    rest: () => take(new Uint8Array(0)),
+  };
+}

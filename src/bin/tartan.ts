@@ -99,7 +99,7 @@ async function main(): Promise<number> {
  * fsyncs at exit, and the next process recreates the WAL with two more (~4 ms of every
  * ADD). Everything the call wrote is committed and the output is written synchronously;
  * leaving the databases open is what a crash does, which the file store is built to
- * survive (docs/adr/0002). The WAL is checkpointed by SQLite's automatic checkpoint.
+ * survive (docs/adr/0002). runCni trims a large WAL first (SqliteDriver.trimWal).
  */
 async function exitNow(code: number): Promise<never> {
   if (process.versions.bun) {

@@ -5,20 +5,29 @@ import { mark } from '../cni/trace.js';
 import { createKernel } from './iproute.js';
 import type { Kernel } from './types.js';
 
-export async function createProcessKernel(): Promise<Kernel> {
-  if (!process.versions.bun) return createKernel();
-  const [{ createNetlinkKernel }, { loadLibc }] = await Promise.all([
-    import('./netlink/index.js'),
-    import('./netlink/ffi.js'),
-  ]);
+/**
+ * The netlink driver, or why this process cannot have it: FFI needs the Bun runtime with
+ * its JIT and glibc (a JIT-less JavaScriptCore or another libc has none).
+ */
+export async function netlinkKernel(): Promise<Kernel | string> {
   try {
+    const { loadLibc } = await import('./netlink/ffi.js');
     await loadLibc();
   } catch (e) {
-    // FFI can be unavailable (a JIT-less JavaScriptCore, a libc other than glibc): slower
-    // through iproute2, but the pod still gets its interfaces.
-    mark(`kernel driver iproute2 (bun:ffi unavailable: ${(e as Error).message})`);
-    return createKernel();
+    return (e as Error).message;
   }
-  mark('kernel driver netlink');
+  const { createNetlinkKernel } = await import('./netlink/index.js');
   return createNetlinkKernel();
+}
+
+export async function createProcessKernel(): Promise<Kernel> {
+  if (!process.versions.bun) return createKernel();
+  const k = await netlinkKernel();
+  if (typeof k !== 'string') {
+    mark('kernel driver netlink');
+    return k;
+  }
+  // Slower through iproute2, but the pod still gets its interfaces.
+  mark(`kernel driver iproute2 (bun:ffi unavailable: ${k})`);
+  return createKernel();
 }

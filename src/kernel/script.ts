@@ -6,14 +6,9 @@
 import { basename, dirname } from 'node:path';
 import { TartanError } from '../cni/errors.js';
 import { NAMED_NS_DIRS, SYSCTL_KEY_RE, opToArgs } from './ops.js';
-import type { Op, Target } from './types.js';
+import type { Step, Target } from './types.js';
 
-export interface Step {
-  t: Target;
-  ops: Op[];
-  /** Prefix for error messages, e.g. "interface net1 (network oam)". */
-  label?: string;
-}
+export type { Step } from './types.js';
 
 const SAFE = /^[A-Za-z0-9_.:/@%+=,-]+$/;
 

@@ -101,15 +101,20 @@ export interface RuleInfo {
 
 export type NetnsKind = 'net' | 'missing' | 'not-netns';
 
+/** A target and its ops, run in order. */
+export interface Step {
+  t: Target;
+  ops: Op[];
+  /** Prefix for error messages, e.g. "interface net1 (network oam)". */
+  label?: string;
+}
+
 export interface Kernel {
   /** Runs ops in order; stops at the first failure unless bestEffort (used for undo). */
   apply(t: Target, ops: Op[], opts?: { bestEffort?: boolean }): Promise<void>;
   /** Runs several steps (each a target and its ops) in order, in as few processes as the
    * driver can (the real one: a single sh script of iproute2 batches). */
-  run(
-    steps: Array<{ t: Target; ops: Op[]; label?: string }>,
-    opts?: { bestEffort?: boolean },
-  ): Promise<void>;
+  run(steps: Step[], opts?: { bestEffort?: boolean }): Promise<void>;
   links(t: Target): Promise<LinkInfo[]>;
   /** Whether a link exists in the process's own namespace. */
   linkExists(name: string): Promise<boolean>;

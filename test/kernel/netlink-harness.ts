@@ -5,10 +5,10 @@
 import { readdirSync, readlinkSync } from 'node:fs';
 import { createKernel } from '../../src/kernel/iproute.js';
 import { createNetlinkKernel } from '../../src/kernel/netlink/index.js';
-import type { Kernel, Op, Target } from '../../src/kernel/types.js';
+import type { Kernel, Step, Target } from '../../src/kernel/types.js';
 
 export type Driver = 'netlink' | 'iproute';
-export type Step = { t: Target; ops: Op[]; label?: string };
+export type { Step } from '../../src/kernel/types.js';
 export type Action =
   | { do: 'run'; driver: Driver; steps: Step[]; bestEffort?: boolean }
   | { do: 'addresses'; driver: Driver; t: Target }

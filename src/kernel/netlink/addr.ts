@@ -1,7 +1,7 @@
 // Addresses as the kernel wants them: raw bytes in network order, with the family and the
 // prefix length carried beside them, as iproute2's get_prefix() reads its arguments.
 // Parsing by hand (src/cni/addr.ts), to inet_pton()'s rules.
-import { digits, formatBytes, parse4, parse6 } from '../../cni/addr.js';
+import { digits, parse4, parse6 } from '../../cni/addr.js';
 import { AF_INET, AF_INET6 } from './constants.js';
 
 export interface IpBytes {
@@ -44,6 +44,3 @@ export function parseMac(s: string): Uint8Array {
     throw new Error(`invalid MAC address ${JSON.stringify(s)}`);
   return new Uint8Array(bytes);
 }
-
-/** Text form of 4 or 16 address bytes, as iproute2 prints them. */
-export const formatIp = (b: Uint8Array): string => formatBytes(b);

@@ -5,13 +5,11 @@
 import { TartanError } from '../../cni/errors.js';
 import { createKernel, netnsKind } from '../iproute.js';
 import { SYSCTL_KEY_RE, opToArgs } from '../ops.js';
-import type { Kernel, Op, Target } from '../types.js';
+import type { Kernel, Op, Step, Target } from '../types.js';
 import { readAddresses } from './read.js';
 import { encodeOp } from './encode-ops.js';
 import { isStranded, loadLibc, type Libc } from './ffi.js';
 import { Session } from './session.js';
-
-type Step = { t: Target; ops: Op[]; label?: string };
 
 const where = (t: Target): string => (t.ns === undefined ? 'host' : `netns ${t.ns}`);
 

@@ -3,7 +3,8 @@
 // errno helpers the driver builds its requests and messages from.
 import ipaddr from 'ipaddr.js';
 import { describe, expect, it } from 'vitest';
-import { formatIp, parseIp, parseMac, parsePrefix } from './addr.js';
+import { formatBytes as formatIp } from '../../cni/addr.js';
+import { parseIp, parseMac, parsePrefix } from './addr.js';
 import { NLMSG_DONE, NLMSG_ERROR, NLM_F_ACK_TLVS, NLM_F_CAPPED, NLM_F_MULTI } from './constants.js';
 import { SysError, errnoName, errnoText } from './errno.js';
 import { ifinfomsg } from './headers.js';

@@ -2,7 +2,7 @@
 // as the iproute2 driver shapes `ip -j addr show` (links in kernel order, then within a
 // link IPv4 before IPv6, each in the order the kernel lists them).
 import * as C from './constants.js';
-import { formatIp } from './addr.js';
+import { formatBytes } from '../../cni/addr.js';
 import { ifaddrmsg, ifinfomsg } from './headers.js';
 import { attr, attrMap, encodeMessage, readStr, readU32 } from './message.js';
 import type { NlMessage } from './message.js';
@@ -59,7 +59,7 @@ export function decodeAddrs(msgs: NlMessage[]): RawAddr[] {
     out.push({
       index: readU32(m.body, 4),
       family: family === C.AF_INET ? 4 : 6,
-      cidr: `${formatIp(local)}/${m.body[1] ?? 0}`,
+      cidr: `${formatBytes(local)}/${m.body[1] ?? 0}`,
       flags: wide && wide.length >= 4 ? readU32(wide) : (m.body[2] ?? 0),
     });
   }
