@@ -248,13 +248,25 @@ export class Agent {
             publish && command === 'DEL'
               ? (await this.stateFor(conf!.stateDir)).getAttachment(cid, ifname)
               : undefined;
+          // The agent's open records and parsed networks, not a fresh open and parse per call.
+          const state = conf
+            ? await this.stateFor(conf.stateDir).catch(() => undefined)
+            : undefined;
+          const networks =
+            resolved?.networks ??
+            (conf && needsNetworks(command)
+              ? await this.networksFor(conf)
+                  .networks()
+                  .catch(() => undefined)
+              : undefined);
           const res = await executeCni(
             vars,
             { text: req.stdin },
             {
               kernel: kernel ?? this.kernel,
               ...(store ? { store } : {}),
-              ...(resolved ? { networks: resolved.networks } : {}),
+              ...(state ? { state } : {}),
+              ...(networks ? { networks } : {}),
               ...(resolved?.requests ? { requests: resolved.requests } : {}),
             },
           );
@@ -412,6 +424,9 @@ export class Agent {
     return out;
   }
 }
+
+const needsNetworks = (command: string) =>
+  command === 'ADD' || command === 'GC' || command === 'STATUS';
 
 function codeOf(r: WireResponse & { error?: unknown }): number {
   if (r.error instanceof TartanError) return r.error.cniCode;

@@ -35,7 +35,9 @@ export interface Overrides {
    * every pod; the WAL is checkpointed and truncated instead once it is large (trimWal).
    */
   oneShot?: boolean;
-  /** The networks, by core name (the agent's informers); default: the networks directory. */
+  /** The node's attachment records, kept open by the agent; default: opened for this call. */
+  state?: HostState;
+  /** The networks, by core name (the agent's cache or informers); default: the networks directory. */
   networks?: Map<string, Network>;
   /** ADD: the pod's requests (from its annotations); default: CNI args, then the conflist. */
   requests?: InterfaceRequest[];
@@ -61,7 +63,7 @@ export async function runCni(
   let state: HostState | undefined;
   try {
     store = o.store ?? (await openStore(conf.store));
-    state = await openHostState(conf.stateDir);
+    state = o.state ?? (await openHostState(conf.stateDir));
     mark('stores open');
     const deps: Deps = {
       kernel: o.kernel ?? (await createProcessKernel()),
@@ -74,10 +76,10 @@ export async function runCni(
     return await dispatch(env, conf, deps, networks, o.requests);
   } finally {
     if (!o.oneShot) {
-      state?.close();
+      if (!o.state) state?.close();
       if (!o.store) await store?.close();
     } else {
-      state?.trimWal();
+      if (!o.state) state?.trimWal();
       store?.trimWal?.();
     }
   }
