@@ -1,7 +1,7 @@
 // Where the agent gets network definitions. Today: the networks directory, re-read only
 // when a file in it changed. In a cluster an informer over ClusterNetwork/TenantNetwork
 // objects (src/k8s) implements the same interface; nothing else in the agent changes.
-import { readdir, stat } from 'node:fs/promises';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadNetworks } from '../network/load.js';
 import type { Network } from '../network/schema.js';
@@ -21,7 +21,7 @@ export function fileNetworkSource(dir: string, cacheFile?: string): NetworkSourc
   let memo: { sig: string; nets: Map<string, Network> } | undefined;
   return {
     async networks() {
-      const sig = await signature(dir);
+      const sig = signature(dir);
       if (memo && sig !== undefined && memo.sig === sig) return memo.nets;
       const nets = await loadNetworks(dir, cacheFile);
       if (sig !== undefined) memo = { sig, nets };
@@ -33,10 +33,16 @@ export function fileNetworkSource(dir: string, cacheFile?: string): NetworkSourc
   };
 }
 
-async function signature(dir: string): Promise<string | undefined> {
+/**
+ * Synchronous on purpose: a readdir and a few stats take microseconds, while each trip
+ * through libuv's thread pool costs ~0.1 ms, and every ADD asks (twice: classify, core).
+ */
+function signature(dir: string): string | undefined {
   try {
-    const names = (await readdir(dir)).filter((n) => /\.(ya?ml|json)$/.test(n)).sort();
-    const stats = await Promise.all(names.map((n) => stat(join(dir, n))));
+    const names = readdirSync(dir)
+      .filter((n) => /\.(ya?ml|json)$/.test(n))
+      .sort();
+    const stats = names.map((n) => statSync(join(dir, n)));
     return JSON.stringify(
       names.map((n, i) => [n, stats[i]!.size, stats[i]!.mtimeMs, stats[i]!.ino]),
     );
