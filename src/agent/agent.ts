@@ -14,6 +14,7 @@ import { openHostState, type HostState } from '../attach/host-state.js';
 import { CniCode, TartanError } from '../cni/errors.js';
 import { parsePluginConfig, type PluginConfig } from '../cni/config.js';
 import { errorResponse } from '../cni/protocol.js';
+import { mark } from '../cni/trace.js';
 import { createIpam } from '../ipam/index.js';
 import { createKernel } from '../kernel/iproute.js';
 import type { Kernel } from '../kernel/types.js';
@@ -185,6 +186,7 @@ export class Agent {
    */
   async handle(req: WireRequest, via = 'socket', peer?: ShimPeer): Promise<WireResponse> {
     const t0 = performance.now();
+    mark('agent: request');
     const kernel = peer ? peerKernel(peer, this.kernel) : undefined;
     const vars = req.env ?? {};
     const command = vars.CNI_COMMAND ?? '';
@@ -288,6 +290,7 @@ export class Agent {
     } catch (e) {
       r = { code: 1, stdout: JSON.stringify(errorResponse(e, raw?.cniVersion)) + '\n', error: e };
     }
+    mark('agent: answered');
     const seconds = (performance.now() - t0) / 1000;
     const cniCode = r.code === 0 ? undefined : codeOf(r);
     if (command !== 'VERSION') this.metrics.observe(command || 'unknown', seconds, cniCode);
