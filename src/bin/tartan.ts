@@ -10,7 +10,7 @@ import { loadLibc } from '../kernel/netlink/ffi.js';
 // stdin and stdout through Bun's own file API: `node:fs` costs the binary ~0.5 ms and
 // ~150 page faults of start-up, and the shim path needs nothing else from it.
 interface BunIo {
-  stdin: { stream(): ReadableStream<Uint8Array> };
+  stdin: { slice(start: number, end: number): { bytes(): Promise<Uint8Array> } };
   stdout: object;
   stderr: object;
   write(dest: object, data: string): Promise<number>;
@@ -24,31 +24,24 @@ interface Input {
 }
 
 async function readStdin(): Promise<Input> {
-  const chunks: Uint8Array[] = [];
-  let n = 0;
+  let bytes: Uint8Array;
   try {
-    const reader = Bun.stdin.stream().getReader();
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      n += value.length;
-      // Stops reading at the limit: an oversized configuration is detected, not truncated.
-      if (n > MAX_STDIN) {
-        void reader.cancel().catch(() => undefined);
-        return {
-          text: '',
-          readError: new TartanError(
-            'ERR_DECODE',
-            `network configuration is larger than ${MAX_STDIN} bytes`,
-          ),
-        };
-      }
-      chunks.push(value);
-    }
+    // Reads one byte past the limit (a little more from a pipe, never the whole of a
+    // huge input): an oversized configuration is detected, not truncated. ~0.2 ms less
+    // than a stream reader.
+    bytes = await Bun.stdin.slice(0, MAX_STDIN + 1).bytes();
   } catch (e) {
     return { text: '', readError: e };
   }
-  return { text: Buffer.concat(chunks, n).toString('utf8') };
+  if (bytes.length > MAX_STDIN)
+    return {
+      text: '',
+      readError: new TartanError(
+        'ERR_DECODE',
+        `network configuration is larger than ${MAX_STDIN} bytes`,
+      ),
+    };
+  return { text: new TextDecoder().decode(bytes) };
 }
 
 /** The plugin config when it asks for the agent; anything unparsable stays in-process. */
