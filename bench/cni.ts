@@ -33,31 +33,42 @@ async function timed(c: Parameters<typeof callCni>[0]): Promise<number> {
   return ms;
 }
 
-async function series(
-  name: string,
-  plugin: string,
-  conf: Record<string, unknown>,
-): Promise<Series> {
-  const s: Series = { add: [], del: [] };
+interface Variant {
+  name: string;
+  plugin: string;
+  conf: Record<string, unknown>;
+}
+
+/**
+ * ADD and DEL of each variant in turn, one pod at a time, round after round: the
+ * reference and Tartan alternate, so the machine's drift (its speed changes by ~20%
+ * between runs here) hits both alike.
+ */
+async function interleaved<const V extends readonly Variant[]>(
+  variants: V,
+): Promise<{ [K in keyof V]: Series }> {
+  const out = variants.map((): Series => ({ add: [], del: [] }));
   for (let i = 0; i < WARMUP + RUNS; i++) {
-    const ns = `${P}-${name}-${i}`;
-    await addNetns(ns);
-    const call = {
-      plugin,
-      conf,
-      netns: `/run/netns/${ns}`,
-      containerId: `bench-${name}-${i}`,
-      ifname: 'eth0',
-    };
-    const add = await timed({ ...call, command: 'ADD' });
-    const del = await timed({ ...call, command: 'DEL' });
-    await delNetns(ns);
-    if (i >= WARMUP) {
-      s.add.push(add);
-      s.del.push(del);
+    for (const [k, v] of variants.entries()) {
+      const ns = `${P}-${v.name}-${i}`;
+      await addNetns(ns);
+      const call = {
+        plugin: v.plugin,
+        conf: v.conf,
+        netns: `/run/netns/${ns}`,
+        containerId: `bench-${v.name}-${i}`,
+        ifname: 'eth0',
+      };
+      const add = await timed({ ...call, command: 'ADD' });
+      const del = await timed({ ...call, command: 'DEL' });
+      await delNetns(ns);
+      if (i >= WARMUP) {
+        out[k]!.add.push(add);
+        out[k]!.del.push(del);
+      }
     }
   }
-  return s;
+  return out as { [K in keyof V]: Series };
 }
 
 /** One more ADD with TARTAN_TRACE=1: where a one-interface ADD spends its time. */
@@ -197,8 +208,6 @@ async function main() {
 
     const startTartan = await startup(TARTAN);
     const startRef = await startup(REF);
-    // Interleave the series so drift on a shared machine hits both alike.
-    const ref1 = await series('ref', REF, refConf);
     // A node in service already has pods on these networks: a resident pod keeps the shared
     // host parents (VXLAN device, bridge) alive, so the series measure a pod's own ADD/DEL,
     // not the first-pod/last-pod parent creation and removal.
@@ -211,21 +220,27 @@ async function main() {
     };
     await addNetns(`${P}-resident`);
     await timed({ ...resident, command: 'ADD' });
-    const t1 = await series('t1', TARTAN, tartanConf(1));
-    const t4 = await series('t4', TARTAN, tartanConf(4));
+    const [ref1, t1, t4] = await interleaved([
+      { name: 'ref', plugin: REF, conf: refConf },
+      { name: 't1', plugin: TARTAN, conf: tartanConf(1) },
+      { name: 't4', plugin: TARTAN, conf: tartanConf(4) },
+    ]);
     const phases = await traced(TARTAN, tartanConf(1));
     // The same pods through the shim and the node agent (how Tartan runs in a cluster).
     const agent = await startAgent(dir, tartanConf(1));
+    let ref2: Series;
     let a1: Series;
     let a4: Series;
     try {
-      a1 = await series('a1', TARTAN, { ...tartanConf(1), agentSocket: agent.socket });
-      a4 = await series('a4', TARTAN, { ...tartanConf(4), agentSocket: agent.socket });
+      [ref2, a1, a4] = await interleaved([
+        { name: 'ref2', plugin: REF, conf: refConf },
+        { name: 'a1', plugin: TARTAN, conf: { ...tartanConf(1), agentSocket: agent.socket } },
+        { name: 'a4', plugin: TARTAN, conf: { ...tartanConf(4), agentSocket: agent.socket } },
+      ]);
     } finally {
       await agent.stop();
     }
     await timed({ ...resident, command: 'DEL' });
-    const ref2 = await series('ref2', REF, refConf);
     const ref: Series = { add: [...ref1.add, ...ref2.add], del: [...ref1.del, ...ref2.del] };
 
     const refAdd = quantile(ref.add, 0.5);
@@ -238,7 +253,7 @@ async function main() {
       round(quantile(s.add, 0.5) / refAdd),
     ];
     console.log(
-      `\nCNI ADD/DEL latency in ms (${RUNS} runs each after ${WARMUP} warm-up; reference measured twice around Tartan)\n`,
+      `\nCNI ADD/DEL latency in ms (${RUNS} runs each after ${WARMUP} warm-up; reference interleaved with Tartan, pod by pod)\n`,
     );
     printTable(
       ['plugin', 'ADD p50', 'ADD p90', 'DEL p50', 'DEL p90', 'ADD p50 / ref'],
