@@ -1,7 +1,16 @@
 // Kernel tier: what goes wrong. Rollback of a half-done ADD, DEL after the netns is gone,
 // CHECK catching a deleted address, and bad input of every kind: each gets the right CNI
 // code and leaves no link, address, rule, host parent or allocation behind.
-import { existsSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import {
+  closeSync,
+  constants,
+  existsSync,
+  openSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFileStore } from '../../src/store/file.js';
@@ -302,5 +311,56 @@ describe('bad input', () => {
     expect((await f.cni('DEL', 'n1', other, { conf })).code).toBe(0);
     expect(await leftovers()).toEqual(clean);
     expect(existsSync(join(f.dir, 'ipam.db'))).toBe(true);
+  });
+});
+
+describe('stdin as runtimes hand it over', () => {
+  /**
+   * Runs the binary with a non-blocking FIFO as stdin (the file description is shared, so
+   * the flag is the binary's too) and writes the chunks with pauses between them.
+   */
+  async function chunked(chunks: string[]): Promise<{ code: number; stdout: string }> {
+    const fifo = join(f.dir, `tt-stdin-${process.pid}`);
+    await sh('mkfifo', [fifo]);
+    try {
+      const rd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
+      const child = spawn(TARTAN, [], {
+        env: { CNI_COMMAND: 'VERSION' },
+        stdio: [rd, 'pipe', 'inherit'],
+      });
+      closeSync(rd);
+      const wr = openSync(fifo, constants.O_WRONLY);
+      let stdout = '';
+      child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
+      const done = new Promise<number>((res) => child.on('close', (c) => res(c ?? -1)));
+      for (const c of chunks) {
+        await new Promise((r) => setTimeout(r, 30));
+        try {
+          writeSync(wr, c);
+        } catch {
+          break; // the binary stopped reading (oversized input): what is asserted below
+        }
+      }
+      closeSync(wr);
+      return { code: await done, stdout };
+    } finally {
+      rmSync(fifo, { force: true });
+    }
+  }
+
+  it('reads a configuration that arrives in pieces on a non-blocking stdin', async () => {
+    const r = await chunked(['{"cniVersion":', ' "0.4.0"', '}']);
+    expect(r.code, r.stdout).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ cniVersion: '0.4.0' });
+  });
+
+  it('refuses an oversized configuration that arrives slowly', async () => {
+    const piece = 'x'.repeat(64 * 1024);
+    const r = await chunked(['{"cniVersion": "1.1.0", "pad": "', ...Array(24).fill(piece), '"}']);
+    expect(r.code).toBe(1);
+    expect(JSON.parse(r.stdout)).toMatchObject({
+      code: 6,
+      msg: expect.stringMatching(/larger than/),
+    });
   });
 });
