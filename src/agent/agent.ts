@@ -11,6 +11,7 @@ import type { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:net';
 import { join } from 'node:path';
 import { openHostState, type HostState } from '../attach/host-state.js';
+import { needsNetworks } from '../attach/plugin.js';
 import { CniCode, TartanError } from '../cni/errors.js';
 import { parsePluginConfig, type PluginConfig } from '../cni/config.js';
 import { errorResponse } from '../cni/protocol.js';
@@ -427,9 +428,6 @@ export class Agent {
     return out;
   }
 }
-
-const needsNetworks = (command: string) =>
-  command === 'ADD' || command === 'GC' || command === 'STATUS';
 
 function codeOf(r: WireResponse & { error?: unknown }): number {
   if (r.error instanceof TartanError) return r.error.cniCode;

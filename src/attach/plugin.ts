@@ -43,6 +43,10 @@ export interface Overrides {
   requests?: InterfaceRequest[];
 }
 
+/** The commands that look networks up (DEL and CHECK work from the attachment records). */
+export const needsNetworks = (command: string): boolean =>
+  command === 'ADD' || command === 'GC' || command === 'STATUS';
+
 export async function runCni(
   env: CniEnv,
   raw: Record<string, unknown>,
@@ -51,7 +55,7 @@ export async function runCni(
   if (env.command === 'VERSION') return versionResponse(raw.cniVersion);
   mark('start');
   const conf = parsePluginConfig(raw);
-  const needNetworks = env.command === 'ADD' || env.command === 'GC' || env.command === 'STATUS';
+  const needNetworks = needsNetworks(env.command);
   if (needNetworks) mkdirSync(conf.stateDir, { recursive: true, mode: 0o700 });
   const networks =
     o.networks ??
