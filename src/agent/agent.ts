@@ -267,6 +267,7 @@ export class Agent {
             { text: req.stdin },
             {
               kernel: kernel ?? this.kernel,
+              ...(conf ? { conf } : {}),
               ...(store ? { store } : {}),
               ...(state ? { state } : {}),
               ...(networks ? { networks } : {}),

@@ -35,6 +35,8 @@ export interface Overrides {
    * every pod; the WAL is checkpointed and truncated instead once it is large (trimWal).
    */
   oneShot?: boolean;
+  /** The plugin configuration as the agent already parsed it from this call's stdin. */
+  conf?: PluginConfig;
   /** The node's attachment records, kept open by the agent; default: opened for this call. */
   state?: HostState;
   /** The networks, by core name (the agent's cache or informers); default: the networks directory. */
@@ -54,7 +56,7 @@ export async function runCni(
 ): Promise<Record<string, unknown> | undefined> {
   if (env.command === 'VERSION') return versionResponse(raw.cniVersion);
   mark('start');
-  const conf = parsePluginConfig(raw);
+  const conf = o.conf ?? parsePluginConfig(raw);
   const needNetworks = needsNetworks(env.command);
   if (needNetworks) mkdirSync(conf.stateDir, { recursive: true, mode: 0o700 });
   const networks =
