@@ -39,6 +39,9 @@ if (!fresh(bin) || process.argv.includes('--force')) {
       'process.env.TARTAN_BUILD="cni"',
       '--external',
       'better-sqlite3',
+      // The agent's FFI (src/kernel/netlink/libc-node.ts); the binary has bun:ffi.
+      '--external',
+      'koffi',
       join(root, 'src/bin/tartan.ts'),
       '--outfile',
       bin,

@@ -101,6 +101,7 @@ export function createKernel(): Kernel {
   }
 
   return {
+    driver: 'iproute2',
     async apply(t, ops, opts = {}) {
       await run([{ t, ops }], opts);
     },

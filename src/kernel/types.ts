@@ -110,6 +110,8 @@ export interface Step {
 }
 
 export interface Kernel {
+  /** How ops reach the kernel: rtnetlink from this process, or iproute2 processes. */
+  readonly driver?: 'netlink' | 'iproute2';
   /** Runs ops in order; stops at the first failure unless bestEffort (used for undo). */
   apply(t: Target, ops: Op[], opts?: { bestEffort?: boolean }): Promise<void>;
   /** Runs several steps (each a target and its ops) in order, in as few processes as the

@@ -121,7 +121,7 @@ describe('macvlan', () => {
     // A JIT-less JavaScriptCore has no FFI: the same ADD goes through iproute2.
     const slow = await traced({ BUN_JSC_useJIT: '0' });
     expect(slow.code, slow.stdout).toBe(0);
-    expect(slow.stderr).toContain('kernel driver iproute2 (bun:ffi unavailable');
+    expect(slow.stderr).toContain('kernel driver iproute2 (FFI unavailable');
     expect(await podAddrs(d, 'eth0')).toContain('10.61.0.70/24');
     // Its neighbour attached over netlink: traffic both ways.
     const e = await f.pod('e');

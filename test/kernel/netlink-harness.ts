@@ -1,7 +1,8 @@
-// Runs kernel driver calls under Bun for test/kernel/netlink.test.ts: bun:ffi exists only
-// there, and vitest runs under Node. argv[2] is a JSON array of actions; stdout gets a JSON
-// array of results, one per action, each with the process's open fd count before and after.
-// The test starts this inside its own "host" netns (ip netns exec), never the real host's.
+// Runs kernel driver calls for test/kernel/netlink.test.ts in a process of its own, under
+// Bun (bun:ffi, as in the CNI executable) or Node (koffi, as in the node agent). argv[2] is
+// a JSON array of actions; stdout gets a JSON array of results, one per action, each with
+// the process's open fd count before and after. The test starts this inside its own "host"
+// netns (ip netns exec), never the real host's.
 import { readdirSync, readlinkSync } from 'node:fs';
 import { createKernel } from '../../src/kernel/iproute.js';
 import { createNetlinkKernel } from '../../src/kernel/netlink/index.js';
@@ -10,7 +11,8 @@ import type { Kernel, Step, Target } from '../../src/kernel/types.js';
 export type Driver = 'netlink' | 'iproute';
 export type { Step } from '../../src/kernel/types.js';
 export type Action =
-  | { do: 'run'; driver: Driver; steps: Step[]; bestEffort?: boolean }
+  /** With ticks, the value is how many event loop turns happened while the run was on. */
+  | { do: 'run'; driver: Driver; steps: Step[]; bestEffort?: boolean; ticks?: boolean }
   | { do: 'addresses'; driver: Driver; t: Target }
   /** Times `attach` n times (after one untimed round), undoing it with `detach` each time. */
   | { do: 'bench'; driver: Driver; n: number; attach: Step[]; detach: Step[] };
@@ -46,8 +48,23 @@ function fdReport(before: Map<string, string>): Pick<Result, 'fds' | 'newFds'> {
 async function perform(a: Action): Promise<unknown> {
   const k = kernels[a.driver];
   switch (a.do) {
-    case 'run':
-      return k.run(a.steps, { bestEffort: a.bestEffort === true });
+    case 'run': {
+      if (!a.ticks) return k.run(a.steps, { bestEffort: a.bestEffort === true });
+      let ticks = 0;
+      let on = true;
+      const tick = () => {
+        if (!on) return;
+        ticks++;
+        setImmediate(tick);
+      };
+      setImmediate(tick);
+      try {
+        await k.run(a.steps, { bestEffort: a.bestEffort === true });
+      } finally {
+        on = false;
+      }
+      return ticks;
+    }
     case 'addresses':
       return k.addresses(a.t);
     case 'bench': {

@@ -1,13 +1,13 @@
-// The one module that touches bun:ffi: a few libc calls, a NETLINK_ROUTE socket, and the
-// switch of the calling thread's network namespace. Every call here is synchronous on the
+// libc for the netlink driver: a few calls, a NETLINK_ROUTE socket, and the switch of the
+// calling thread's network namespace. Under Bun (the CNI executable) through bun:ffi, under
+// Node (the node agent) through koffi (libc-node.ts). Every call here is synchronous on the
 // JS thread, and setns() moves only that thread, so a switch is undone before any other JS
-// runs (no await in between). Bun's own worker threads never leave the process's netns.
+// runs (no await in between). The runtime's own threads never leave the process's netns.
 import { EINTR, SysError } from './errno.js';
 import { NLMSG_DONE, NLMSG_ERROR } from './constants.js';
 import { parseDone, parseError, parseMessages, setSeq, type NlMessage } from './message.js';
 
-// Held in a variable so that no bundler tries to resolve it: the module loads only under
-// Bun (the CNI executable); Node bundles may still import the driver and fall back.
+// Held in a variable so that no bundler tries to resolve it: the module loads only under Bun.
 const BUN_FFI = 'bun:ffi';
 
 type Fn = (...args: unknown[]) => unknown;
@@ -49,14 +49,21 @@ export interface Libc {
   errno(): number;
   /** _exit(2): ends the process without running exit handlers (see src/bin/tartan.ts). */
   exit(code: number): void;
+  /**
+   * send(2) on a thread of its own, for requests the kernel may take tens of milliseconds to
+   * answer (a link deletion waits for an RCU grace period): a long-lived process keeps
+   * serving meanwhile. Absent where calls cannot leave the JS thread (bun:ffi). -1 on
+   * failure, with the errno left on the worker thread.
+   */
+  sendAsync?(fd: number, buf: Uint8Array, len: number, flags: number): Promise<number>;
 }
 
 let libc: Promise<Libc> | undefined;
 
-/** libc through bun:ffi, loaded once per process. */
+/** libc through bun:ffi or koffi, loaded once per process. */
 export function loadLibc(): Promise<Libc> {
   libc ??= (async () => {
-    if (!process.versions.bun) throw new Error('the netlink kernel driver needs the Bun runtime');
+    if (!process.versions.bun) return (await import('./libc-node.js')).loadNodeLibc();
     const ffi = (await import(BUN_FFI)) as FfiModule;
     const i = 'i32';
     const { symbols: s } = ffi.dlopen('libc.so.6', {
@@ -149,6 +156,9 @@ export function inNetns<T>(c: Libc, nsFd: number, what: string, fn: () => T, hom
 /** An fd of the calling thread's current netns (setns() moves threads, not processes). */
 export const openHome = (c: Libc): number => openPath(c, '/proc/thread-self/ns/net');
 
+/** 'ack' waits for the NLMSG_ERROR ack, 'get' for the single reply, 'dump' for NLMSG_DONE. */
+type Mode = 'ack' | 'get' | 'dump';
+
 /** A NETLINK_ROUTE socket; it stays bound to the netns it was created in. */
 export class NetlinkSocket {
   private seq = Date.now() >>> 0;
@@ -176,10 +186,34 @@ export class NetlinkSocket {
    * for the single reply, 'dump' for NLMSG_DONE. A kernel error throws a SysError carrying
    * the errno and the extended ack message.
    */
-  transact(msg: Uint8Array, mode: 'ack' | 'get' | 'dump'): NlMessage[] {
+  transact(msg: Uint8Array, mode: Mode): NlMessage[] {
+    const seq = this.stamp(msg);
+    check(this.c, this.c.send(this.fd, msg, msg.length, 0), 'netlink send');
+    return this.answer(seq, mode);
+  }
+
+  /**
+   * transact() for a request the kernel may hold for long (see Libc.sendAsync): the send
+   * runs off the JS thread where the runtime can, and the answer is waiting once it returns
+   * (rtnetlink handles a request inside the sender's send).
+   */
+  async transactSlow(msg: Uint8Array, mode: Mode): Promise<NlMessage[]> {
+    if (!this.c.sendAsync) return this.transact(msg, mode);
+    const seq = this.stamp(msg);
+    // A failed send delivered nothing: sent again here, it either goes through (EINTR) or
+    // fails with an errno this thread can read.
+    if ((await this.c.sendAsync(this.fd, msg, msg.length, 0)) < 0)
+      check(this.c, this.c.send(this.fd, msg, msg.length, 0), 'netlink send');
+    return this.answer(seq, mode);
+  }
+
+  private stamp(msg: Uint8Array): number {
     const seq = (this.seq = (this.seq + 1) >>> 0);
     setSeq(msg, seq);
-    check(this.c, this.c.send(this.fd, msg, msg.length, 0), 'netlink send');
+    return seq;
+  }
+
+  private answer(seq: number, mode: Mode): NlMessage[] {
     const out: NlMessage[] = [];
     for (;;) {
       const n = this.c.recv(this.fd, this.rx, this.rx.length, 0);

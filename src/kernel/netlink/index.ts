@@ -20,27 +20,32 @@ function describe(o: Op): string {
   return `${tool === 'ip6' ? 'ip -6' : tool} ${args.join(' ')}`;
 }
 
-function applyOp(s: Session, t: Target, o: Op): void {
+/**
+ * Ops that take a device out of a namespace (deletion, a move to another netns): the kernel
+ * answers them only after an RCU grace period, 10-50 ms.
+ */
+const slow = (o: Op): boolean => o.op === 'link-del' || (o.op === 'link-set' && !!o.intoNs);
+
+async function applyOp(s: Session, t: Target, o: Op): Promise<void> {
   // Host ops need no switch, but the thread they would run on is no longer in the host.
   if (isStranded()) throw new Error('the thread could not return to its own netns');
   if (o.op === 'sysctl') return s.sysctl(t, o.key, o.value);
   const conn = s.conn(t);
   try {
-    conn.sock.transact(
-      encodeOp(o, { ifindex: (n) => conn.ifindex(n), nsFd: (p) => s.nsFd(p) }),
-      'ack',
-    );
+    const msg = encodeOp(o, { ifindex: (n) => conn.ifindex(n), nsFd: (p) => s.nsFd(p) });
+    if (slow(o)) await conn.sock.transactSlow(msg, 'ack');
+    else conn.sock.transact(msg, 'ack');
   } finally {
     if (o.op === 'link-del' || (o.op === 'link-set' && (o.newName || o.intoNs)))
       conn.forget(o.name);
   }
 }
 
-function runStep(s: Session, { t, ops, label }: Step, bestEffort: boolean): void {
+async function runStep(s: Session, { t, ops, label }: Step, bestEffort: boolean): Promise<void> {
   s.prepare(t, ops);
   for (const o of ops) {
     try {
-      applyOp(s, t, o);
+      await applyOp(s, t, o);
     } catch (e) {
       // `ip -force -batch`: go on. Never after a failed switch back to our netns.
       if (bestEffort && !isStranded()) continue;
@@ -74,13 +79,14 @@ export function createNetlinkKernel(): Kernel {
           throw new TartanError('ERR_KERNEL', `bad sysctl key ${o.key}`);
     const s = new Session(await libc());
     try {
-      for (const step of work) runStep(s, step, opts.bestEffort === true);
+      for (const step of work) await runStep(s, step, opts.bestEffort === true);
     } finally {
       s.close();
     }
   }
 
   return {
+    driver: 'netlink',
     apply: (t, ops, opts = {}) => run([{ t, ops }], opts),
     run: (steps, opts = {}) => run(steps, opts),
     links: (t) => ip.links(t),
