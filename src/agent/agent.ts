@@ -182,13 +182,15 @@ export class Agent {
   }
 
   /**
-   * One CNI call from the shim (or the pending-DEL queue). Never rejects. With a peer, the
-   * shim applies this call's kernel steps itself (peer-kernel.ts).
+   * One CNI call from the shim (or the pending-DEL queue). Never rejects. Without netlink
+   * of its own, the agent asks the shim (the peer) to apply this call's kernel steps
+   * (peer-kernel.ts).
    */
   async handle(req: WireRequest, via = 'socket', peer?: ShimPeer): Promise<WireResponse> {
     const t0 = performance.now();
     mark('agent: request');
-    const kernel = peer ? peerKernel(peer, this.kernel) : undefined;
+    const kernel =
+      peer && this.kernel.driver !== 'netlink' ? peerKernel(peer, this.kernel) : undefined;
     const vars = req.env ?? {};
     const command = vars.CNI_COMMAND ?? '';
     const log = this.o.log.with({ ...callFields(vars), via });
@@ -299,7 +301,8 @@ export class Agent {
     const fields = {
       ms: Math.round(seconds * 1000),
       code: cniCode ?? 0,
-      // Where this call's kernel steps ran: in the shim over netlink, or here (iproute2).
+      // Where this call's kernel steps ran: in the shim over netlink, or here (netlink or
+      // iproute2, as the agent's driver is).
       kernel: kernel && kernel.remote() > 0 ? 'shim' : 'agent',
     };
     if (r.code === 0) log.info(`${command} done`, fields);

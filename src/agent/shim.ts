@@ -55,9 +55,7 @@ export async function runShim(
     typeof conf.agentTimeoutSeconds === 'number' && conf.agentTimeoutSeconds > 0
       ? conf.agentTimeoutSeconds
       : DEFAULT_TIMEOUT_S;
-  // ADD and DEL get kernel calls: the driver loads while the agent does its part.
-  const warm = command === 'ADD' || command === 'DEL';
-  const r = await call(conf.agentSocket, req, timeout * 1000, warm);
+  const r = await call(conf.agentSocket, req, timeout * 1000);
   if ('response' in r) return r.response;
 
   const why = `the Tartan node agent at ${conf.agentSocket} ${r.sent ? 'dropped the request' : 'is not reachable'} (${r.error})`;
@@ -97,7 +95,11 @@ function fail(e: unknown, cniVersion: unknown): WireResponse {
 
 type CallResult = { response: WireResponse } | { error: string; sent: boolean };
 
-/** The netlink driver, or why this process cannot have it (then the agent does the work). */
+/**
+ * The netlink driver, or why this process cannot have it (then the agent does the work).
+ * Loaded on the first kernel call only: an agent with netlink of its own sends none, and
+ * loading it (~1 ms of CPU) would compete with the agent for the node's cores.
+ */
 let driver: Promise<Kernel | string> | undefined;
 const netlinkDriver = async () => (await import('../kernel/index.js')).netlinkKernel();
 
@@ -116,12 +118,7 @@ async function applyKernel(call: KernelCall['kernel']): Promise<KernelReply> {
 }
 
 /** One request, kernel calls answered on the way, one response; never rejects. */
-async function call(
-  path: string,
-  req: WireRequest,
-  timeoutMs: number,
-  warm: boolean,
-): Promise<CallResult> {
+async function call(path: string, req: WireRequest, timeoutMs: number): Promise<CallResult> {
   const { connectUnix } = await import('./shim-socket.js');
   return new Promise((resolve) => {
     let sent = false;
@@ -168,7 +165,6 @@ async function call(
         conn = c;
         sent = true;
         c.write(JSON.stringify(req) + '\n');
-        if (warm) driver ??= netlinkDriver();
       },
       data(d) {
         if (!done && !lines.push(d)) finish({ error: 'answer too large', sent });

@@ -6,11 +6,16 @@
 //                [--store-path FILE] [--metrics ADDR] [--max-concurrent N] [--max-queue N]
 //                [--ready-timeout-ms N] [--drain-ms N] [--reconcile-ms N] [--pending-ms N]
 //                [--kubeconfig FILE | --in-cluster] [--node-name NAME]
+//                [--kernel-driver auto|netlink|iproute2]
 //
 // With --kubeconfig or --in-cluster the agent works from the cluster: networks are the
 // ClusterNetwork/TenantNetwork objects, a pod gets the interfaces its annotations ask for,
 // and the agent publishes network-status and Attachment objects. The node's name comes
 // from --node-name, else $NODE_NAME (the DaemonSet's downward API), else the conflist.
+//
+// The agent speaks rtnetlink itself (koffi; docs/adr/0010-agent-netlink.md). With
+// --kernel-driver iproute2, or where koffi cannot load (auto), it asks each call's shim to do
+// the kernel steps over netlink and runs iproute2 when the shim cannot.
 //
 // --cni-conf reads the same conflist (or plugin config) the shim gets, so the agent and the
 // shim agree on socket, state directory, networks and store; flags override it.
@@ -24,6 +29,8 @@ import { createKubeClient, inClusterConnection } from '../k8s/client.js';
 import { loadKubeconfig } from '../k8s/kubeconfig.js';
 import { kubernetesStoreWith } from '../store/kubernetes.js';
 import { createLogger, type Level } from '../agent/log.js';
+import { createProcessKernel } from '../kernel/index.js';
+import { createKernel } from '../kernel/iproute.js';
 import { DEFAULT_SOCKET, DEFAULT_STATE_DIR } from '../agent/wire.js';
 import type { StoreConfig } from '../store/types.js';
 
@@ -45,6 +52,7 @@ const { values: a } = parseArgs({
     kubeconfig: { type: 'string' },
     'in-cluster': { type: 'boolean' },
     'node-name': { type: 'string' },
+    'kernel-driver': { type: 'string' },
   },
   strict: true,
 });
@@ -72,6 +80,14 @@ const store: StoreConfig = a['store-path']
   : ((c.store as StoreConfig | undefined) ?? { type: 'file', path: `${stateDir}/ipam.db` });
 const log = createLogger({ level: (a['log-level'] as Level | undefined) ?? 'info' });
 
+const driver = a['kernel-driver'] ?? 'auto';
+if (!['auto', 'netlink', 'iproute2'].includes(driver))
+  throw new Error(`--kernel-driver: auto, netlink or iproute2, not ${driver}`);
+const kernel = driver === 'iproute2' ? createKernel() : await createProcessKernel();
+if (driver === 'netlink' && kernel.driver !== 'netlink')
+  throw new Error('--kernel-driver netlink: koffi cannot load libc here');
+log.info('kernel driver', { driver: kernel.driver });
+
 const kube =
   a.kubeconfig || a['in-cluster']
     ? createKubeClient(a.kubeconfig ? loadKubeconfig(a.kubeconfig) : inClusterConnection())
@@ -79,6 +95,7 @@ const kube =
 const node = a['node-name'] ?? process.env.NODE_NAME ?? str('nodeName') ?? hostname();
 
 const agent = new Agent({
+  kernel,
   socket: a.socket ?? str('agentSocket') ?? DEFAULT_SOCKET,
   stateDir,
   networksDir: a['networks-dir'] ?? str('networksDir') ?? '/etc/tartan/networks',

@@ -63,7 +63,8 @@ async function writeAll(text: string): Promise<void> {
   if (text !== '') await Bun.write(Bun.stdout, text);
 }
 
-async function main(): Promise<number> {
+/** The exit code, and whether SQLite files may be open (then the process ends by _exit). */
+async function main(): Promise<{ code: number; stores: boolean }> {
   const input = await readStdin();
   const shim = input.readError === undefined ? agentConfig(input.text) : undefined;
   if (shim) {
@@ -73,14 +74,14 @@ async function main(): Promise<number> {
     ]);
     const r = await runShim(shim, cniVars(process.env), input.text);
     await writeAll(r.stdout);
-    return r.code;
+    return { code: r.code, stores: false };
   }
   const { executeCni } = await import('../agent/execute.js');
   const r = await executeCni(process.env, input, { oneShot: true });
   await writeAll(r.stdout);
   if (r.error !== undefined && process.env.TARTAN_DEBUG)
     await Bun.write(Bun.stderr, `${(r.error as Error).stack}\n`);
-  return r.code;
+  return { code: r.code, stores: true };
 }
 
 /**
@@ -91,8 +92,9 @@ async function main(): Promise<number> {
  * leaving the databases open is what a crash does, which the file store is built to
  * survive (docs/adr/0002). runCni trims a large WAL first (SqliteDriver.trimWal).
  */
-async function exitNow(code: number): Promise<never> {
-  if (process.versions.bun) {
+async function exitNow({ code, stores }: { code: number; stores: boolean }): Promise<never> {
+  // The shim opens no database: process.exit spares it loading FFI (~0.3 ms) for _exit.
+  if (stores && process.versions.bun) {
     const libc = await loadLibc().catch(() => undefined);
     libc?.exit(code);
   }

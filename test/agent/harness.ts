@@ -29,6 +29,11 @@ export interface AgentProc {
   socket: string;
   http: string;
   lines(): Array<Record<string, unknown>>;
+  /** The first log line that matches, waiting for it (the agent logs a call after answering it). */
+  line(
+    match: (l: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
   exited: Promise<number | null>;
   get(path: string): Promise<{ status: number; body: string }>;
   waitReady(timeoutMs?: number): Promise<void>;
@@ -104,6 +109,16 @@ export function startAgent(a: AgentArgs): AgentProc {
     socket: a.socket,
     http: a.http,
     lines: () => lines,
+    async line(match, timeoutMs = 5000) {
+      const end = Date.now() + timeoutMs;
+      for (;;) {
+        const l = lines.find(match);
+        if (l) return l;
+        if (Date.now() > end)
+          throw new Error(`no such log line; last: ${JSON.stringify(lines.slice(-5))}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    },
     exited,
     get,
     async waitReady(timeoutMs = 30_000) {

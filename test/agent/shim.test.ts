@@ -13,7 +13,7 @@ let f: Fixture;
 let agent: AgentProc | undefined;
 let sock: string;
 
-const start = () => {
+const start = (extra: string[] = []) => {
   agent = startAgent({
     node: f.node('n1'),
     socket: sock,
@@ -21,7 +21,7 @@ const start = () => {
     stateDir: join(f.dir, 'state-n1'),
     networksDir: f.netsDir,
     storePath: join(f.dir, 'ipam.db'),
-    extra: ['--drain-ms', '300'],
+    extra: ['--drain-ms', '300', ...extra],
   });
   return agent;
 };
@@ -69,10 +69,13 @@ describe('shim and agent', () => {
     expect(shim.code, shim.stdout).toBe(0);
     expect(stripMacs(shim.stdout)).toBe(stripMacs(direct.stdout));
     // Every log line about the call names the container, its netns and the interface.
-    const done = agent!.lines().find((l) => l.msg === 'ADD done' && l.containerId === `cid-${a}`);
+    const done = await agent!.line((l) => l.msg === 'ADD done' && l.containerId === `cid-${a}`);
     expect(done).toMatchObject({ netns: `/run/netns/${a}`, ifname: 'eth0', code: 0 });
-    // The kernel steps ran in the shim, over netlink (the agent's Node would spawn iproute2).
-    expect(done?.kernel).toBe('shim');
+    // The kernel steps ran in the agent, over its own netlink (koffi), not in the shim.
+    expect(done?.kernel).toBe('agent');
+    expect(await agent!.line((l) => l.msg === 'kernel driver')).toMatchObject({
+      driver: 'netlink',
+    });
 
     // The kernel agrees, and traffic flows to a second pod attached through the agent.
     const eth0 = (await podLinks(a)).find((l) => l.ifname === 'eth0');
@@ -92,16 +95,28 @@ describe('shim and agent', () => {
     expect((await podLinks(b)).map((l) => l.ifname)).toEqual(['lo']);
   });
 
-  it('does the kernel work itself for a shim without FFI, and serves a version 1 shim', async () => {
+  it('without netlink of its own, has the shim do the kernel work, else iproute2', async () => {
+    // An agent whose koffi cannot load (or told so) asks each call's shim for its netlink.
+    await agent!.kill('SIGKILL');
+    await start(['--kernel-driver', 'iproute2']).waitReady();
+    expect(await agent!.line((l) => l.msg === 'kernel driver')).toMatchObject({
+      driver: 'iproute2',
+    });
+    const s = await f.pod('sh1');
     const a = await f.pod('v1a');
     const b = await f.pod('v1b');
+    const viaShim = await f.cni('ADD', 'n1', s, { conf: viaAgent(iface('10.71.0.82')) });
+    expect(viaShim.code, viaShim.stdout).toBe(0);
+    const shimDone = await agent!.line((l) => l.msg === 'ADD done' && l.containerId === `cid-${s}`);
+    expect(shimDone.kernel).toBe('shim');
+    expect(await podAddrs(s, 'eth0')).toEqual(['10.71.0.82/24']);
     // A JIT-less JavaScriptCore has no FFI: the shim says so and the agent uses iproute2.
     const noFfi = await f.cni('ADD', 'n1', a, {
       conf: viaAgent(iface('10.71.0.80')),
       env: { BUN_JSC_useJIT: '0' },
     });
     expect(noFfi.code, noFfi.stdout).toBe(0);
-    const done = agent!.lines().find((l) => l.msg === 'ADD done' && l.containerId === `cid-${a}`);
+    const done = await agent!.line((l) => l.msg === 'ADD done' && l.containerId === `cid-${a}`);
     expect(done?.kernel).toBe('agent');
     // A version 1 shim sends its request and half-closes; it gets one answer, no kernel calls.
     const conf = viaAgent(iface('10.71.0.81'));
@@ -121,14 +136,17 @@ describe('shim and agent', () => {
       c.on('error', reject);
     });
     expect(JSON.parse(answer)).toMatchObject({ code: 0 });
-    const v1 = agent!.lines().find((l) => l.msg === 'ADD done' && l.containerId === `cid-${b}`);
+    const v1 = await agent!.line((l) => l.msg === 'ADD done' && l.containerId === `cid-${b}`);
     expect(v1?.kernel).toBe('agent');
     expect(await podAddrs(b, 'eth0')).toEqual(['10.71.0.81/24']);
     expect(await ping(a, '10.71.0.81')).toBe(true);
-    for (const p of [a, b])
+    expect(await ping(s, '10.71.0.80')).toBe(true);
+    // DEL through the shim's netlink too, then back to the default agent.
+    for (const p of [s, a, b])
       expect((await f.cni('DEL', 'n1', p, { conf: viaAgent(iface('dynamic')) })).code).toBe(0);
-    expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
-    expect((await podLinks(b)).map((l) => l.ifname)).toEqual(['lo']);
+    for (const p of [s, a, b]) expect((await podLinks(p)).map((l) => l.ifname)).toEqual(['lo']);
+    await agent!.kill('SIGKILL');
+    await start().waitReady();
   });
 
   it('keeps the core error code and message across the hop (fixed IP taken: 103)', async () => {
@@ -147,7 +165,7 @@ describe('shim and agent', () => {
       conf: viaAgent({ interfaces: [{ network: 'nope' }] }),
     });
     expect((bad.out as { code: number }).code).toBe(7);
-    expect(agent!.lines().some((l) => l.msg === 'ADD failed' && l.code === 103)).toBe(true);
+    expect(await agent!.line((l) => l.msg === 'ADD failed' && l.code === 103)).toBeDefined();
     const metrics = (await agent!.get('/metrics')).body;
     expect(metrics).toContain('tartan_cni_errors_total{command="ADD",code="103"} 1');
     expect(metrics).toContain('tartan_cni_errors_total{command="ADD",code="7"} 1');
@@ -197,7 +215,7 @@ describe('shim and agent', () => {
     expect(
       (await f.cni('DEL', 'n1', pod, { containerId: 'cid-again', conf: viaAgent() })).code,
     ).toBe(0);
-    expect(agent!.lines().some((l) => l.via === 'pending-del' && l.msg === 'DEL done')).toBe(true);
+    expect(await agent!.line((l) => l.via === 'pending-del' && l.msg === 'DEL done')).toBeDefined();
   });
 
   it('holds ADD until the agent is ready (bounded: then 11) and serves DEL meanwhile', async () => {
@@ -234,7 +252,7 @@ describe('shim and agent', () => {
     const del = await f.cni('DEL', 'n1', pod, { conf: viaAgent() });
     expect(del.code, del.stdout).toBe(0);
     expect(readdirSync(join(f.dir, 'state-n1', 'pending-del'))).toEqual([]);
-    expect(agent.lines().some((l) => l.msg === 'DEL done' && l.via === 'socket')).toBe(true);
+    expect(await agent.line((l) => l.msg === 'DEL done' && l.via === 'socket')).toBeDefined();
     await agent.kill('SIGKILL');
     await start().waitReady();
   });
