@@ -18,6 +18,7 @@ import { errorResponse } from '../cni/protocol.js';
 import { mark } from '../cni/trace.js';
 import { createIpam } from '../ipam/index.js';
 import { createKernel } from '../kernel/iproute.js';
+import type { Network } from '../network/schema.js';
 import type { Kernel } from '../kernel/types.js';
 import { openStore, type Store, type StoreConfig } from '../store/index.js';
 import { classify } from './classify.js';
@@ -219,9 +220,11 @@ export class Agent {
       } catch {
         conf = undefined; // executeCni reports it
       }
+      // One look at the networks directory per call: classify asks, then the core.
+      let nets: Promise<Map<string, Network>> | undefined;
       const deps = {
         state: (dir: string) => this.stateFor(dir),
-        networks: (c: PluginConfig) => this.networksFor(c),
+        networks: (c: PluginConfig) => (nets ??= this.networksFor(c).networks()),
       };
       const pod = podOf(vars.CNI_ARGS);
       // In a cluster an ADD attaches what the pod's annotations ask for, on the networks
@@ -236,14 +239,19 @@ export class Agent {
         command === 'ADD' || command === 'DEL' || command === 'CHECK'
           ? `${vars.CNI_CONTAINERID}/${vars.CNI_IFNAME}`
           : undefined;
+      let seen = this.gate.finished;
       let exclusive = await classify(command, vars, conf, deps, resolved);
       for (;;) {
         const out = await this.gate.run({ key, exclusive, tag: command }, async () => {
           if (command === 'ADD' && this.phase !== 'ready')
             throw tryAgain('the node agent is shutting down');
-          // Asked again in this attachment's turn: a call for it that ran meanwhile (an ADD
-          // before this DEL) may have recorded parents since the first answer.
-          if (!exclusive && (await classify(command, vars, conf, deps, resolved))) return undefined;
+          // Asked again in this attachment's turn if any call ended since the first answer:
+          // one for this attachment (an ADD before this DEL) may have recorded parents.
+          if (!exclusive && this.gate.finished !== seen) {
+            seen = this.gate.finished;
+            nets = undefined;
+            if (await classify(command, vars, conf, deps, resolved)) return undefined;
+          }
           const store = conf ? await this.storeFor(conf.store) : undefined;
           const publish = this.o.pods && conf ? pod : undefined;
           const cid = vars.CNI_CONTAINERID ?? '';
@@ -260,9 +268,7 @@ export class Agent {
           const networks =
             resolved?.networks ??
             (conf && needsNetworks(command)
-              ? await this.networksFor(conf)
-                  .networks()
-                  .catch(() => undefined)
+              ? await deps.networks(conf).catch(() => undefined)
               : undefined);
           const res = await executeCni(
             vars,

@@ -39,7 +39,7 @@ const rec = (parents: string[]): AttachmentRecord => ({
 });
 const deps = (r: AttachmentRecord | undefined) => ({
   state: async () => ({ getAttachment: () => r }) as unknown as HostState,
-  networks: () => ({ networks: async () => nets, close: () => undefined }),
+  networks: async () => nets,
 });
 const vars = { CNI_CONTAINERID: 'c1', CNI_IFNAME: 'eth0' };
 const conf = (interfaces: unknown[]) =>

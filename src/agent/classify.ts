@@ -10,12 +10,12 @@ import {
   POD_ANNOTATIONS_CAPABILITY,
   type PluginConfig,
 } from '../cni/config.js';
+import type { Network } from '../network/schema.js';
 import type { PodNetworks } from './cluster.js';
-import type { NetworkSource } from './networks.js';
 
 export interface ClassifyDeps {
   state(dir: string): Promise<HostState>;
-  networks(conf: PluginConfig): NetworkSource;
+  networks(conf: PluginConfig): Promise<Map<string, Network>>;
 }
 
 export async function classify(
@@ -43,7 +43,7 @@ export async function classify(
   const ann = conf.runtimeConfig?.[POD_ANNOTATIONS_CAPABILITY];
   if (!resolved && typeof ann === 'object' && ann !== null) return true;
   try {
-    const nets = resolved?.networks ?? (await deps.networks(conf).networks());
+    const nets = resolved?.networks ?? (await deps.networks(conf));
     const requests = resolved?.requests ?? interfaceRequests(conf, parseCniArgs(vars.CNI_ARGS));
     const names = [
       ...(conf.defaultNetwork ? [conf.defaultNetwork] : []),

@@ -36,6 +36,25 @@ describe('Gate', () => {
     expect(g.stats()).toEqual({ running: 0, queued: 0 });
   });
 
+  it('counts the calls that ended, failed ones too', async () => {
+    const g = new Gate(2, 10);
+    const log: string[] = [];
+    const [a, b] = ['a', 'b'].map((n) => job(log, n));
+    const pa = g.run({ key: 'k' }, a!.fn);
+    const pb = g.run({ key: 'k' }, b!.fn);
+    await tick();
+    expect(g.finished).toBe(0);
+    a!.release();
+    await pa;
+    await tick();
+    expect(g.finished).toBe(1);
+    b!.release();
+    await pb;
+    await g.run({}, async () => Promise.reject(new Error('no'))).catch(() => undefined);
+    await tick();
+    expect(g.finished).toBe(3);
+  });
+
   it('serialises calls with the same key and lets other keys pass', async () => {
     const g = new Gate(4, 10);
     const log: string[] = [];

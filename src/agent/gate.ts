@@ -26,6 +26,7 @@ export interface GateStats {
 
 export class Gate {
   private running = 0;
+  private done = 0;
   private exclusiveRunning = false;
   private readonly busyKeys = new Set<string>();
   private readonly queue: Waiter[] = [];
@@ -37,6 +38,11 @@ export class Gate {
 
   stats(): GateStats {
     return { running: this.running, queued: this.queue.length };
+  }
+
+  /** How many calls have finished so far: unchanged means none ran to its end meanwhile. */
+  get finished(): number {
+    return this.done;
   }
 
   /** Runs fn when admitted; rejects at once (code 11) when the queue is full. */
@@ -58,6 +64,7 @@ export class Gate {
             .then(resolve, reject)
             .finally(() => {
               this.running--;
+              this.done++;
               if (w.exclusive) this.exclusiveRunning = false;
               if (w.key !== undefined) this.busyKeys.delete(w.key);
               this.pump();

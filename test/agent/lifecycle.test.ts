@@ -119,6 +119,25 @@ describe('agent', () => {
     expect(await inUse()).toBe(0);
   });
 
+  it('runs an ADD and its DEL sent together in order, beside other pods, leaving nothing', async () => {
+    // The DEL is classified before the ADD records its bridge parent; it is asked again
+    // once the ADD has ended, and then runs alone (it releases the parent).
+    const [x, y, z] = await Promise.all(['x', 'y', 'z'].map((n) => f.pod(n)));
+    const [add, del, other, otherBr] = await Promise.all([
+      f.cni('ADD', 'n1', x!, { conf: conf('br') }),
+      new Promise((r) => setTimeout(r, 2)).then(() => f.cni('DEL', 'n1', x!, { conf: conf('br') })),
+      f.cni('ADD', 'n1', y!, { conf: conf('mv') }),
+      f.cni('ADD', 'n1', z!, { conf: conf('mv') }),
+    ]);
+    for (const r of [add, del, other, otherBr]) expect(r.code, r.stdout).toBe(0);
+    expect((await podLinks(x!)).map((l) => l.ifname)).toEqual(['lo']);
+    for (const p of [y!, z!])
+      expect((await f.cni('DEL', 'n1', p, { conf: conf('mv') })).code).toBe(0);
+    expect(await nodeLinks()).toEqual([]);
+    expect(await records()).toEqual({ attachments: 0, parents: [] });
+    expect(await inUse()).toBe(0);
+  });
+
   it('re-creates a host parent deleted by hand and puts its pods back on it', async () => {
     const [a, b] = [await f.pod('ra'), await f.pod('rb')];
     for (const p of [a, b])
