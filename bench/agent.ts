@@ -17,7 +17,8 @@ import { buildTopology } from '../src/lab/topology.js';
 import { printTable, quantile, round } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const TARTAN = join(root, 'dist', 'tartan');
+// The shim the DaemonSet installs (scripts/build.mjs): every call here goes to the agent.
+const TARTAN = join(root, 'dist', 'tartan-shim');
 const AGENT = join(root, 'dist', 'tartan-agent.js');
 const REF = '/usr/lib/cni/bridge';
 const PODS = Number(process.env.BENCH_PODS ?? 110);

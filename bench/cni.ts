@@ -15,6 +15,8 @@ import { printTable, quantile, round } from './stats.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const TARTAN = join(root, 'dist', 'tartan');
+// What the DaemonSet installs as `tartan`: the shim alone (scripts/build.mjs).
+const TARTAN_SHIM = join(root, 'dist', 'tartan-shim');
 const REF = '/usr/lib/cni/bridge';
 const RUNS = Number(process.env.BENCH_RUNS ?? 40);
 const WARMUP = 5;
@@ -129,7 +131,7 @@ async function startAgent(
   };
   for (let i = 0; i < 200; i++) {
     const r = await callCni({
-      plugin: TARTAN,
+      plugin: TARTAN_SHIM,
       command: 'STATUS',
       conf: { ...conf, agentSocket: socket },
     });
@@ -207,6 +209,7 @@ async function main() {
     };
 
     const startTartan = await startup(TARTAN);
+    const startShim = await startup(TARTAN_SHIM);
     const startRef = await startup(REF);
     // A node in service already has pods on these networks: a resident pod keeps the shared
     // host parents (VXLAN device, bridge) alive, so the series measure a pod's own ADD/DEL,
@@ -226,7 +229,8 @@ async function main() {
       { name: 't4', plugin: TARTAN, conf: tartanConf(4) },
     ]);
     const phases = await traced(TARTAN, tartanConf(1));
-    // The same pods through the shim and the node agent (how Tartan runs in a cluster).
+    // The same pods through the shim and the node agent (how Tartan runs in a cluster, with
+    // the binary the DaemonSet installs).
     const agent = await startAgent(dir, tartanConf(1));
     let ref2: Series;
     let a1: Series;
@@ -234,8 +238,8 @@ async function main() {
     try {
       [ref2, a1, a4] = await interleaved([
         { name: 'ref2', plugin: REF, conf: refConf },
-        { name: 'a1', plugin: TARTAN, conf: { ...tartanConf(1), agentSocket: agent.socket } },
-        { name: 'a4', plugin: TARTAN, conf: { ...tartanConf(4), agentSocket: agent.socket } },
+        { name: 'a1', plugin: TARTAN_SHIM, conf: { ...tartanConf(1), agentSocket: agent.socket } },
+        { name: 'a4', plugin: TARTAN_SHIM, conf: { ...tartanConf(4), agentSocket: agent.socket } },
       ]);
     } finally {
       await agent.stop();
@@ -266,7 +270,7 @@ async function main() {
       ],
     );
     console.log(
-      `\nexecutable start-up (VERSION, p50): tartan ${round(startTartan)} ms, reference bridge ${round(startRef)} ms`,
+      `\nexecutable start-up (VERSION, p50): tartan ${round(startTartan)} ms, tartan-shim ${round(startShim)} ms, reference bridge ${round(startRef)} ms`,
     );
     console.log(`one traced tartan ADD (ms since exec): ${phases}`);
     const out = {
@@ -288,6 +292,7 @@ async function main() {
       add_p50_ratio_1if_agent: round(quantile(a1.add, 0.5) / refAdd, 3),
       add_p50_ratio_4if_agent: round(quantile(a4.add, 0.5) / refAdd, 3),
       startup_tartan_ms: round(startTartan),
+      startup_tartan_shim_ms: round(startShim),
       startup_ref_ms: round(startRef),
     };
     mkdirSync(join(root, 'bench', 'results'), { recursive: true });

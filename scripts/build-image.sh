@@ -16,7 +16,7 @@ OUT=${1:-dist/tartan-image.tar}
 for c in node ip bridge nsenter tar sha256sum ldd /bin/busybox; do
   command -v "$c" >/dev/null || { echo "build-image: $c missing (bash .ci/install-deps.sh)" >&2; exit 1; }
 done
-[[ -x dist/tartan && -f dist/tartan-agent.js ]] || node scripts/build.mjs
+[[ -x dist/tartan-shim && -f dist/tartan-agent.js ]] || node scripts/build.mjs
 
 stage=$(mktemp -d /tmp/tartan-image-XXXXXX)
 trap 'rm -rf "$stage"' EXIT
@@ -45,10 +45,12 @@ done
 printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n' >"$root/etc/passwd"
 printf 'root:x:0:\nnobody:x:65534:\n' >"$root/etc/group"
 
-# The programs: dist/ (no benchmarks, no source maps) and the production dependencies.
+# The programs: dist/ (no benchmarks, no source maps) and the production dependencies. The
+# CNI executable is the shim-only build (every call in a cluster goes through the agent):
+# the full dist/tartan stays out, 110 MB the nodes would pull for nothing.
 mkdir -p "$root/opt/tartan/dist"
 cp package.json "$root/opt/tartan/"
-(cd dist && find . -maxdepth 3 \( -name 'bench-*' -o -name '*.map' -o -name '*.tar' \) -prune -o -type f -print |
+(cd dist && find . -maxdepth 3 \( -name 'bench-*' -o -name '*.map' -o -name '*.tar' -o -path ./tartan \) -prune -o -type f -print |
   while read -r f; do mkdir -p "$root/opt/tartan/dist/$(dirname "$f")" && cp "$f" "$root/opt/tartan/dist/$f"; done)
 npm ls --omit=dev --all --parseable 2>/dev/null | tail -n +2 | while read -r dir; do
   rel=${dir#"$PWD"/}

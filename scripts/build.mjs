@@ -24,8 +24,16 @@ const srcTime = Math.max(
 );
 const fresh = (out) => existsSync(out) && statSync(out).mtimeMs > srcTime;
 
-const bin = join(dist, 'tartan');
-if (!fresh(bin) || process.argv.includes('--force')) {
+// The CNI executable, twice from one entry: dist/tartan runs the core in-process or acts as
+// the agent's shim; dist/tartan-shim (what the DaemonSet installs, where every call goes
+// through the agent) is the shim alone: without the core's code in it, every pod's ADD
+// starts ~0.5 ms sooner (docs/adr/0010-agent-netlink.md).
+for (const [name, shimOnly] of [
+  ['tartan', false],
+  ['tartan-shim', true],
+]) {
+  const bin = join(dist, name);
+  if (fresh(bin) && !process.argv.includes('--force')) continue;
   const bun = join(root, 'node_modules', '.bin', 'bun');
   const r = spawnSync(
     bun,
@@ -37,6 +45,9 @@ if (!fresh(bin) || process.argv.includes('--force')) {
       // Leaves the etcd client out (src/store/index.ts): loaded from tartan-etcd.js.
       '--define',
       'process.env.TARTAN_BUILD="cni"',
+      // Makes the in-process branch of src/bin/tartan.ts dead code, dropped with its imports.
+      '--define',
+      `process.env.TARTAN_SHIM_ONLY="${shimOnly ? '1' : ''}"`,
       '--external',
       'better-sqlite3',
       // The agent's FFI (src/kernel/netlink/libc-node.ts); the binary has bun:ffi.

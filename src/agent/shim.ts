@@ -89,6 +89,32 @@ export async function runShim(
   );
 }
 
+/**
+ * The shim-only build (dist/tartan-shim, what the DaemonSet installs) given a configuration
+ * without agentSocket: VERSION is answered (runtimes probe it with any configuration);
+ * anything else is refused, since this build carries no core to run the call itself.
+ */
+export function withoutAgent(
+  vars: Record<string, string>,
+  stdin: string,
+  readError: unknown,
+): WireResponse {
+  let raw: { cniVersion?: unknown } = {};
+  try {
+    if (readError !== undefined) throw readError;
+    raw = stdin.trim() === '' ? {} : parseStdin(stdin);
+    if (vars.CNI_COMMAND === 'VERSION')
+      return { code: 0, stdout: JSON.stringify(versionResponse(raw.cniVersion)) + '\n' };
+    throw new TartanError(
+      'ERR_CONFIG',
+      "this tartan is the node agent's shim (the DaemonSet installs it): its plugin config " +
+        'must name agentSocket; the full build (dist/tartan) runs calls without an agent',
+    );
+  } catch (e) {
+    return fail(e, raw.cniVersion);
+  }
+}
+
 function fail(e: unknown, cniVersion: unknown): WireResponse {
   return { code: 1, stdout: JSON.stringify(errorResponse(e, cniVersion)) + '\n' };
 }

@@ -2,7 +2,8 @@
 // With `agentSocket` in its plugin config it is a thin shim in front of the node agent
 // (src/agent/shim.ts); without, it runs the whole CNI core in-process. Both paths are
 // dynamic imports so the shim never evaluates the core (validation, yaml, IPAM, SQLite): every
-// pod ADD pays this program's start-up (docs/adr/0001, 0006).
+// pod ADD pays this program's start-up (docs/adr/0001, 0006). The shim-only build
+// (TARTAN_SHIM_ONLY, dist/tartan-shim) carries no core at all (docs/adr/0010).
 import { TartanError } from '../cni/errors.js';
 import { MAX_STDIN } from '../cni/protocol.js';
 import { loadLibc } from '../kernel/netlink/ffi.js';
@@ -76,6 +77,21 @@ async function main(): Promise<{ code: number; stores: boolean }> {
     await writeAll(r.stdout);
     return { code: r.code, stores: false };
   }
+  // Defined at build time: in the shim-only build the core is dead code, left out.
+  return process.env.TARTAN_SHIM_ONLY === '1' ? refuseWithoutAgent(input) : inProcess(input);
+}
+
+async function refuseWithoutAgent(input: Input): Promise<{ code: number; stores: boolean }> {
+  const [{ withoutAgent }, { cniVars }] = await Promise.all([
+    import('../agent/shim.js'),
+    import('../agent/wire.js'),
+  ]);
+  const r = withoutAgent(cniVars(process.env), input.text, input.readError);
+  await writeAll(r.stdout);
+  return { code: r.code, stores: false };
+}
+
+async function inProcess(input: Input): Promise<{ code: number; stores: boolean }> {
   const { executeCni } = await import('../agent/execute.js');
   const r = await executeCni(process.env, input, { oneShot: true });
   await writeAll(r.stdout);

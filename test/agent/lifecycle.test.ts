@@ -8,12 +8,32 @@ import { openHostState } from '../../src/attach/host-state.js';
 import { createIpam } from '../../src/ipam/index.js';
 import { nsjson, ping, sh } from '../../src/lab/sh.js';
 import { createFileStore } from '../../src/store/file.js';
-import { makeFixture, podAddrs, podLinks, type Fixture } from '../kernel/fixture.js';
+import {
+  TARTAN,
+  TARTAN_SHIM,
+  makeFixture,
+  podAddrs,
+  podLinks,
+  type Fixture,
+} from '../kernel/fixture.js';
 import { buildAgent, startAgent, type AgentProc } from './harness.js';
 
 let f: Fixture;
 let agent: AgentProc | undefined;
 let sock: string;
+
+/**
+ * A CNI call with the executable a node runs for this configuration: the shim-only build the
+ * DaemonSet installs when it names the agent, the full build otherwise.
+ */
+const cni: Fixture['cni'] = (command, node, pod, opts = {}) =>
+  f.cni(command, node, pod, {
+    plugin:
+      typeof opts.conf === 'object' && opts.conf !== null && 'agentSocket' in opts.conf
+        ? TARTAN_SHIM
+        : TARTAN,
+    ...opts,
+  });
 
 const nets = [
   {
@@ -93,9 +113,7 @@ describe('agent', () => {
   it('serves 20 parallel ADDs (with and without host parents) without a duplicate', async () => {
     const pods = await Promise.all(Array.from({ length: 20 }, (_, i) => f.pod(`p${i}`)));
     const net = (i: number) => (i % 2 === 0 ? 'mv' : 'br');
-    const res = await Promise.all(
-      pods.map((p, i) => f.cni('ADD', 'n1', p, { conf: conf(net(i)) })),
-    );
+    const res = await Promise.all(pods.map((p, i) => cni('ADD', 'n1', p, { conf: conf(net(i)) })));
     for (const r of res) expect(r.code, r.stdout).toBe(0);
     const ips = await Promise.all(pods.map(async (p) => (await podAddrs(p, 'eth0'))[0]));
     expect(new Set(ips).size).toBe(20);
@@ -110,9 +128,7 @@ describe('agent', () => {
     expect(m).toContain('tartan_agent_ready 1');
     expect((await records()).parents).toEqual(['tbr-agent']);
 
-    const dels = await Promise.all(
-      pods.map((p, i) => f.cni('DEL', 'n1', p, { conf: conf(net(i)) })),
-    );
+    const dels = await Promise.all(pods.map((p, i) => cni('DEL', 'n1', p, { conf: conf(net(i)) })));
     for (const r of dels) expect(r.code, r.stdout).toBe(0);
     expect(await nodeLinks()).toEqual([]);
     expect(await records()).toEqual({ attachments: 0, parents: [] });
@@ -124,15 +140,15 @@ describe('agent', () => {
     // once the ADD has ended, and then runs alone (it releases the parent).
     const [x, y, z] = await Promise.all(['x', 'y', 'z'].map((n) => f.pod(n)));
     const [add, del, other, otherBr] = await Promise.all([
-      f.cni('ADD', 'n1', x!, { conf: conf('br') }),
-      new Promise((r) => setTimeout(r, 2)).then(() => f.cni('DEL', 'n1', x!, { conf: conf('br') })),
-      f.cni('ADD', 'n1', y!, { conf: conf('mv') }),
-      f.cni('ADD', 'n1', z!, { conf: conf('mv') }),
+      cni('ADD', 'n1', x!, { conf: conf('br') }),
+      new Promise((r) => setTimeout(r, 2)).then(() => cni('DEL', 'n1', x!, { conf: conf('br') })),
+      cni('ADD', 'n1', y!, { conf: conf('mv') }),
+      cni('ADD', 'n1', z!, { conf: conf('mv') }),
     ]);
     for (const r of [add, del, other, otherBr]) expect(r.code, r.stdout).toBe(0);
     expect((await podLinks(x!)).map((l) => l.ifname)).toEqual(['lo']);
     for (const p of [y!, z!])
-      expect((await f.cni('DEL', 'n1', p, { conf: conf('mv') })).code).toBe(0);
+      expect((await cni('DEL', 'n1', p, { conf: conf('mv') })).code).toBe(0);
     expect(await nodeLinks()).toEqual([]);
     expect(await records()).toEqual({ attachments: 0, parents: [] });
     expect(await inUse()).toBe(0);
@@ -140,8 +156,7 @@ describe('agent', () => {
 
   it('re-creates a host parent deleted by hand and puts its pods back on it', async () => {
     const [a, b] = [await f.pod('ra'), await f.pod('rb')];
-    for (const p of [a, b])
-      expect((await f.cni('ADD', 'n1', p, { conf: conf('br') })).code).toBe(0);
+    for (const p of [a, b]) expect((await cni('ADD', 'n1', p, { conf: conf('br') })).code).toBe(0);
     const ipB = (await podAddrs(b, 'eth0'))[0]!.split('/')[0]!;
     await sh('ip', ['-n', f.node('n1'), 'link', 'del', 'tbr-agent']);
     await until('the bridge to come back', async () => (await nodeLinks()).includes('tbr-agent'));
@@ -162,8 +177,7 @@ describe('agent', () => {
     expect((await agent!.get('/metrics')).body).toMatch(
       /tartan_host_parent_repairs_total\{action="created"\} [1-9]/,
     );
-    for (const p of [a, b])
-      expect((await f.cni('DEL', 'n1', p, { conf: conf('br') })).code).toBe(0);
+    for (const p of [a, b]) expect((await cni('DEL', 'n1', p, { conf: conf('br') })).code).toBe(0);
     expect(await nodeLinks()).toEqual([]);
   });
 
@@ -176,8 +190,8 @@ describe('agent', () => {
       const codes: number[] = [];
       for (let n = 0; !stop; n++) {
         const id = `cid-${p}-${n}`;
-        codes.push((await f.cni('ADD', 'n1', p, { containerId: id, conf: c })).code);
-        codes.push((await f.cni('DEL', 'n1', p, { containerId: id, conf: c })).code);
+        codes.push((await cni('ADD', 'n1', p, { containerId: id, conf: c })).code);
+        codes.push((await cni('DEL', 'n1', p, { containerId: id, conf: c })).code);
       }
       return codes;
     });
@@ -195,7 +209,7 @@ describe('agent', () => {
     expect(codes.filter((c) => c === 0).length).toBeGreaterThan(24);
 
     // The runtime's GC: none of these containers exists any more.
-    const gc = await f.cni('GC', 'n1', undefined, {
+    const gc = await cni('GC', 'n1', undefined, {
       conf: f.conf('n1', { agentSocket: sock, 'cni.dev/valid-attachments': [] }),
     });
     expect(gc.code, gc.stdout).toBe(0);
@@ -224,15 +238,15 @@ describe('agent', () => {
 
   it('drains on SIGTERM: readiness fails and ADD is refused, DEL is still served', async () => {
     const p = await f.pod('t');
-    expect((await f.cni('ADD', 'n1', p, { conf: conf('br') })).code).toBe(0);
+    expect((await cni('ADD', 'n1', p, { conf: conf('br') })).code).toBe(0);
     process.kill(agent!.pid, 'SIGTERM');
     await until('readiness to fail', async () => (await agent!.get('/readyz')).status === 503);
     expect((await agent!.get('/healthz')).status).toBe(200);
     const q = await f.pod('t2');
-    const add = await f.cni('ADD', 'n1', q, { conf: conf('mv') });
+    const add = await cni('ADD', 'n1', q, { conf: conf('mv') });
     expect((add.out as { code: number }).code).toBe(11);
     expect((add.out as { msg: string }).msg).toContain('shutting down');
-    const del = await f.cni('DEL', 'n1', p, { conf: conf('br') });
+    const del = await cni('DEL', 'n1', p, { conf: conf('br') });
     expect(del.code, del.stdout).toBe(0);
     // Served by the agent, not queued: the pod and the parent are gone already.
     expect((await podLinks(p)).map((l) => l.ifname)).toEqual(['lo']);

@@ -6,12 +6,32 @@ import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ping, run } from '../../src/lab/sh.js';
-import { TARTAN, makeFixture, podAddrs, podLinks, type Fixture } from '../kernel/fixture.js';
+import {
+  TARTAN,
+  TARTAN_SHIM,
+  makeFixture,
+  podAddrs,
+  podLinks,
+  type Fixture,
+} from '../kernel/fixture.js';
 import { buildAgent, startAgent, type AgentProc } from './harness.js';
 
 let f: Fixture;
 let agent: AgentProc | undefined;
 let sock: string;
+
+/**
+ * A CNI call with the executable a node runs for this configuration: the shim-only build the
+ * DaemonSet installs when it names the agent, the full build otherwise.
+ */
+const cni: Fixture['cni'] = (command, node, pod, opts = {}) =>
+  f.cni(command, node, pod, {
+    plugin:
+      typeof opts.conf === 'object' && opts.conf !== null && 'agentSocket' in opts.conf
+        ? TARTAN_SHIM
+        : TARTAN,
+    ...opts,
+  });
 
 const start = (extra: string[] = []) => {
   agent = startAgent({
@@ -61,11 +81,11 @@ describe('shim and agent', () => {
     const a = await f.pod('a');
     const b = await f.pod('b');
     // In-process first, then the same call through the agent.
-    const direct = await f.cni('ADD', 'n1', a, { conf: f.conf('n1', iface('10.71.0.50')) });
+    const direct = await cni('ADD', 'n1', a, { conf: f.conf('n1', iface('10.71.0.50')) });
     expect(direct.code, direct.stdout).toBe(0);
-    expect((await f.cni('DEL', 'n1', a, { conf: f.conf('n1', iface('10.71.0.50')) })).code).toBe(0);
+    expect((await cni('DEL', 'n1', a, { conf: f.conf('n1', iface('10.71.0.50')) })).code).toBe(0);
 
-    const shim = await f.cni('ADD', 'n1', a, { conf: viaAgent(iface('10.71.0.50')) });
+    const shim = await cni('ADD', 'n1', a, { conf: viaAgent(iface('10.71.0.50')) });
     expect(shim.code, shim.stdout).toBe(0);
     expect(stripMacs(shim.stdout)).toBe(stripMacs(direct.stdout));
     // Every log line about the call names the container, its netns and the interface.
@@ -81,16 +101,16 @@ describe('shim and agent', () => {
     const eth0 = (await podLinks(a)).find((l) => l.ifname === 'eth0');
     expect(eth0?.linkinfo?.info_kind).toBe('macvlan');
     expect(await podAddrs(a, 'eth0')).toEqual(['10.71.0.50/24']);
-    const rb = await f.cni('ADD', 'n1', b, { conf: viaAgent(iface('dynamic')) });
+    const rb = await cni('ADD', 'n1', b, { conf: viaAgent(iface('dynamic')) });
     expect(rb.code, rb.stdout).toBe(0);
     const ipB = (await podAddrs(b, 'eth0'))[0]!.split('/')[0]!;
     expect(await ping(a, ipB)).toBe(true);
 
-    const check = await f.cni('CHECK', 'n1', a, { conf: viaAgent(iface('10.71.0.50')) });
+    const check = await cni('CHECK', 'n1', a, { conf: viaAgent(iface('10.71.0.50')) });
     expect(check.code, check.stdout).toBe(0);
     expect(check.stdout).toBe('');
     for (const p of [a, b])
-      expect((await f.cni('DEL', 'n1', p, { conf: viaAgent(iface('dynamic')) })).code).toBe(0);
+      expect((await cni('DEL', 'n1', p, { conf: viaAgent(iface('dynamic')) })).code).toBe(0);
     expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
     expect((await podLinks(b)).map((l) => l.ifname)).toEqual(['lo']);
   });
@@ -105,13 +125,13 @@ describe('shim and agent', () => {
     const s = await f.pod('sh1');
     const a = await f.pod('v1a');
     const b = await f.pod('v1b');
-    const viaShim = await f.cni('ADD', 'n1', s, { conf: viaAgent(iface('10.71.0.82')) });
+    const viaShim = await cni('ADD', 'n1', s, { conf: viaAgent(iface('10.71.0.82')) });
     expect(viaShim.code, viaShim.stdout).toBe(0);
     const shimDone = await agent!.line((l) => l.msg === 'ADD done' && l.containerId === `cid-${s}`);
     expect(shimDone.kernel).toBe('shim');
     expect(await podAddrs(s, 'eth0')).toEqual(['10.71.0.82/24']);
     // A JIT-less JavaScriptCore has no FFI: the shim says so and the agent uses iproute2.
-    const noFfi = await f.cni('ADD', 'n1', a, {
+    const noFfi = await cni('ADD', 'n1', a, {
       conf: viaAgent(iface('10.71.0.80')),
       env: { BUN_JSC_useJIT: '0' },
     });
@@ -143,7 +163,7 @@ describe('shim and agent', () => {
     expect(await ping(s, '10.71.0.80')).toBe(true);
     // DEL through the shim's netlink too, then back to the default agent.
     for (const p of [s, a, b])
-      expect((await f.cni('DEL', 'n1', p, { conf: viaAgent(iface('dynamic')) })).code).toBe(0);
+      expect((await cni('DEL', 'n1', p, { conf: viaAgent(iface('dynamic')) })).code).toBe(0);
     for (const p of [s, a, b]) expect((await podLinks(p)).map((l) => l.ifname)).toEqual(['lo']);
     await agent!.kill('SIGKILL');
     await start().waitReady();
@@ -152,16 +172,16 @@ describe('shim and agent', () => {
   it('keeps the core error code and message across the hop (fixed IP taken: 103)', async () => {
     const a = await f.pod('c');
     const b = await f.pod('d');
-    expect((await f.cni('ADD', 'n1', a, { conf: viaAgent(iface('10.71.0.60')) })).code).toBe(0);
-    const direct = await f.cni('ADD', 'n1', b, { conf: f.conf('n1', iface('10.71.0.60')) });
-    const shim = await f.cni('ADD', 'n1', b, { conf: viaAgent(iface('10.71.0.60')) });
+    expect((await cni('ADD', 'n1', a, { conf: viaAgent(iface('10.71.0.60')) })).code).toBe(0);
+    const direct = await cni('ADD', 'n1', b, { conf: f.conf('n1', iface('10.71.0.60')) });
+    const shim = await cni('ADD', 'n1', b, { conf: viaAgent(iface('10.71.0.60')) });
     expect(direct.code).toBe(1);
     expect(shim.code).toBe(1);
     expect((shim.out as { code: number }).code).toBe(103);
     expect(shim.stdout).toBe(direct.stdout);
     expect((await podLinks(b)).map((l) => l.ifname)).toEqual(['lo']);
     // A bad config is refused by the agent's core with the core's code, too.
-    const bad = await f.cni('ADD', 'n1', b, {
+    const bad = await cni('ADD', 'n1', b, {
       conf: viaAgent({ interfaces: [{ network: 'nope' }] }),
     });
     expect((bad.out as { code: number }).code).toBe(7);
@@ -169,35 +189,54 @@ describe('shim and agent', () => {
     const metrics = (await agent!.get('/metrics')).body;
     expect(metrics).toContain('tartan_cni_errors_total{command="ADD",code="103"} 1');
     expect(metrics).toContain('tartan_cni_errors_total{command="ADD",code="7"} 1');
-    expect((await f.cni('DEL', 'n1', a, { conf: viaAgent() })).code).toBe(0);
+    expect((await cni('DEL', 'n1', a, { conf: viaAgent() })).code).toBe(0);
+  });
+
+  it('has a shim-only build that answers VERSION for any config and refuses to work alone', async () => {
+    const pod = await f.pod('so');
+    const plain = f.conf('n1', iface('dynamic')); // no agentSocket
+    const v = await cni('VERSION', 'n1', undefined, { conf: plain, plugin: TARTAN_SHIM });
+    expect(v.code, v.stdout).toBe(0);
+    expect((v.out as { supportedVersions: string[] }).supportedVersions).toContain('1.1.0');
+    const add = await cni('ADD', 'n1', pod, { conf: plain, plugin: TARTAN_SHIM });
+    expect(add.code).toBe(1);
+    expect(add.out).toMatchObject({ code: 7, details: 'ERR_CONFIG' });
+    expect((add.out as { msg: string }).msg).toContain('agentSocket');
+    const bad = await cni('ADD', 'n1', pod, { conf: '{"cniVersion":', plugin: TARTAN_SHIM });
+    expect(bad.out).toMatchObject({ code: 6, details: 'ERR_DECODE' });
+    expect((await podLinks(pod)).map((l) => l.ifname)).toEqual(['lo']);
+    // The full build, given the same configuration, does the work in-process.
+    const full = await cni('ADD', 'n1', pod, { conf: plain, plugin: TARTAN });
+    expect(full.code, full.stdout).toBe(0);
+    expect((await cni('DEL', 'n1', pod, { conf: plain, plugin: TARTAN })).code).toBe(0);
   });
 
   it('answers VERSION without the agent and fails ADD fast (code 11) while it is down', async () => {
     await agent!.kill('SIGKILL');
     const pod = await f.pod('e');
-    const v = await f.cni('VERSION', 'n1', undefined, { conf: viaAgent() });
+    const v = await cni('VERSION', 'n1', undefined, { conf: viaAgent() });
     expect(v.code).toBe(0);
     expect((v.out as { supportedVersions: string[] }).supportedVersions).toContain('1.1.0');
     const t0 = Date.now();
-    const r = await f.cni('ADD', 'n1', pod, { conf: viaAgent(iface('dynamic')) });
+    const r = await cni('ADD', 'n1', pod, { conf: viaAgent(iface('dynamic')) });
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(r.code).toBe(1);
     const err = r.out as { code: number; msg: string };
     expect(err.code).toBe(11);
     expect(err.msg).toContain(sock);
     expect((await podLinks(pod)).map((l) => l.ifname)).toEqual(['lo']);
-    const st = await f.cni('STATUS', 'n1', undefined, { conf: viaAgent() });
+    const st = await cni('STATUS', 'n1', undefined, { conf: viaAgent() });
     expect((st.out as { code: number }).code).toBe(50);
   });
 
   it('queues DEL on disk while the agent is down, and the restarted agent replays it', async () => {
     await start().waitReady();
     const pod = await f.pod('g');
-    const add = await f.cni('ADD', 'n1', pod, { conf: viaAgent(iface('10.71.0.70')) });
+    const add = await cni('ADD', 'n1', pod, { conf: viaAgent(iface('10.71.0.70')) });
     expect(add.code, add.stdout).toBe(0);
     await agent!.kill('SIGKILL');
 
-    const del = await f.cni('DEL', 'n1', pod, { conf: viaAgent(iface('10.71.0.70')) });
+    const del = await cni('DEL', 'n1', pod, { conf: viaAgent(iface('10.71.0.70')) });
     expect(del.code, del.stdout).toBe(0);
     const queue = join(f.dir, 'state-n1', 'pending-del');
     expect(readdirSync(queue)).toEqual([`cid-${pod}@eth0.json`]);
@@ -207,14 +246,14 @@ describe('shim and agent', () => {
     expect(readdirSync(queue)).toEqual([]);
     expect((await podLinks(pod)).map((l) => l.ifname)).toEqual(['lo']);
     // The address is free again: another container gets it.
-    const again = await f.cni('ADD', 'n1', pod, {
+    const again = await cni('ADD', 'n1', pod, {
       containerId: 'cid-again',
       conf: viaAgent(iface('10.71.0.70')),
     });
     expect(again.code, again.stdout).toBe(0);
-    expect(
-      (await f.cni('DEL', 'n1', pod, { containerId: 'cid-again', conf: viaAgent() })).code,
-    ).toBe(0);
+    expect((await cni('DEL', 'n1', pod, { containerId: 'cid-again', conf: viaAgent() })).code).toBe(
+      0,
+    );
     expect(await agent!.line((l) => l.via === 'pending-del' && l.msg === 'DEL done')).toBeDefined();
   });
 
@@ -242,14 +281,14 @@ describe('shim and agent', () => {
     }
     expect((await agent.get('/readyz')).status).toBe(503);
     const t0 = Date.now();
-    const add = await f.cni('ADD', 'n1', pod, { conf: viaAgent(iface('dynamic')) });
+    const add = await cni('ADD', 'n1', pod, { conf: viaAgent(iface('dynamic')) });
     const waited = Date.now() - t0;
     expect(waited).toBeGreaterThanOrEqual(800);
     expect(waited).toBeLessThan(5000);
     expect((add.out as { code: number; msg: string }).code).toBe(11);
     expect((add.out as { msg: string }).msg).toContain('not ready after 800 ms');
     // DEL does not wait for readiness: served now (the request names a store that works).
-    const del = await f.cni('DEL', 'n1', pod, { conf: viaAgent() });
+    const del = await cni('DEL', 'n1', pod, { conf: viaAgent() });
     expect(del.code, del.stdout).toBe(0);
     expect(readdirSync(join(f.dir, 'state-n1', 'pending-del'))).toEqual([]);
     expect(await agent.line((l) => l.msg === 'DEL done' && l.via === 'socket')).toBeDefined();
@@ -286,7 +325,7 @@ describe('shim and agent', () => {
     for (const command of ['ADD', 'DEL']) {
       const r = await run(
         'setpriv',
-        ['--reuid=65534', '--regid=65534', '--clear-groups', TARTAN],
+        ['--reuid=65534', '--regid=65534', '--clear-groups', TARTAN_SHIM],
         JSON.stringify(viaAgent(iface('dynamic'))),
         {
           PATH: process.env.PATH,

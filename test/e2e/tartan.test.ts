@@ -168,7 +168,8 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
     };
 
     beforeAll(async () => {
-      const bin = tartanBinary();
+      // Through the agent, the build the DaemonSet installs.
+      const bin = tartanBinary(mode === 'shim+agent' ? 'shim' : 'full');
       dir = mkTmp('tartan-e2e-tt-');
       confDir = join(dir, 'net.d');
       paths.networks = join(dir, 'networks');

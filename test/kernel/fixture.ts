@@ -10,6 +10,8 @@ import { addNetns, delNetns, nsjson } from '../../src/lab/sh.js';
 import { buildTopology, type NodeSpec, type Topology } from '../../src/lab/topology.js';
 
 export const TARTAN = join(import.meta.dirname, '../../dist/tartan');
+/** The shim-only build the DaemonSet installs (scripts/build.mjs). */
+export const TARTAN_SHIM = join(import.meta.dirname, '../../dist/tartan-shim');
 
 export interface Fixture {
   prefix: string;
@@ -34,6 +36,8 @@ export interface Fixture {
       path?: string;
       /** Extra environment of the executable. */
       env?: Record<string, string>;
+      /** The executable; default dist/tartan. */
+      plugin?: string;
     },
   ): Promise<CniOutcome>;
   destroy(): Promise<void>;
@@ -77,7 +81,7 @@ export async function makeFixture(tag: string, nodes: NodeSpec[]): Promise<Fixtu
     },
     cni(command, node, pod, opts = {}) {
       return callCni({
-        plugin: TARTAN,
+        plugin: opts.plugin ?? TARTAN,
         command,
         conf: opts.conf ?? f.conf(node),
         node: f.node(node),

@@ -142,13 +142,14 @@ export const GO_TOOLS_TIMEOUT_MS = 600_000;
 export const TARTAN_BIN = join(REPO_ROOT, 'dist/tartan');
 
 /**
- * Returns the path of the Tartan CNI executable. TARTAN_BIN names a prebuilt one; otherwise
- * dist/tartan, (re)built by scripts/build.mjs (incremental: it skips an up-to-date binary),
- * so the tests never run a stale build. Throws when it cannot be had.
+ * Returns the path of the Tartan CNI executable: the full build, or the shim-only build the
+ * DaemonSet installs. TARTAN_BIN (TARTAN_SHIM_BIN) names a prebuilt one; otherwise
+ * dist/tartan (dist/tartan-shim), (re)built by scripts/build.mjs (incremental: it skips an
+ * up-to-date binary), so the tests never run a stale build. Throws when it cannot be had.
  */
-export function tartanBinary(): string {
-  const given = process.env.TARTAN_BIN;
-  const bin = given ?? TARTAN_BIN;
+export function tartanBinary(build: 'full' | 'shim' = 'full'): string {
+  const given = build === 'full' ? process.env.TARTAN_BIN : process.env.TARTAN_SHIM_BIN;
+  const bin = given ?? (build === 'full' ? TARTAN_BIN : `${TARTAN_BIN}-shim`);
   if (!given && existsSync(join(REPO_ROOT, 'scripts/build.mjs'))) {
     const r = spawnSync('node', ['scripts/build.mjs'], {
       cwd: REPO_ROOT,
