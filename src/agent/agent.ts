@@ -16,7 +16,7 @@ import { CniCode, TartanError } from '../cni/errors.js';
 import { parsePluginConfig, type PluginConfig } from '../cni/config.js';
 import { errorResponse } from '../cni/protocol.js';
 import { mark } from '../cni/trace.js';
-import { createIpam } from '../ipam/index.js';
+import { createIpam, type Ipam } from '../ipam/index.js';
 import { createKernel } from '../kernel/iproute.js';
 import type { Network } from '../network/schema.js';
 import type { Kernel } from '../kernel/types.js';
@@ -80,6 +80,8 @@ export class Agent {
   private readonly networks: NetworkSource;
   private readonly extraNetworks = new Map<string, NetworkSource>();
   private readonly stores = new Map<string, Promise<Store>>();
+  /** One IPAM per open store, so its node cache lasts across calls (ipam/cache.ts). */
+  private readonly ipams = new WeakMap<Store, Ipam>();
   private readonly states = new Map<string, Promise<HostState>>();
   private readyWaiters: Array<(ok: boolean) => void> = [];
   private socketServer: Server | undefined;
@@ -276,7 +278,7 @@ export class Agent {
             {
               kernel: kernel ?? this.kernel,
               ...(conf ? { conf } : {}),
-              ...(store ? { store } : {}),
+              ...(store ? { store, ipam: this.ipamFor(store) } : {}),
               ...(state ? { state } : {}),
               ...(networks ? { networks } : {}),
               ...(resolved?.requests ? { requests: resolved.requests } : {}),
@@ -403,6 +405,12 @@ export class Agent {
       p.catch(() => this.stores.delete(key));
     }
     return mustOpen ? p : p.catch(() => undefined);
+  }
+
+  private ipamFor(store: Store): Ipam {
+    let ipam = this.ipams.get(store);
+    if (!ipam) this.ipams.set(store, (ipam = createIpam(store)));
+    return ipam;
   }
 
   private stateFor(dir: string): Promise<HostState> {

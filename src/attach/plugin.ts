@@ -16,7 +16,7 @@ import { mark } from '../cni/trace.js';
 import type { CniEnv } from '../cni/protocol.js';
 import { versionResponse } from '../cni/protocol.js';
 import { compareVersions, fromAnyVersion, toVersion } from '../cni/spec.js';
-import { createIpam } from '../ipam/index.js';
+import { createIpam, type Ipam } from '../ipam/index.js';
 import { createProcessKernel } from '../kernel/index.js';
 import type { Kernel } from '../kernel/types.js';
 import { loadNetworks } from '../network/load.js';
@@ -29,6 +29,12 @@ import { add, check, del, gc, type Deps } from './pipeline.js';
 export interface Overrides {
   kernel?: Kernel;
   store?: Store;
+  /**
+   * The IPAM over `store`, kept by the agent across calls so that its node cache (the
+   * node's blocks, ipam/cache.ts) and its checked network metadata stay warm; default: a
+   * fresh one for this call.
+   */
+  ipam?: Ipam;
   /**
    * The process exits right after this call (the CNI executable): leave the databases
    * open. Closing the last connection of a WAL database checkpoints it with fsyncs, on
@@ -73,7 +79,7 @@ export async function runCni(
     mark('stores open');
     const deps: Deps = {
       kernel: o.kernel ?? (await createProcessKernel()),
-      ipam: createIpam(store),
+      ipam: o.ipam ?? createIpam(store),
       state,
       // node:os only when needed: evaluating it costs the CNI binary ~0.2 ms.
       node: conf.nodeName ?? process.getBuiltinModule('node:os').hostname(),
