@@ -7,6 +7,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { AGENT_NODE_ENV, AGENT_NODE_FLAGS } from '../../src/agent/launch.js';
+import { TARTAN, TARTAN_SHIM, type Fixture } from '../kernel/fixture.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 export const AGENT_JS = join(ROOT, 'dist/tartan-agent.js');
@@ -141,4 +142,19 @@ export function startAgent(a: AgentArgs): AgentProc {
     },
   };
   return p;
+}
+
+/**
+ * Fixture.cni with the executable a node runs for the configuration: the shim-only build the
+ * DaemonSet installs when it names the agent, the full build otherwise.
+ */
+export function nodeCni(f: () => Fixture): Fixture['cni'] {
+  return (command, node, pod, opts = {}) =>
+    f().cni(command, node, pod, {
+      plugin:
+        typeof opts.conf === 'object' && opts.conf !== null && 'agentSocket' in opts.conf
+          ? TARTAN_SHIM
+          : TARTAN,
+      ...opts,
+    });
 }

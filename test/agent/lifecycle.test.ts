@@ -8,32 +8,14 @@ import { openHostState } from '../../src/attach/host-state.js';
 import { createIpam } from '../../src/ipam/index.js';
 import { nsjson, ping, sh } from '../../src/lab/sh.js';
 import { createFileStore } from '../../src/store/file.js';
-import {
-  TARTAN,
-  TARTAN_SHIM,
-  makeFixture,
-  podAddrs,
-  podLinks,
-  type Fixture,
-} from '../kernel/fixture.js';
-import { buildAgent, startAgent, type AgentProc } from './harness.js';
+import { makeFixture, podAddrs, podLinks, type Fixture } from '../kernel/fixture.js';
+import { buildAgent, nodeCni, startAgent, type AgentProc } from './harness.js';
 
 let f: Fixture;
 let agent: AgentProc | undefined;
 let sock: string;
 
-/**
- * A CNI call with the executable a node runs for this configuration: the shim-only build the
- * DaemonSet installs when it names the agent, the full build otherwise.
- */
-const cni: Fixture['cni'] = (command, node, pod, opts = {}) =>
-  f.cni(command, node, pod, {
-    plugin:
-      typeof opts.conf === 'object' && opts.conf !== null && 'agentSocket' in opts.conf
-        ? TARTAN_SHIM
-        : TARTAN,
-    ...opts,
-  });
+const cni = nodeCni(() => f);
 
 const nets = [
   {

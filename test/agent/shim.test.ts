@@ -14,24 +14,13 @@ import {
   podLinks,
   type Fixture,
 } from '../kernel/fixture.js';
-import { buildAgent, startAgent, type AgentProc } from './harness.js';
+import { buildAgent, nodeCni, startAgent, type AgentProc } from './harness.js';
 
 let f: Fixture;
 let agent: AgentProc | undefined;
 let sock: string;
 
-/**
- * A CNI call with the executable a node runs for this configuration: the shim-only build the
- * DaemonSet installs when it names the agent, the full build otherwise.
- */
-const cni: Fixture['cni'] = (command, node, pod, opts = {}) =>
-  f.cni(command, node, pod, {
-    plugin:
-      typeof opts.conf === 'object' && opts.conf !== null && 'agentSocket' in opts.conf
-        ? TARTAN_SHIM
-        : TARTAN,
-    ...opts,
-  });
+const cni = nodeCni(() => f);
 
 const start = (extra: string[] = []) => {
   agent = startAgent({
