@@ -271,6 +271,11 @@ describe('e2e: deploy/agent.yaml as a pod under the real kubelet (install, attac
         );
       await sleep(500);
     }
+    // The agent speaks netlink itself (koffi from the image), not through the shim.
+    const ps = await cluster!.ctrd.crictl(['ps', '--name', 'agent', '-q']);
+    const agentId = ps.stdout.trim().split('\n')[0]!;
+    const logs = await cluster!.ctrd.crictl(['logs', agentId]);
+    expect(`${logs.stdout}${logs.stderr}`).toMatch(/"msg":"kernel driver"[^\n]*"driver":"netlink"/);
     // Installed on the node: the shim (executable) and the conflist with the node's name,
     // sorted before the primary CNI's.
     const shim = statSync(join(p.bin, 'tartan'));
