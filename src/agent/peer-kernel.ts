@@ -1,6 +1,7 @@
-// Kernel work of one CNI call done by the shim that made it. The shim is the Bun-built
-// `tartan` binary and speaks rtnetlink itself (src/kernel/netlink); the agent runs under
-// Node, whose only way is an iproute2 process per namespace (~8 ms of every ADD). Reads
+// Kernel work of one CNI call done by the shim that made it, for an agent without netlink
+// of its own (koffi could not load, or --kernel-driver iproute2; ADR 0010). The shim is the
+// Bun-built `tartan` binary and speaks rtnetlink itself (src/kernel/netlink); such an agent's
+// only way is an iproute2 process per namespace (~8 ms of every ADD). Reads
 // (CHECK, parents) stay in the agent. When the shim cannot help (no FFI) or is gone (killed
 // by the runtime's timeout) the agent's own driver takes over for the rest of the call: an
 // interrupted run is then repeated locally, which the pipeline's undo tolerates.

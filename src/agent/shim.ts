@@ -3,11 +3,11 @@
 // results are the agent's. Only the agent-down paths are decided here: ADD fails fast with
 // "try again later" (the runtime retries; waiting here would hold kubelet's sandbox worker),
 // DEL is queued on disk and succeeds (a failing DEL blocks pod deletion until the agent is
-// back). The agent may hand this call's kernel steps back to the shim, which applies them
-// over netlink (peer-kernel.ts): Bun has FFI, the agent's Node has not. This module and its
-// imports are all the shim evaluates: no validation schemas, yaml or SQLite. The socket
-// (shim-socket.ts), the DEL queue (node:crypto) and the netlink driver are imported where
-// used: each costs the Bun binary start-up, and VERSION needs none of them.
+// back). An agent without netlink of its own (koffi could not load) hands this call's
+// kernel steps back to the shim, which applies them over netlink (peer-kernel.ts). This
+// module and its imports are all the shim evaluates: no validation schemas, yaml or SQLite.
+// The socket (shim-socket.ts), the DEL queue (node:crypto) and the netlink driver are
+// imported where used: each costs the Bun binary start-up, and VERSION needs none of them.
 import { CniCode, isTartanError, TartanError } from '../cni/errors.js';
 import { errorResponse, parseStdin, versionResponse } from '../cni/protocol.js';
 import { mark } from '../cni/trace.js';
@@ -99,12 +99,14 @@ export function withoutAgent(
   stdin: string,
   readError: unknown,
 ): WireResponse {
+  const version = vars.CNI_COMMAND === 'VERSION';
   let raw: { cniVersion?: unknown } = {};
   try {
-    if (readError !== undefined) throw readError;
-    raw = stdin.trim() === '' ? {} : parseStdin(stdin);
-    if (vars.CNI_COMMAND === 'VERSION')
-      return { code: 0, stdout: JSON.stringify(versionResponse(raw.cniVersion)) + '\n' };
+    // As in-process: VERSION tolerates an unreadable stdin, not an oversized one.
+    if (readError !== undefined && (!version || isTartanError(readError))) throw readError;
+    const text = readError === undefined ? stdin : '';
+    raw = text.trim() === '' ? {} : parseStdin(text);
+    if (version) return { code: 0, stdout: JSON.stringify(versionResponse(raw.cniVersion)) + '\n' };
     throw new TartanError(
       'ERR_CONFIG',
       "this tartan is the node agent's shim (the DaemonSet installs it): its plugin config " +

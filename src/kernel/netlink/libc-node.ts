@@ -1,7 +1,7 @@
 // libc for the netlink driver under Node (the node agent), through koffi: the same calls
 // ffi.ts binds with bun:ffi, plus send(2) on koffi's worker threads for the requests that
-// block for an RCU grace period (see Libc.sendAsync). Typed arrays are passed as pointers,
-// without copies. docs/adr/0010-agent-netlink.md.
+// block for an RCU grace period (see Libc.sendAsync). Typed arrays are passed as pointers.
+// docs/adr/0010-agent-netlink.md.
 import type { Libc } from './ffi.js';
 
 type Call = ((...a: unknown[]) => number) & {
