@@ -35,7 +35,7 @@ export function fileNetworkSource(dir: string, cacheFile?: string): NetworkSourc
 
 /**
  * Synchronous on purpose: a readdir and a few stats take microseconds, while each trip
- * through libuv's thread pool costs ~0.1 ms, and every ADD asks (twice: classify, core).
+ * through libuv's thread pool costs ~0.1 ms, and every ADD asks (once per call: agent.ts).
  */
 function signature(dir: string): string | undefined {
   try {

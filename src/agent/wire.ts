@@ -2,8 +2,9 @@
 // one JSON object per line (JSON.stringify never emits a raw newline). The shim writes its
 // request; an agent without netlink of its own (koffi unavailable) may then ask the shim to
 // apply kernel steps (the shim speaks netlink through bun:ffi; the agent would spawn
-// iproute2: ~8 ms per ADD), the shim answers each; the agent ends with the response and closes. Version 1 shims wrote the
-// request and half-closed, and are still served (kernel work then stays in the agent).
+// iproute2: ~8 ms per ADD), the shim answers each; the agent ends with the response and
+// closes. Version 1 shims wrote the request and half-closed, and are still served (kernel
+// work then stays in the agent).
 // Nothing here imports anything: the shim loads this on every pod ADD.
 
 /** Wire format version of this shim; the agent serves these and refuses others (code 11). */
