@@ -42,6 +42,11 @@ for (const [name, shimOnly] of [
       '--compile',
       '--minify',
       '--bytecode',
+      // A compiled Bun program reads bunfig.toml and .env from its working directory unless
+      // told not to: a plugin that runs as root in whatever directory the runtime has would
+      // run a preload script or take variables from there (test/kernel/failure.test.ts).
+      '--no-compile-autoload-bunfig',
+      '--no-compile-autoload-dotenv',
       // Leaves the etcd client out (src/store/index.ts): loaded from tartan-etcd.js.
       '--define',
       'process.env.TARTAN_BUILD="cni"',

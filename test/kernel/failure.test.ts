@@ -1,11 +1,12 @@
 // Kernel tier: what goes wrong. Rollback of a half-done ADD, DEL after the netns is gone,
 // CHECK catching a deleted address, and bad input of every kind: each gets the right CNI
 // code and leaves no link, address, rule, host parent or allocation behind.
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import {
   closeSync,
   constants,
   existsSync,
+  mkdirSync,
   openSync,
   rmSync,
   writeFileSync,
@@ -16,7 +17,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createFileStore } from '../../src/store/file.js';
 import { callCni } from '../../src/lab/cni.js';
 import { delNetns, nsjson, sh } from '../../src/lab/sh.js';
-import { TARTAN, makeFixture, podLinks, type Fixture } from './fixture.js';
+import { TARTAN, TARTAN_SHIM, makeFixture, podLinks, type Fixture } from './fixture.js';
 
 let f: Fixture;
 let pod: string;
@@ -362,5 +363,49 @@ describe('stdin as runtimes hand it over', () => {
       code: 6,
       msg: expect.stringMatching(/larger than/),
     });
+  });
+});
+
+describe("the runtime's working directory", () => {
+  // Runtimes start plugins in their own working directory (podman: the user's). A Bun
+  // binary would read bunfig.toml (which can preload a script) and .env from there.
+  it('a bunfig.toml or .env there changes nothing, in either build', () => {
+    const cwd = join(f.dir, 'tt-cwd');
+    rmSync(cwd, { recursive: true, force: true });
+    mkdirSync(cwd);
+    const marker = join(cwd, 'preloaded');
+    writeFileSync(
+      join(cwd, 'preload.js'),
+      `require('fs').writeFileSync(${JSON.stringify(marker)}, 'x');`,
+    );
+    writeFileSync(join(cwd, 'bunfig.toml'), 'preload = ["./preload.js"]\n');
+    writeFileSync(join(cwd, '.env'), 'TARTAN_TRACE=1\n');
+    const conf = f.conf('n1', { interfaces: [{ network: 'nope' }] });
+    const calls: Array<[string, string, Record<string, unknown>, number]> = [
+      [TARTAN, 'VERSION', conf, 0],
+      // Reaches the core (whose phases TARTAN_TRACE would print), then fails: unknown network.
+      [TARTAN, 'ADD', conf, 1],
+      [TARTAN_SHIM, 'VERSION', conf, 0],
+      [TARTAN_SHIM, 'ADD', { ...conf, agentSocket: join(cwd, 'no-agent.sock') }, 1],
+    ];
+    for (const [bin, command, c, code] of calls) {
+      const r = spawnSync(bin, [], {
+        cwd,
+        input: JSON.stringify(c),
+        env: {
+          PATH: process.env.PATH,
+          CNI_COMMAND: command,
+          CNI_CONTAINERID: 'tt-cwd',
+          CNI_NETNS: pod,
+          CNI_IFNAME: 'eth0',
+          CNI_PATH: '/usr/lib/cni',
+        },
+        encoding: 'utf8',
+      });
+      expect(r.status, `${bin} ${command}: ${r.stdout} ${r.stderr}`).toBe(code);
+      expect(r.stderr, `${bin} ${command}`).toBe('');
+      expect(existsSync(marker), `${bin} ${command} ran the preload`).toBe(false);
+    }
+    rmSync(cwd, { recursive: true, force: true });
   });
 });
