@@ -50,6 +50,17 @@ export async function runShim(
       return fail(e, conf.cniVersion);
     }
   }
+  // As the configuration schema has it (src/cni/config.ts): the runtime's working directory
+  // must not decide which agent, or which queue, a call goes to.
+  for (const k of ['agentSocket', 'stateDir'] as const)
+    if (typeof conf[k] === 'string' && !conf[k].startsWith('/'))
+      return fail(
+        new TartanError(
+          'ERR_CONFIG',
+          `invalid network configuration: ${k}: must be an absolute path`,
+        ),
+        conf.cniVersion,
+      );
   const req: WireRequest = { v: WIRE_VERSION, env: vars, stdin };
   const timeout =
     typeof conf.agentTimeoutSeconds === 'number' && conf.agentTimeoutSeconds > 0

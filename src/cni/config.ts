@@ -7,6 +7,13 @@ import { dict, issuesText, problems } from './validation.js';
 
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
+/**
+ * Paths in the configuration: the runtime starts the plugin in a working directory of its
+ * own (containerd: "/", podman: the user's), so a relative path would mean a different
+ * file from one runtime, or one call, to the next.
+ */
+const absPath = v.pipe(v.string(), v.startsWith('/', 'must be an absolute path'));
+
 export const InterfaceRequestSchema = v.strictObject({
   /** Network name (a ClusterNetwork or TenantNetwork in the networks directory or cluster). */
   network: v.pipe(
@@ -39,12 +46,12 @@ export const PluginConfigSchema = v.looseObject({
   name: v.pipe(v.string(), v.minLength(1)),
   type: v.string(),
   /** Directory of network definition files (YAML or JSON). */
-  networksDir: v.optional(v.string(), '/etc/tartan/networks'),
+  networksDir: v.optional(absPath, '/etc/tartan/networks'),
   /** IPAM datastore. */
   store: v.optional(
     v.object({
       type: v.picklist(['file', 'etcd', 'kubernetes']),
-      path: v.optional(v.string()),
+      path: v.optional(absPath),
       endpoints: v.optional(v.array(v.string())),
       prefix: v.optional(v.string()),
       namespace: v.optional(v.string()),
@@ -52,14 +59,14 @@ export const PluginConfigSchema = v.looseObject({
     { type: 'file', path: '/var/lib/tartan/ipam.db' },
   ),
   /** Node-local state: attachment records and host parent reference counts. */
-  stateDir: v.optional(v.string(), '/var/lib/tartan'),
+  stateDir: v.optional(absPath, '/var/lib/tartan'),
   nodeName: v.optional(v.string()),
   /** Network that becomes eth0; absent when a previous plugin in the chain made eth0. */
   defaultNetwork: v.optional(v.string()),
   /** Static interface requests (used when the runtime passes none). */
   // Validated by interfaceRequests, so a bad request gets its own error code.
   interfaces: v.optional(v.array(v.unknown())),
-  logFile: v.optional(v.string()),
+  logFile: v.optional(absPath),
   logLevel: v.optional(v.picklist(['debug', 'info', 'warn', 'error']), 'info'),
   // Standard fields the runtime may add.
   args: v.optional(dict(v.string(), v.unknown())),

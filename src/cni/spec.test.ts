@@ -138,6 +138,21 @@ describe('configuration and interface requests', () => {
       expect.objectContaining({ cniCode: 7 }),
     );
   });
+  it('refuses relative paths, naming the field (code 7)', () => {
+    for (const [field, bad] of [
+      ['networksDir', { networksDir: 'nets' }],
+      ['stateDir', { stateDir: './state' }],
+      ['store.path', { store: { type: 'file', path: 'ipam.db' } }],
+      ['logFile', { logFile: 'tartan.log' }],
+    ] as const)
+      expect(() => parsePluginConfig({ ...base, ...bad }), field).toThrow(
+        expect.objectContaining({
+          cniCode: 7,
+          message: expect.stringContaining(`${field}: must be an absolute path`),
+        }),
+      );
+    expect(parsePluginConfig({ ...base, stateDir: '/srv/tartan' }).stateDir).toBe('/srv/tartan');
+  });
   it('CNI_ARGS: pairs, and values without "="', () => {
     expect(parseCniArgs('IgnoreUnknown=1;K8S_POD_NAME=a')).toEqual(
       new Map([

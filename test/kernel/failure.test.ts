@@ -267,6 +267,18 @@ describe('bad input', () => {
       /not a network namespace/,
     ],
     [
+      'relative path in the configuration',
+      () => add({ conf: { ...f.conf('n1'), stateDir: 'tt-state' } }),
+      7,
+      /stateDir: must be an absolute path/,
+    ],
+    [
+      'relative agentSocket (shim build)',
+      () => add({ plugin: TARTAN_SHIM, conf: { ...f.conf('n1'), agentSocket: 'tt-agent.sock' } }),
+      7,
+      /agentSocket: must be an absolute path/,
+    ],
+    [
       'invalid configuration field',
       () => add({ conf: { ...f.conf('n1'), store: { type: 'floppy' } } }),
       7,
