@@ -6,7 +6,7 @@
 // by the runtime's timeout) the agent's own driver takes over for the rest of the call: an
 // interrupted run is then repeated locally, which the pipeline's undo tolerates.
 import { TartanError, type TartanCode } from '../cni/errors.js';
-import type { Kernel, Step } from '../kernel/types.js';
+import { atPosition, runPosition, type Kernel, type Step } from '../kernel/types.js';
 import { SELF_NETNS, type KernelCall, type KernelReply } from './wire.js';
 
 /** The shim's end of the connection, as the agent sees it. */
@@ -48,7 +48,11 @@ export function peerKernel(peer: ShimPeer, local: Kernel): Kernel & { remote(): 
         remote++;
         return;
       }
-      if (r?.error) throw new TartanError(r.error.code as TartanCode, r.error.message);
+      if (r?.error) {
+        const e = new TartanError(r.error.code as TartanCode, r.error.message);
+        const at = runPosition({ runPosition: r.error.at });
+        throw at ? atPosition(e, at) : e;
+      }
       gone = true; // unavailable, or the shim went away: the agent carries on alone
     }
     return local.run(steps, opts);

@@ -11,7 +11,7 @@
 import { CniCode, isTartanError, TartanError } from '../cni/errors.js';
 import { errorResponse, parseStdin, versionResponse } from '../cni/protocol.js';
 import { mark } from '../cni/trace.js';
-import type { Kernel, Step } from '../kernel/types.js';
+import { runPosition, type Kernel, type Step } from '../kernel/types.js';
 import { localSteps } from './peer-kernel.js';
 import type { Conn } from './shim-socket.js';
 import {
@@ -152,7 +152,8 @@ async function applyKernel(call: KernelCall['kernel']): Promise<KernelReply> {
     return { id: call.id, ok: true };
   } catch (e) {
     const err = isTartanError(e) ? e : new TartanError('ERR_KERNEL', (e as Error).message);
-    return { id: call.id, error: { code: err.code, message: err.message } };
+    const at = runPosition(e);
+    return { id: call.id, error: { code: err.code, message: err.message, ...(at ? { at } : {}) } };
   }
 }
 

@@ -36,7 +36,8 @@ export interface KernelCall {
 export interface KernelReply {
   id: number;
   ok?: true;
-  error?: { code: string; message: string };
+  /** `at`: where the run stopped, when the driver knows (kernel/types.ts RunPosition). */
+  error?: { code: string; message: string; at?: { step: number; op: number } };
   unavailable?: string;
 }
 

@@ -6,15 +6,16 @@ import { basename, dirname } from 'node:path';
 import { TartanError } from '../cni/errors.js';
 import { exec } from './exec.js';
 import { NAMED_NS_DIRS, opToArgs } from './ops.js';
-import { buildScript, failedStep, type Step } from './script.js';
-import type {
-  AddrInfo,
-  Kernel,
-  LinkInfo,
-  NetnsKind,
-  RouteInfo,
-  RuleInfo,
-  Target,
+import { batchFailure, buildScript, failedStep, type Step } from './script.js';
+import {
+  atPosition,
+  type AddrInfo,
+  type Kernel,
+  type LinkInfo,
+  type NetnsKind,
+  type RouteInfo,
+  type RuleInfo,
+  type Target,
 } from './types.js';
 
 const IP = 'ip';
@@ -83,20 +84,29 @@ export function createKernel(): Kernel {
         const input = only.ops.map((o) => opToArgs(o).args.join(' ')).join('\n') + '\n';
         const force = opts.bestEffort ? ['-force'] : [];
         const r = await exec(file, [...pre, ...force, '-batch', '-'], input);
-        if (r.code !== 0 && !opts.bestEffort)
-          fail(
-            only.t,
-            `ip ${only.ops.map((o) => opToArgs(o).args.slice(0, 3).join(' ')).join('; ')}`,
-            r.stderr,
-          );
+        if (r.code !== 0 && !opts.bestEffort) {
+          const line = batchFailure(r.stderr);
+          try {
+            fail(
+              only.t,
+              `ip ${only.ops.map((o) => opToArgs(o).args.slice(0, 3).join(' ')).join('; ')}`,
+              r.stderr,
+            );
+          } catch (e) {
+            throw line === undefined
+              ? e
+              : atPosition(e as Error, { step: steps.indexOf(only), op: line });
+          }
+        }
         return;
       }
     }
-    const { script, labels } = buildScript(nonEmpty, { bestEffort: opts.bestEffort === true });
+    const { script, labels } = buildScript(steps, { bestEffort: opts.bestEffort === true });
     const r = await exec('sh', ['-s'], script);
     if (r.code !== 0 && !opts.bestEffort) {
       const f = failedStep(r.stderr, labels);
-      throw new TartanError('ERR_KERNEL', `${f.label} failed: ${f.message}`);
+      const e = new TartanError('ERR_KERNEL', `${f.label} failed: ${f.message}`);
+      throw f.at ? atPosition(e, f.at) : e;
     }
   }
 

@@ -6,7 +6,7 @@
 import { basename, dirname } from 'node:path';
 import { TartanError } from '../cni/errors.js';
 import { NAMED_NS_DIRS, SYSCTL_KEY_RE, opToArgs } from './ops.js';
-import type { Step, Target } from './types.js';
+import type { RunPosition, Step, Target } from './types.js';
 
 export type { Step } from './types.js';
 
@@ -27,41 +27,69 @@ function inNs(t: Target, tool: 'ip' | 'bridge' | 'sh'): string {
   return `nsenter --net=${safe(t.ns)} -- ${tool}`;
 }
 
+/** What the script marks before a command: its words for errors, and the ops it runs. */
+export interface ScriptMark {
+  label: string;
+  /** Position of the command's first op in the steps given to buildScript. */
+  at: RunPosition;
+  /** An iproute2 batch: its "Command failed -:N" names the op (N counts from 1). */
+  batch: boolean;
+}
+
+/** Empty steps are skipped; positions count them (they are run()'s positions). */
 export function buildScript(
   steps: Step[],
   opts: { bestEffort: boolean },
-): { script: string; labels: string[] } {
+): { script: string; labels: ScriptMark[] } {
   const lines: string[] = [opts.bestEffort ? 'set +e' : 'set -e'];
-  const labels: string[] = [];
-  const mark = (label: string) => {
-    lines.push(`echo ${STEP_MARK} ${labels.length} >&2`);
-    labels.push(label);
+  const labels: ScriptMark[] = [];
+  const marker = (m: ScriptMark) => {
+    labels.push(m);
+    return `echo ${STEP_MARK} ${labels.length - 1} >&2`;
   };
   const force = opts.bestEffort ? ' -force' : '';
-  for (const { t, ops, label } of steps) {
+  for (const [index, { t, ops, label }] of steps.entries()) {
     const where = t.ns === undefined ? 'host' : `netns ${t.ns}`;
     const pre = label ? `${label}: ` : '';
     const argv = ops.map(opToArgs);
     let i = 0;
     while (i < argv.length) {
       const tool = argv[i]!.tool;
+      const first = i;
       const group: string[][] = [];
       while (i < argv.length && argv[i]!.tool === tool) group.push(argv[i++]!.args);
       if (tool === 'sysctl') {
         for (const [k] of group)
           if (!SYSCTL_KEY_RE.test(k!)) throw new TartanError('ERR_KERNEL', `bad sysctl key ${k}`);
+        // A mark before each write, so a failure names its own op. Plain commands in a row:
+        // under `set -e` a failure in an && list other than its last would not stop the
+        // script (POSIX), so the list form is not used.
         const writes = group
-          .map(([k, v]) => `echo ${safe(v!)} > /proc/sys/${k}`)
-          .join(opts.bestEffort ? '; ' : ' && ');
-        mark(`${pre}sysctl ${group.map(([k, v]) => `${k}=${v}`).join(' ')} in ${where}`);
+          .map(
+            ([k, v], j) =>
+              `${marker({
+                label: `${pre}sysctl ${k}=${v} in ${where}`,
+                at: { step: index, op: first + j },
+                batch: false,
+              })}; echo ${safe(v!)} > /proc/sys/${k}`,
+          )
+          .join('; ');
         // /proc/sys/net shows the namespace of the process that opens it: write from inside.
-        lines.push(t.ns === undefined ? writes : `${inNs(t, 'sh')} -c '${writes}'`);
+        lines.push(
+          t.ns === undefined
+            ? writes
+            : `${inNs(t, 'sh')} -c '${opts.bestEffort ? 'set +e' : 'set -e'}; ${writes}'`,
+        );
         continue;
       }
       const cmd =
         tool === 'bridge' ? inNs(t, 'bridge') : inNs(t, 'ip') + (tool === 'ip6' ? ' -6' : '');
-      mark(
-        `${pre}${tool === 'ip6' ? 'ip -6' : tool} ${group.map((a) => a.slice(0, 3).join(' ')).join('; ')} in ${where}`,
+      lines.push(
+        marker({
+          label: `${pre}${tool === 'ip6' ? 'ip -6' : tool} ${group.map((a) => a.slice(0, 3).join(' ')).join('; ')} in ${where}`,
+          at: { step: index, op: first },
+          batch: true,
+        }),
       );
       lines.push(`${cmd}${force} -batch - <<'TARTAN_EOF'`);
       for (const a of group) lines.push(a.map(safe).join(' '));
@@ -71,8 +99,20 @@ export function buildScript(
   return { script: lines.join('\n') + '\n', labels };
 }
 
-/** Names the step that failed from the markers the script wrote before each one. */
-export function failedStep(stderr: string, labels: string[]): { label: string; message: string } {
+/** The op of an iproute2 batch that failed: "Command failed -:N" (N from 1). */
+export function batchFailure(stderr: string): number | undefined {
+  const m = /Command failed -:(\d+)/.exec(stderr);
+  return m ? Number(m[1]) - 1 : undefined;
+}
+
+/**
+ * Names the command that failed from the markers the script wrote before each one, and
+ * the op it stopped at where that is known.
+ */
+export function failedStep(
+  stderr: string,
+  labels: ScriptMark[],
+): { label: string; message: string; at?: RunPosition } {
   const parts = stderr.split('\n');
   let idx = -1;
   let after: string[] = [];
@@ -82,8 +122,13 @@ export function failedStep(stderr: string, labels: string[]): { label: string; m
       after = parts.slice(n + 1).filter((x) => !x.startsWith(STEP_MARK));
     }
   }
+  const m = labels[idx];
+  const message = after.filter(Boolean).slice(0, 3).join(' | ');
+  if (!m) return { label: 'kernel script', message };
+  const line = m.batch ? batchFailure(after.join('\n')) : 0;
   return {
-    label: labels[idx] ?? 'kernel script',
-    message: after.filter(Boolean).slice(0, 3).join(' | '),
+    label: m.label,
+    message,
+    ...(line === undefined ? {} : { at: { step: m.at.step, op: m.at.op + line } }),
   };
 }

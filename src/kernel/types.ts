@@ -101,6 +101,29 @@ export interface RuleInfo {
 
 export type NetnsKind = 'net' | 'missing' | 'not-netns';
 
+/**
+ * Where a run() stopped: the index of the step in the array given to run() and of the op in
+ * that step that failed. Every earlier op was applied, this one and later ones were not.
+ * Drivers attach it to the error they throw (runPosition reads it); a caller that must know
+ * what exists to undo it (a link the failing op did not create is someone else's) uses it.
+ */
+export interface RunPosition {
+  step: number;
+  op: number;
+}
+
+/** The position a driver recorded on a run's error, if it knows it. */
+export function runPosition(e: unknown): RunPosition | undefined {
+  const at = (e as { runPosition?: RunPosition } | null)?.runPosition;
+  return at && Number.isInteger(at.step) && Number.isInteger(at.op) ? at : undefined;
+}
+
+/** Records on a run's error where the run stopped. */
+export function atPosition<E extends Error>(e: E, at: RunPosition): E {
+  (e as E & { runPosition?: RunPosition }).runPosition = { step: at.step, op: at.op };
+  return e;
+}
+
 /** A target and its ops, run in order. */
 export interface Step {
   t: Target;

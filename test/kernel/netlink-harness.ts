@@ -6,7 +6,13 @@
 import { readdirSync, readlinkSync } from 'node:fs';
 import { createKernel } from '../../src/kernel/iproute.js';
 import { createNetlinkKernel } from '../../src/kernel/netlink/index.js';
-import type { Kernel, Step, Target } from '../../src/kernel/types.js';
+import {
+  runPosition,
+  type Kernel,
+  type RunPosition,
+  type Step,
+  type Target,
+} from '../../src/kernel/types.js';
 
 export type Driver = 'netlink' | 'iproute';
 export type { Step } from '../../src/kernel/types.js';
@@ -20,6 +26,8 @@ export interface Result {
   ok: boolean;
   code?: string;
   message?: string;
+  /** Where a failed run stopped, if the driver said. */
+  at?: RunPosition;
   value?: unknown;
   fds: [number, number];
   /** What the fds opened during the call (and still open) point at, if any. */
@@ -88,10 +96,12 @@ for (const a of JSON.parse(process.argv[2] ?? '[]') as Action[]) {
     results.push({ ok: true, ...(value === undefined ? {} : { value }), ...fdReport(before) });
   } catch (e) {
     const err = e as { code?: string; message?: string };
+    const at = runPosition(e);
     results.push({
       ok: false,
       ...(err.code === undefined ? {} : { code: err.code }),
       message: String(err.message ?? e),
+      ...(at ? { at } : {}),
       ...fdReport(before),
     });
   }

@@ -447,6 +447,63 @@ describe.each(RUNTIMES)('under %s', (rt) => {
       expect(await has99('b')).toBe(false);
     });
 
+    it('says which op a failed run stopped at, as the iproute2 driver does', async () => {
+      // Step 1 is empty and still counts; the failing op is the second of its step (an
+      // address added twice), or the second sysctl of a group (a link that is not there).
+      const addr = (p: Target, i: number): Step[] => [
+        { t: p, ops: [{ op: 'link-set', name: 'eth1', up: true }] },
+        { t: p, ops: [] },
+        {
+          t: p,
+          ops: [
+            { op: 'addr-add', dev: 'eth1', cidr: `10.20.7.${i}/24` },
+            { op: 'addr-add', dev: 'eth1', cidr: `10.20.7.${i}/24` },
+          ],
+        },
+      ];
+      const sysctl = (p: Target): Step[] => [
+        { t: HOST, ops: [{ op: 'link-set', name: 'lo', up: true }] },
+        {
+          t: p,
+          ops: [
+            { op: 'sysctl', key: 'net/ipv4/conf/eth1/arp_ignore', value: '0' },
+            { op: 'sysctl', key: 'net/ipv4/conf/tt-none/arp_ignore', value: '0' },
+            { op: 'link-set', name: 'eth1', up: true },
+          ],
+        },
+      ];
+      const cases: Array<[string, (p: Target, i: number) => Step[], { step: number; op: number }]> =
+        [
+          ['address', addr, { step: 2, op: 1 }],
+          // One iproute2 batch alone: no script around it.
+          ['single batch', (p, i) => addr(p, i).slice(2), { step: 0, op: 1 }],
+          ['sysctl', sysctl, { step: 1, op: 1 }],
+        ];
+      for (const [n, [what, steps, at]] of cases.entries()) {
+        const [nl, ipr] = await harness([
+          { do: 'run', driver: 'netlink', steps: steps(pod('b'), 10 + n) },
+          { do: 'run', driver: 'iproute', steps: steps(pod('d'), 20 + n) },
+        ]);
+        expect(nl, `${what} netlink`).toMatchObject({ ok: false, at });
+        expect(ipr, `${what} iproute2`).toMatchObject({ ok: false, at });
+      }
+      for (const [driver, p, i] of [
+        ['netlink', 'b', 10],
+        ['iproute', 'd', 20],
+      ] as const)
+        await ok(driver, [
+          {
+            t: pod(p),
+            // Secondary first: deleting the primary address takes its secondaries along.
+            ops: [1, 0].map((n) => ({
+              op: 'addr-del' as const,
+              dev: 'eth1',
+              cidr: `10.20.7.${i + n}/24`,
+            })),
+          },
+        ]);
+    });
+
     it('attempts every op with bestEffort and ignores failures', async () => {
       expect(await run('netlink', clash(pod('b')), true)).toMatchObject({ ok: true });
       expect(await has99('b')).toBe(true);

@@ -5,7 +5,7 @@
 import { TartanError } from '../../cni/errors.js';
 import { createKernel, netnsKind } from '../iproute.js';
 import { SYSCTL_KEY_RE, opToArgs } from '../ops.js';
-import type { Kernel, Op, Step, Target } from '../types.js';
+import { atPosition, type Kernel, type Op, type Step, type Target } from '../types.js';
 import { readAddresses } from './read.js';
 import { encodeOp } from './encode-ops.js';
 import { isStranded, loadLibc, type Libc } from './ffi.js';
@@ -41,9 +41,15 @@ async function applyOp(s: Session, t: Target, o: Op): Promise<void> {
   }
 }
 
-async function runStep(s: Session, { t, ops, label }: Step, bestEffort: boolean): Promise<void> {
+/** Runs one step; a failure records its position (step index given, op index here). */
+async function runStep(
+  s: Session,
+  { t, ops, label }: Step,
+  bestEffort: boolean,
+  index: number,
+): Promise<void> {
   s.prepare(t, ops);
-  for (const o of ops) {
+  for (const [i, o] of ops.entries()) {
     try {
       await applyOp(s, t, o);
     } catch (e) {
@@ -52,7 +58,7 @@ async function runStep(s: Session, { t, ops, label }: Step, bestEffort: boolean)
       const reason = e instanceof Error ? e.message : String(e);
       const pre = label ? `${label}: ` : '';
       const msg = `${pre}${describe(o)} in ${where(t)} failed: ${reason}`;
-      throw new TartanError('ERR_KERNEL', msg, { cause: e });
+      throw atPosition(new TartanError('ERR_KERNEL', msg, { cause: e }), { step: index, op: i });
     }
   }
 }
@@ -70,16 +76,16 @@ export function createNetlinkKernel(): Kernel {
   const ip = createKernel();
 
   async function run(steps: Step[], opts: { bestEffort?: boolean } = {}): Promise<void> {
-    const work = steps.filter((s) => s.ops.length > 0);
-    if (work.length === 0) return;
+    if (!steps.some((s) => s.ops.length > 0)) return;
     // Like the iproute2 driver's script builder: a bad key refuses the whole run up front.
-    for (const { ops } of work)
+    for (const { ops } of steps)
       for (const o of ops)
         if (o.op === 'sysctl' && !SYSCTL_KEY_RE.test(o.key))
           throw new TartanError('ERR_KERNEL', `bad sysctl key ${o.key}`);
     const s = new Session(await libc());
     try {
-      for (const step of work) await runStep(s, step, opts.bestEffort === true);
+      for (const [i, step] of steps.entries())
+        if (step.ops.length > 0) await runStep(s, step, opts.bestEffort === true, i);
     } finally {
       s.close();
     }
