@@ -4,7 +4,14 @@
 import { isTartanError, TartanError, withContext } from '../cni/errors.js';
 import { mark } from '../cni/trace.js';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, mergeResults, type CniResult } from '../cni/spec.js';
-import { HOST, type Op, type Target } from '../kernel/types.js';
+import {
+  HOST,
+  runPosition,
+  type Op,
+  type RunPosition,
+  type Step,
+  type Target,
+} from '../kernel/types.js';
 import { planAddressing, podDefaults } from './addressing.js';
 import { delegateAdd, delegateCheck, delegateDel, type DelegateEnv } from './delegate.js';
 import { destroyLink, linkOps, sysfsMac } from './links.js';
@@ -58,6 +65,9 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
     interfaces: [],
   };
   let result: CniResult = r.prevResult ? { ...r.prevResult } : { cniVersion: LATEST_VERSION };
+  // What of the pod's links this ADD made, for the undo: a name taken already in the pod
+  // (another plugin's interface) makes the creating op fail, and that link is not ours.
+  let made: Made = { links: new Set(), unrenamed: new Set() };
   try {
     const pending: Prepared[] = [];
     for (const [i, p] of plan.entries()) {
@@ -82,7 +92,15 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
       }
       mark('parents');
       // One process for all of the pod's kernel work: defaults, links, addresses, routes, rules.
-      await k.run([{ t: { ns: r.netns }, ops: podDefaults() }, ...pending.flatMap((x) => x.steps)]);
+      const run: Step[] = [{ t: { ns: r.netns }, ops: podDefaults() }];
+      const at = pending.map((x) => run.push(...x.steps) - x.steps.length);
+      try {
+        await k.run(run);
+      } catch (e) {
+        made = madeBefore(pending, at, runPosition(e));
+        throw e;
+      }
+      made = madeBefore(pending, at, undefined);
       mark('kernel');
       for (const x of pending) x.ir.state = 'ready';
     }
@@ -93,7 +111,7 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
     state.putAttachment(rec);
     return result;
   } catch (e) {
-    const left = await teardown(deps, rec, r);
+    const left = await teardown(deps, rec, r, made);
     // Keep the record if the undo was incomplete, so a later DEL or GC can finish it.
     if (left.length === 0) state.deleteAttachment(r.containerId, r.ifname);
     else if (e instanceof TartanError) e.message += ` (rollback incomplete: ${left.join('; ')})`;
@@ -114,6 +132,32 @@ function sameShape(rec: AttachmentRecord, plan: PlannedInterface[]): boolean {
       (x, i) => x.ifname === plan[i]!.ifname && x.network === plan[i]!.net.metadata.name,
     )
   );
+}
+
+/** Interfaces whose pod link exists because of this ADD (see madeBefore). */
+interface Made {
+  links: Set<InterfaceRecord>;
+  /** A host device moved into the pod that still has its own name (its rename failed). */
+  unrenamed: Set<InterfaceRecord>;
+}
+
+/**
+ * Which pod links the kernel run made, from where it stopped: an interface's link is made by
+ * the first op of its first step (steps[0] starts at index at[i] of the run); a host
+ * device is renamed by the first op of its second step. Without a position (the run
+ * succeeded, or the driver could not tell) every link counts as made.
+ */
+function madeBefore(pending: Prepared[], at: number[], stop: RunPosition | undefined): Made {
+  const made: Made = { links: new Set(), unrenamed: new Set() };
+  const before = (step: number, op: number) =>
+    !stop || stop.step > step || (stop.step === step && stop.op > op);
+  for (const [i, x] of pending.entries()) {
+    if (!before(at[i]!, 0)) continue;
+    made.links.add(x.ir);
+    if (x.ir.hostDevice && x.ir.hostDevice !== x.ir.ifname && !before(at[i]! + 1, 0))
+      made.unrenamed.add(x.ir);
+  }
+  return made;
 }
 
 interface Prepared {
@@ -253,6 +297,8 @@ async function teardown(
     cniPath: string[];
     cniArgs: string | undefined;
   },
+  /** From a failed ADD: only these links are this attachment's (DEL: all of them). */
+  made?: Made,
 ): Promise<string[]> {
   const { kernel: k, state, ipam } = deps;
   const netnsAlive =
@@ -272,7 +318,13 @@ async function teardown(
         );
         continue;
       }
-      await destroyLink(k, netnsAlive, ir);
+      if (!made || made.links.has(ir))
+        // A host device that kept its own name in the pod goes home under that name.
+        await destroyLink(
+          k,
+          netnsAlive,
+          made?.unrenamed.has(ir) ? { ...ir, ifname: ir.hostDevice! } : ir,
+        );
       await releaseParents(k, state, ir.parents, user(rec.containerId, ir.ifname));
       if (ir.spec.ipv4 || ir.spec.ipv6)
         await ipam.release({

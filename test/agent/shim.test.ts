@@ -158,6 +158,40 @@ describe('shim and agent', () => {
     await start().waitReady();
   });
 
+  it('leaves a pod interface it did not make alone, whichever process ran the kernel work', async () => {
+    // The pod holds an eth0 of another plugin's: the ADD fails on the name, and its undo
+    // must know that the failing op made nothing (agent netlink, shim netlink over the wire
+    // and agent iproute2 each report where a run stopped).
+    const runs: Array<[string, string[], Record<string, string>]> = [
+      ['agent netlink', [], {}],
+      ['shim netlink', ['--kernel-driver', 'iproute2'], {}],
+      ['agent iproute2', ['--kernel-driver', 'iproute2'], { BUN_JSC_useJIT: '0' }],
+    ];
+    for (const [what, flags, env] of runs) {
+      await agent!.kill('SIGKILL');
+      await start(flags).waitReady();
+      const p = await f.pod(`fe${runs.findIndex((r) => r[0] === what)}`);
+      await run(
+        'ip',
+        ['-n', p, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'tt-fe'],
+        '',
+        process.env,
+      );
+      await run('ip', ['-n', p, 'addr', 'add', '192.0.2.7/24', 'dev', 'eth0'], '', process.env);
+      const r = await cni('ADD', 'n1', p, { conf: viaAgent(iface('dynamic')), env });
+      expect(r.code, what).toBe(1);
+      expect((r.out as { code: number; msg: string }).msg, what).toMatch(/File exists/);
+      expect(await podAddrs(p, 'eth0'), what).toEqual(['192.0.2.7/24']);
+      expect((await podLinks(p)).map((l) => l.ifname).sort(), what).toEqual([
+        'eth0',
+        'lo',
+        'tt-fe',
+      ]);
+    }
+    await agent!.kill('SIGKILL');
+    await start().waitReady();
+  });
+
   it('keeps the core error code and message across the hop (fixed IP taken: 103)', async () => {
     const a = await f.pod('c');
     const b = await f.pod('d');

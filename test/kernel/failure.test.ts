@@ -55,6 +55,7 @@ const nets = [
     },
   },
   { name: 'tiny', spec: { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.84.0.0/30' } } },
+  { name: 'br', spec: { type: 'bridge', ipv4: { cidr: '10.85.0.0/24' } } },
 ];
 
 /** Everything that could leak: pod links, node links, rules in the pod, allocations in the store. */
@@ -132,6 +133,58 @@ describe('rollback', () => {
     expect((await f.cni('DEL', 'n1', pod, { conf })).code).toBe(0);
     expect(await leftovers()).toEqual(clean);
   });
+});
+
+describe('an interface name the pod holds already', () => {
+  // Another plugin's interface (here a veth pair inside the pod) under the name Tartan is
+  // asked to create: the ADD fails on it and its undo must leave it as it was.
+  const foreign = async () =>
+    (await nsjson<Array<{ ifname: string; addr_info: Array<{ local: string }> }>>(pod, 'addr'))
+      .filter((l) => l.ifname === 'net9' || l.ifname === 'tt-peer9')
+      .map((l) => `${l.ifname} ${l.addr_info.map((a) => a.local).join(',')}`)
+      .sort();
+  const mine = ['net9 192.0.2.9', 'tt-peer9 '];
+
+  for (const [what, interfaces] of [
+    ['macvlan', [{ network: 'good', ifname: 'net9' }]],
+    [
+      'bridge, after a macvlan that it made',
+      [
+        { network: 'good', ifname: 'net8' },
+        { network: 'br', ifname: 'net9' },
+      ],
+    ],
+  ] as const)
+    it(`${what}: fails naming it, leaves it alone, undoes the rest`, async () => {
+      await sh('ip', [
+        '-n',
+        pod,
+        'link',
+        'add',
+        'net9',
+        'type',
+        'veth',
+        'peer',
+        'name',
+        'tt-peer9',
+      ]);
+      await sh('ip', ['-n', pod, 'addr', 'add', '192.0.2.9/24', 'dev', 'net9']);
+      try {
+        const r = await f.cni('ADD', 'n1', pod, { conf: f.conf('n1', { interfaces }) });
+        expect(r.code).toBe(1);
+        expect(err(r.out).code).toBe(101);
+        expect(err(r.out).msg).toMatch(/interface net9 .*File exists/);
+        expect(await foreign()).toEqual(mine);
+        const left = await leftovers();
+        expect({
+          ...left,
+          podLinks: left.podLinks.filter((n) => !/^(net9|tt-peer9)$/.test(n)),
+        }).toEqual(clean);
+      } finally {
+        await sh('ip', ['-n', pod, 'link', 'del', 'net9']);
+      }
+      expect(await leftovers()).toEqual(clean);
+    });
 });
 
 describe('DEL and CHECK', () => {
