@@ -27,6 +27,11 @@ export async function checkInterface(k: Kernel, netns: string, ir: InterfaceReco
   const want = kindOf[ir.spec.type];
   if (want && link.kind !== want) bad(`link is a ${link.kind ?? 'plain device'}, expected ${want}`);
   if (!link.flags.includes('UP')) bad('link is down');
+  // The MAC Tartan gave the link (as the reference plugins' CHECK does): another MAC means
+  // another link under this name, or one changed behind Tartan's back. An ipvlan link has
+  // its parent's, which is not Tartan's to keep.
+  if (ir.mac && ir.spec.type !== 'ipvlan' && link.address?.toLowerCase() !== ir.mac.toLowerCase())
+    bad(`MAC is ${link.address ?? 'unknown'}, expected ${ir.mac}`);
   if (ir.spec.mtu !== undefined && link.mtu !== ir.spec.mtu)
     bad(`MTU is ${link.mtu}, expected ${ir.spec.mtu}`);
   for (const a of ir.allocations) {

@@ -226,6 +226,19 @@ describe('DEL and CHECK', () => {
     expect(await leftovers()).toEqual(clean);
   });
 
+  it('CHECK catches a link whose MAC is not the one ADD gave it', async () => {
+    const conf = f.conf('n1', { interfaces: [{ network: 'good' }] });
+    expect((await f.cni('ADD', 'n1', pod, { conf })).code).toBe(0);
+    expect((await f.cni('CHECK', 'n1', pod, { conf })).code).toBe(0);
+    await sh('ip', ['-n', pod, 'link', 'set', 'dev', 'eth0', 'address', '02:00:00:00:0e:01']);
+    const c = await f.cni('CHECK', 'n1', pod, { conf });
+    expect(c.code).toBe(1);
+    expect(err(c.out).code).toBe(108);
+    expect(err(c.out).msg).toMatch(/MAC is 02:00:00:00:0e:01, expected [0-9a-f:]{17}/);
+    expect((await f.cni('DEL', 'n1', pod, { conf })).code).toBe(0);
+    expect(await leftovers()).toEqual(clean);
+  });
+
   it('a second ADD for the same container and interface answers with the same result', async () => {
     const conf = f.conf('n1', { interfaces: [{ network: 'good' }] });
     const a = await f.cni('ADD', 'n1', pod, { conf });
