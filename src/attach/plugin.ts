@@ -11,7 +11,7 @@ import {
   type InterfaceRequest,
   type PluginConfig,
 } from '../cni/config.js';
-import { TartanError } from '../cni/errors.js';
+import { CniCode, TartanError } from '../cni/errors.js';
 import { mark } from '../cni/trace.js';
 import type { CniEnv } from '../cni/protocol.js';
 import { versionResponse } from '../cni/protocol.js';
@@ -63,6 +63,26 @@ export async function runCni(
   if (env.command === 'VERSION') return versionResponse(raw.cniVersion);
   mark('start');
   const conf = o.conf ?? parsePluginConfig(raw);
+  if (env.command !== 'STATUS') return run(env, conf, o);
+  // CNI 1.1: a plugin that cannot serve ADD answers STATUS with code 50, whatever the
+  // reason (networks directory, datastore, node state), not with that reason's own code.
+  try {
+    return await run(env, conf, o);
+  } catch (e) {
+    if (e instanceof TartanError && e.cniCode === CniCode.PluginNotReady) throw e;
+    throw new TartanError('ERR_INTERNAL', `not ready: ${(e as Error).message}`, {
+      cause: e,
+      cniCode: CniCode.PluginNotReady,
+      ...(e instanceof TartanError ? { details: e.code } : {}),
+    });
+  }
+}
+
+async function run(
+  env: CniEnv,
+  conf: PluginConfig,
+  o: Overrides,
+): Promise<Record<string, unknown> | undefined> {
   const needNetworks = needsNetworks(env.command);
   if (needNetworks) mkdirSync(conf.stateDir, { recursive: true, mode: 0o700 });
   const networks =
@@ -195,7 +215,7 @@ async function dispatch(
         });
       } catch (e) {
         throw new TartanError('ERR_STORE', `IPAM datastore unavailable: ${(e as Error).message}`, {
-          cniCode: 50,
+          cniCode: CniCode.PluginNotReady,
         });
       }
       return undefined;

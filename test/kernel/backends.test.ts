@@ -329,6 +329,28 @@ describe('protocol', () => {
     });
     expect(bad.code).toBe(1);
     expect((bad.out as { code: number }).code).toBe(50);
+    // Whatever keeps ADD from working is "not ready" (50), not that failure's own code: a
+    // damaged datastore file, a networks directory that does not parse.
+    const dir = mkdtempSync(join(tmpdir(), 'tartan-status-'));
+    try {
+      writeFileSync(join(dir, 'damaged.db'), 'not a database');
+      mkdirSync(join(dir, 'nets'));
+      writeFileSync(join(dir, 'nets', 'bad.yaml'), 'kind: ClusterNetwork\nmetadata: { name: x\n');
+      for (const [what, extra, why] of [
+        [
+          'damaged store',
+          { store: { type: 'file', path: join(dir, 'damaged.db') } },
+          /not a database/,
+        ],
+        ['bad networks file', { networksDir: join(dir, 'nets') }, /cannot parse .*bad\.yaml/],
+      ] as const) {
+        const r = await f.cni('STATUS', 'n1', undefined, { conf: f.conf('n1', extra) });
+        expect(r.code, what).toBe(1);
+        expect(r.out, what).toMatchObject({ code: 50, msg: expect.stringMatching(why) });
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('an etcd store needs tartan-etcd.cjs beside the binary: without it, code 7 naming it', async () => {
