@@ -236,6 +236,30 @@ describe('attach pipeline', () => {
     expect(k.ops.filter((o) => o.t.ns === '/d')).toEqual([]);
   });
 
+  it('refuses policy routes that would go nowhere or are malformed, before touching anything', async () => {
+    const cases: Array<[string, { dst: string; gw?: string }, RegExp]> = [
+      ['oam', { dst: '10.9.0.0/16' }, /policyRoutes need a network with a routingTable/],
+      ['vl', { dst: 'bogus' }, /policyRoutes\[0\]\.dst "bogus" is not a CIDR/],
+      ['vl', { dst: '10.9.1.0/16' }, /host bits set/],
+      ['vl', { dst: '10.9.0.0/16', gw: 'fd00::1' }, /gw "fd00::1" is not an IPv4 address/],
+      ['vl', { dst: 'fd00:9::/64' }, /is IPv6, and the network has no IPv6 range/],
+    ];
+    for (const [network, route, msg] of cases)
+      await expect(
+        add(deps, req('/pr', [{ network, policyRoutes: [route] }])),
+        JSON.stringify(route),
+      ).rejects.toMatchObject({ cniCode: 107, message: expect.stringMatching(msg) });
+    expect(k.ops.filter((o) => o.t.ns === '/pr')).toEqual([]);
+    expect(store.dump().size).toBe(0);
+    // A good one goes into the network's table.
+    await add(deps, req('/pr', [{ network: 'vl', policyRoutes: [{ dst: '10.9.0.0/16' }] }]));
+    expect(k.ops).toContainEqual(
+      expect.objectContaining({
+        op: expect.objectContaining({ op: 'route-add', dst: '10.9.0.0/16', table: 102 }),
+      }),
+    );
+  });
+
   it("applies the runtime's ips and mac capabilities to the first interface", async () => {
     const r = await add(
       deps,
