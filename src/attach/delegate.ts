@@ -151,7 +151,11 @@ export async function delegateAdd(
         cause: e,
       });
     }
-    prev = fromAnyVersion(parsed);
+    try {
+      prev = fromAnyVersion(parsed, `${String(p.type)} ADD result`);
+    } catch (e) {
+      throw new TartanError('ERR_DELEGATE', (e as Error).message, { cause: e });
+    }
   }
   return { conflist: { ...list }, result: prev ?? { cniVersion: list.cniVersion } };
 }

@@ -180,7 +180,8 @@ async function dispatch(
         runtimeConfig: conf.runtimeConfig,
         defaultNetwork: conf.defaultNetwork,
         requests: requests ?? (await requestsFor(conf, parseCniArgs(env.args), networks)),
-        prevResult: conf.prevResult === undefined ? undefined : fromAnyVersion(conf.prevResult),
+        prevResult:
+          conf.prevResult === undefined ? undefined : fromAnyVersion(conf.prevResult, 'prevResult'),
       });
       return toVersion(result, conf.cniVersion);
     }

@@ -51,6 +51,33 @@ describe('result versions', () => {
   it('round-trips an old result into the internal shape', () => {
     expect(fromAnyVersion(toVersion(result, '0.4.0')).ips).toEqual(result.ips);
   });
+  it('refuses a result whose lists or addresses do not parse (code 6, naming the field)', () => {
+    const cases: Array<[unknown, RegExp]> = [
+      [[], /prevResult: not a JSON object/],
+      [{ interfaces: 'x' }, /interfaces is not a list/],
+      [{ interfaces: [1] }, /interfaces\[0\] is not an object/],
+      [{ interfaces: [{ mac: '02:00:00:00:00:01' }] }, /interfaces\[0\]\.name is missing/],
+      [{ ips: [{ address: 'bogus' }] }, /ips\[0\]\.address "bogus" is not an address\/prefix/],
+      [{ ips: [{ address: '10.0.0.5' }] }, /ips\[0\]\.address "10\.0\.0\.5"/],
+      [{ ips: [{ address: '10.0.0.5/33' }] }, /ips\[0\]\.address/],
+      [{ ips: [{ address: '10.0.0.5/24', gateway: 'x' }] }, /ips\[0\]\.gateway "x"/],
+      [{ ips: [{ address: '10.0.0.5/24', interface: 0 }] }, /ips\[0\]\.interface 0 names no/],
+      [{ routes: [{ dst: 'default' }] }, /routes\[0\]\.dst "default"/],
+      [{ routes: [{ dst: '::/0', gw: 'fd00::1/64' }] }, /routes\[0\]\.gw "fd00::1\/64"/],
+    ];
+    for (const [raw, msg] of cases)
+      expect(() => fromAnyVersion(raw, 'prevResult'), JSON.stringify(raw)).toThrow(
+        expect.objectContaining({ cniCode: 6, message: expect.stringMatching(msg) }),
+      );
+    expect(
+      fromAnyVersion({
+        cniVersion: '1.0.0',
+        interfaces: [{ name: 'eth0', sandbox: '/run/netns/x' }],
+        ips: [{ address: 'fd00::5/64', gateway: 'fd00::1', interface: 0 }],
+        routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.1' }],
+      }).ips,
+    ).toEqual([{ address: 'fd00::5/64', gateway: 'fd00::1', interface: 0 }]);
+  });
   it('refuses an unknown version with code 1', () => {
     expect(() => toVersion(result, '2.0.0')).toThrow(TartanError);
   });

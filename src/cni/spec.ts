@@ -1,5 +1,6 @@
 // CNI spec types (https://github.com/containernetworking/cni/blob/main/SPEC.md) and the
 // conversion of Tartan's internal result (always the 1.1.0 shape) to older versions.
+import { digits, parse4, parse6 } from './addr.js';
 import { TartanError } from './errors.js';
 
 export const SUPPORTED_VERSIONS = ['0.3.0', '0.3.1', '0.4.0', '1.0.0', '1.1.0'] as const;
@@ -115,18 +116,44 @@ export function toVersion(r: CniResult, version: string): Record<string, unknown
 }
 
 /** Reads a result of any supported version (from a delegate or prevResult) into the internal shape. */
-export function fromAnyVersion(raw: unknown): CniResult {
-  if (typeof raw !== 'object' || raw === null)
-    throw new TartanError('ERR_DECODE', 'result is not a JSON object');
+/** An address with or without /prefix, of either family (what results carry). */
+function isAddress(s: unknown, withPrefix: boolean): boolean {
+  if (typeof s !== 'string') return false;
+  const slash = s.indexOf('/');
+  if (withPrefix !== slash >= 0) return false;
+  const ip = withPrefix ? s.slice(0, slash) : s;
+  const bytes = ip.includes(':') ? parse6(ip) : parse4(ip);
+  if (!bytes) return false;
+  if (!withPrefix) return true;
+  const len = digits(s.slice(slash + 1), 10, 3);
+  return len >= 0 && len <= bytes.length * 8;
+}
+
+/**
+ * A result of any supported version (a prevResult, a delegate's output) in the internal
+ * shape. Like the reference libraries, which decode it into typed structures, it refuses
+ * a result whose lists are not lists of objects or whose addresses do not parse
+ * (ERR_DECODE, naming `what` and the field): passed on, it would reach the runtime.
+ */
+export function fromAnyVersion(raw: unknown, what = 'result'): CniResult {
+  const bad = (msg: string): never => {
+    throw new TartanError('ERR_DECODE', `${what}: ${msg}`);
+  };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad('not a JSON object');
   const o = raw as Record<string, unknown>;
-  const version = typeof o.cniVersion === 'string' ? o.cniVersion : '0.4.0';
-  const asArray = (x: unknown): Record<string, unknown>[] =>
-    Array.isArray(x)
-      ? (x.filter((e) => typeof e === 'object' && e !== null) as Record<string, unknown>[])
-      : [];
+  const list = (key: string): Record<string, unknown>[] => {
+    const x = o[key];
+    if (x === undefined || x === null) return [];
+    if (!Array.isArray(x)) return bad(`${key} is not a list`);
+    for (const [i, e] of x.entries())
+      if (typeof e !== 'object' || e === null || Array.isArray(e))
+        bad(`${key}[${i}] is not an object`);
+    return x as Record<string, unknown>[];
+  };
   const out: CniResult = { cniVersion: LATEST_VERSION };
-  out.interfaces = asArray(o.interfaces).map((i) => {
-    const iface: CniInterface = { name: String(i.name ?? '') };
+  out.interfaces = list('interfaces').map((i, n) => {
+    if (typeof i.name !== 'string' || i.name === '') bad(`interfaces[${n}].name is missing`);
+    const iface: CniInterface = { name: i.name as string };
     if (typeof i.mac === 'string') iface.mac = i.mac;
     if (typeof i.mtu === 'number') iface.mtu = i.mtu;
     if (typeof i.sandbox === 'string') iface.sandbox = i.sandbox;
@@ -134,21 +161,37 @@ export function fromAnyVersion(raw: unknown): CniResult {
     if (typeof i.pciID === 'string') iface.pciID = i.pciID;
     return iface;
   });
-  out.ips = asArray(o.ips).map((ip) => {
-    const e: CniIp = { address: String(ip.address ?? '') };
-    if (typeof ip.gateway === 'string') e.gateway = ip.gateway;
-    if (typeof ip.interface === 'number') e.interface = ip.interface;
+  out.ips = list('ips').map((ip, n) => {
+    if (!isAddress(ip.address, true))
+      bad(`ips[${n}].address ${JSON.stringify(ip.address)} is not an address/prefix`);
+    const e: CniIp = { address: ip.address as string };
+    if (ip.gateway !== undefined) {
+      if (!isAddress(ip.gateway, false))
+        bad(`ips[${n}].gateway ${JSON.stringify(ip.gateway)} is not an address`);
+      e.gateway = ip.gateway as string;
+    }
+    if (ip.interface !== undefined) {
+      const k = ip.interface;
+      if (!Number.isInteger(k) || (k as number) < 0 || (k as number) >= out.interfaces!.length)
+        bad(`ips[${n}].interface ${JSON.stringify(k)} names no interface of the result`);
+      e.interface = k as number;
+    }
     return e;
   });
-  out.routes = asArray(o.routes).map((rt) => {
-    const e: CniRoute = { dst: String(rt.dst ?? '') };
+  out.routes = list('routes').map((rt, n) => {
+    if (!isAddress(rt.dst, true))
+      bad(`routes[${n}].dst ${JSON.stringify(rt.dst)} is not an address/prefix`);
+    const e: CniRoute = { dst: rt.dst as string };
     for (const k of ['mtu', 'advmss', 'priority', 'table', 'scope'] as const)
       if (typeof rt[k] === 'number') e[k] = rt[k] as number;
-    if (typeof rt.gw === 'string') e.gw = rt.gw;
+    if (rt.gw !== undefined) {
+      if (!isAddress(rt.gw, false))
+        bad(`routes[${n}].gw ${JSON.stringify(rt.gw)} is not an address`);
+      e.gw = rt.gw as string;
+    }
     return e;
   });
   if (typeof o.dns === 'object' && o.dns !== null) out.dns = o.dns as CniDns;
-  void version;
   return out;
 }
 

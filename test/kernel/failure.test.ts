@@ -333,6 +333,18 @@ describe('bad input', () => {
       /not a network namespace/,
     ],
     [
+      'malformed prevResult',
+      () =>
+        add({
+          conf: {
+            ...f.conf('n1', { interfaces: [{ network: 'good' }] }),
+            prevResult: { cniVersion: '1.1.0', ips: [{ address: 'bogus' }] },
+          },
+        }),
+      6,
+      /prevResult: ips\[0\]\.address "bogus"/,
+    ],
+    [
       'relative path in the configuration',
       () => add({ conf: { ...f.conf('n1'), stateDir: 'tt-state' } }),
       7,
