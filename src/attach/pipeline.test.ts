@@ -269,9 +269,15 @@ describe('attach pipeline', () => {
     );
     expect(r.ips?.[0]?.address).toBe('10.1.0.77/24');
     expect(k.ns('/rc').links.get('eth0')?.address).toBe('02:11:22:33:44:55');
-    await expect(
-      add(deps, req('/rc2', [{ network: 'oam' }], { runtimeConfig: { mac: 'zz' } })),
-    ).rejects.toThrow(/not a MAC address/);
+    for (const mac of ['zz', '01:00:5e:00:00:01', '00:00:00:00:00:00'])
+      await expect(
+        add(deps, req('/rc2', [{ network: 'oam' }], { runtimeConfig: { mac } })),
+        mac,
+      ).rejects.toMatchObject({
+        cniCode: 107,
+        message: expect.stringMatching(/not a unicast MAC/),
+      });
+    expect(k.ops.filter((o) => o.t.ns === '/rc2')).toEqual([]);
   });
 
   it("CHECK fails when the IPAM no longer holds the pod's address", async () => {

@@ -1,6 +1,6 @@
 // Which interfaces a pod gets, in which order and under which names: the default network
 // first as CNI_IFNAME, then the requests, named as asked or net1, net2, ...
-import type { InterfaceRequest } from '../cni/config.js';
+import { isUnicastMac, type InterfaceRequest } from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
 import type { CniResult } from '../cni/spec.js';
 import type { Ipam } from '../ipam/index.js';
@@ -46,10 +46,10 @@ export function runtimeOverrides(
   if (v4) out.ip = v4;
   if (v6) out.ip6 = v6;
   if (rc?.mac !== undefined) {
-    if (typeof rc.mac !== 'string' || !/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/.test(rc.mac))
+    if (typeof rc.mac !== 'string' || !isUnicastMac(rc.mac))
       throw new TartanError(
         'ERR_IFACE_REQUEST',
-        `runtimeConfig.mac ${JSON.stringify(rc.mac)} is not a MAC address`,
+        `runtimeConfig.mac ${JSON.stringify(rc.mac)} is not a unicast MAC address`,
       );
     out.mac = rc.mac;
   }

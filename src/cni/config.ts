@@ -6,6 +6,16 @@ import { isSupportedVersion } from './spec.js';
 import { dict, issuesText, problems } from './validation.js';
 
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+const MAC_RE = /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/;
+
+/**
+ * A MAC a pod interface can have: six octets, unicast (the group bit of the first octet
+ * clear) and not all zero. The kernel refuses the others, but only once links are being
+ * made; asked for up front, the error names the request.
+ */
+export const isUnicastMac = (s: string): boolean =>
+  MAC_RE.test(s) && (parseInt(s.slice(0, 2), 16) & 1) === 0 && !/^(00:){5}00$/.test(s);
+export const MAC_MESSAGE = 'must be a unicast MAC address like 02:00:00:00:00:01';
 
 /**
  * Paths in the configuration: the runtime starts the plugin in a working directory of its
@@ -36,7 +46,7 @@ export const InterfaceRequestSchema = v.strictObject({
   policyRoutes: v.optional(v.array(v.object({ dst: v.string(), gw: v.optional(v.string()) }))),
   /** This interface holds the pod's default route (overrides the default network's). */
   defaultRoute: v.optional(v.boolean()),
-  mac: v.optional(v.pipe(v.string(), v.regex(/^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/))),
+  mac: v.optional(v.pipe(v.string(), v.check(isUnicastMac, MAC_MESSAGE))),
 });
 export type InterfaceRequest = v.InferOutput<typeof InterfaceRequestSchema>;
 const InterfaceRequestsSchema = v.array(InterfaceRequestSchema);

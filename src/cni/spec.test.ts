@@ -219,4 +219,21 @@ describe('configuration and interface requests', () => {
       );
     }
   });
+  it('refuses a requested MAC that no interface can have (code 107)', () => {
+    for (const mac of ['02:00:00:00:00', '01:00:5e:00:00:01', '00:00:00:00:00:00'])
+      expect(() =>
+        interfaceRequests(
+          parsePluginConfig({ ...base, interfaces: [{ network: 'x', mac }] }),
+          new Map(),
+        ),
+      ).toThrow(
+        expect.objectContaining({ cniCode: 107, message: expect.stringMatching(/unicast MAC/) }),
+      );
+    expect(
+      interfaceRequests(
+        parsePluginConfig({ ...base, interfaces: [{ network: 'x', mac: '02:AA:00:00:00:01' }] }),
+        new Map(),
+      )[0]?.mac,
+    ).toBe('02:AA:00:00:00:01');
+  });
 });

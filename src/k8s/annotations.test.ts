@@ -74,7 +74,8 @@ describe('tartan.io/interfaces', () => {
       '[{"network":"a","ifname":"x"},{"network":"b","ifname":"x"}]',
       'interface "x" is requested twice',
     ],
-    ['[{"network":"a","mac":"zz"}]', 'must be a MAC address'],
+    ['[{"network":"a","mac":"zz"}]', 'must be a unicast MAC address'],
+    ['[{"network":"a","mac":"03:00:00:00:00:01"}]', 'must be a unicast MAC address'],
     ['[{"network":"a","colour":"red"}]', 'unknown field "colour"'],
     ['[{"network":"a","policyRoutes":[{"to":"x"}]}]', 'entry 0.policyRoutes.0'],
     [

@@ -10,6 +10,7 @@
 //        "interface":"net7","default-route":["10.1.1.1"],"cni-args":{..},
 //        "portMappings":[..],"bandwidth":{..}}]'                        (JSON form)
 import * as v from 'valibot';
+import { isUnicastMac, MAC_MESSAGE } from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
 import { dict, issuesText } from '../cni/validation.js';
 import { familyOf } from '../ipam/ip.js';
@@ -48,7 +49,6 @@ export interface PodInterfaceRequest {
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$/;
 const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
-const MAC = /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/;
 
 const ifname = v.pipe(
   v.string(),
@@ -58,7 +58,6 @@ const ifname = v.pipe(
 const route = v.strictObject({ dst: v.string(), gw: v.optional(v.string()) });
 const pattern = (re: RegExp, message?: string) => v.pipe(v.string(), v.regex(re, message));
 const port = v.pipe(v.number(), v.safeInteger(), v.minValue(1), v.maxValue(65535));
-const MAC_MESSAGE = 'must be a MAC address like 02:00:00:00:00:01';
 
 const TartanEntry = v.strictObject({
   network: pattern(DNS_SUBDOMAIN, 'must be a network name (lower-case DNS name)'),
@@ -66,7 +65,7 @@ const TartanEntry = v.strictObject({
   ifname: v.optional(ifname),
   ip: v.optional(v.string()),
   ip6: v.optional(v.string()),
-  mac: v.optional(pattern(MAC, MAC_MESSAGE)),
+  mac: v.optional(v.pipe(v.string(), v.check(isUnicastMac, MAC_MESSAGE))),
   defaultRoute: v.optional(v.boolean()),
   policyRoutes: v.optional(v.pipe(v.array(route), v.maxLength(64))),
   claim: v.optional(pattern(DNS_SUBDOMAIN, 'must be a lower-case DNS name')),
@@ -77,7 +76,7 @@ const NpwgEntry = v.strictObject({
   namespace: v.optional(pattern(DNS_LABEL, 'must be a namespace name')),
   interface: v.optional(ifname),
   ips: v.optional(v.pipe(v.array(v.string()), v.maxLength(2))),
-  mac: v.optional(pattern(MAC, MAC_MESSAGE)),
+  mac: v.optional(v.pipe(v.string(), v.check(isUnicastMac, MAC_MESSAGE))),
   'default-route': v.optional(v.pipe(v.array(v.string()), v.maxLength(2))),
   'cni-args': v.optional(dict(v.string(), v.unknown())),
   portMappings: v.optional(
