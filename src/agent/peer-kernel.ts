@@ -62,6 +62,7 @@ export function peerKernel(peer: ShimPeer, local: Kernel): Kernel & { remote(): 
     run,
     links: (t) => local.links(t),
     linkExists: (name) => local.linkExists(name),
+    linkKind: (name) => local.linkKind(name),
     addresses: (t) => local.addresses(t),
     routes: (t, table) => local.routes(t, table),
     rules: (t) => local.rules(t),

@@ -6,7 +6,7 @@
 // point leaves a record that says what to remove, never a link that nobody owns.
 import { TartanError } from '../cni/errors.js';
 import type { Network } from '../network/schema.js';
-import { HOST, type Kernel, type Op } from '../kernel/types.js';
+import { HOST, runPosition, type Kernel, type Op } from '../kernel/types.js';
 import type { HostState } from './host-state.js';
 import type { ParentRecord } from './records.js';
 
@@ -111,8 +111,20 @@ export async function acquireParents(
     // process would leave a link that the next call takes for an operator's.)
     const create = await state.withLock(async () => {
       const present = await k.linkExists(p.name);
-      // A link present without a record was made by someone else: never ours to remove.
-      const rec = state.getParent(p.name) ?? {
+      const known = state.getParent(p.name);
+      // A link present without a record was made by someone else: never ours to remove, and
+      // used only if it is what the network needs (pods on a veth named like the bridge
+      // would otherwise fail later with "operation not supported").
+      if (present && !known) {
+        const kind = await k.linkKind(p.name);
+        if (kind !== undefined && kind !== p.kind)
+          throw new TartanError(
+            'ERR_CONFIG',
+            `host link ${p.name} exists and is ${kind ? `a ${kind}` : 'a plain device'}, ` +
+              `not the ${p.kind} this network needs`,
+          );
+      }
+      const rec = known ?? {
         name: p.name,
         kind: p.kind,
         external: present,
@@ -125,16 +137,32 @@ export async function acquireParents(
     });
     taken.push(p.name);
     if (!create) continue;
-    await state.withLock(async () => {
-      if (await k.linkExists(p.name)) return; // made meanwhile by another user's call
-      try {
-        await k.apply(HOST, await p.create(k));
-      } catch (e) {
-        // Half made (the link, not its FDB or MTU): no half parent is left for others.
-        await k.apply(HOST, [{ op: 'link-del', name: p.name }], { bestEffort: true });
-        throw e;
-      }
-    });
+    let madeNothing = false;
+    try {
+      await state.withLock(async () => {
+        if (await k.linkExists(p.name)) return; // made meanwhile by another user's call
+        try {
+          await k.apply(HOST, await p.create(k));
+        } catch (e) {
+          // Half made (the link, not its FDB or MTU): no half parent is left for others.
+          const at = runPosition(e);
+          if (!at || at.op > 0)
+            await k.apply(HOST, [{ op: 'link-del', name: p.name }], { bestEffort: true });
+          else madeNothing = true;
+          throw e;
+        }
+      });
+    } catch (e) {
+      // The creating op itself failed: a link under the name now (one that appeared since
+      // the look above) is someone else's, and the undo must leave it.
+      if (madeNothing)
+        await state.withLock(async () => {
+          const rec = state.getParent(p.name);
+          if (rec && !rec.external && (await k.linkExists(p.name)))
+            state.putParent({ ...rec, external: true });
+        });
+      throw e;
+    }
   }
   return taken;
 }

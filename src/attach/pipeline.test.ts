@@ -203,6 +203,40 @@ describe('attach pipeline', () => {
     expect(k.ns().links.has('eth1.100')).toBe(true);
   });
 
+  it('refuses a host link of the parent name that is not what the network needs', async () => {
+    // A veth under the bridge's name: a bridge network cannot put pods on it.
+    await k.apply({}, [{ op: 'veth-add', name: 'tbr-br', peer: 'tt-peer' }]);
+    await expect(add(deps, req('/y', [{ network: 'br' }]))).rejects.toMatchObject({
+      cniCode: 7,
+      message: expect.stringMatching(
+        /host link tbr-br exists and is a plain device, not the bridge this network needs/,
+      ),
+    });
+    expect(state.listParents()).toEqual([]);
+    expect(k.ns().links.has('tbr-br')).toBe(true);
+    expect(k.ops.filter((o) => o.t.ns === '/y')).toEqual([]);
+  });
+
+  it('does not remove a parent whose creation failed on its first op (not ours)', async () => {
+    // Someone made the bridge between Tartan's look and its create: the create fails, and
+    // the undo must not take that link away.
+    k.failOn((op) => {
+      if (op.op !== 'bridge-add') return false;
+      k.ns().links.set('tbr-br', {
+        ifindex: 99,
+        ifname: 'tbr-br',
+        flags: [],
+        mtu: 1500,
+        kind: 'bridge',
+      });
+      return true;
+    });
+    await expect(add(deps, req('/z', [{ network: 'br' }]))).rejects.toThrow(/injected failure/);
+    expect(k.ops.filter((o) => o.op.op === 'link-del' && o.op.name === 'tbr-br')).toEqual([]);
+    expect(k.ns().links.has('tbr-br')).toBe(true);
+    expect(state.listParents()).toEqual([]);
+  });
+
   it('DEL is idempotent and works after the netns is gone', async () => {
     await add(deps, req('/g', [{ network: 'oam' }, { network: 'br' }]));
     k.removeNetns('/g');

@@ -2,15 +2,17 @@
 // namespace well enough for the attach pipeline, and fails on demand so rollback paths
 // can be exercised without root.
 import { TartanError } from '../cni/errors.js';
-import type {
-  AddrInfo,
-  Kernel,
-  LinkInfo,
-  NetnsKind,
-  Op,
-  RouteInfo,
-  RuleInfo,
-  Target,
+import {
+  atPosition,
+  runPosition,
+  type AddrInfo,
+  type Kernel,
+  type LinkInfo,
+  type NetnsKind,
+  type Op,
+  type RouteInfo,
+  type RuleInfo,
+  type Target,
 } from './types.js';
 
 interface NsState {
@@ -199,7 +201,7 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
     removeNetns: (p) => void spaces.delete(p),
     failOn: (pred, always = false) => void failures.push({ pred, always }),
     async apply(t, list, opts = {}) {
-      for (const o of list) {
+      for (const [i, o] of list.entries()) {
         ops.push({ t, op: o });
         const f = failures.find((x) => x.pred(o, t));
         try {
@@ -209,23 +211,31 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
           }
           applyOne(t, o);
         } catch (e) {
-          if (!opts.bestEffort) throw e;
+          // Where it stopped, as the real drivers say (types.ts RunPosition).
+          if (!opts.bestEffort) throw e instanceof Error ? atPosition(e, { step: 0, op: i }) : e;
         }
       }
     },
     async run(steps, opts = {}) {
-      for (const st of steps) {
+      for (const [i, st] of steps.entries()) {
         try {
           await this.apply(st.t, st.ops, opts);
         } catch (e) {
-          if (st.label && e instanceof TartanError)
-            throw new TartanError(e.code, `${st.label}: ${e.message}`);
-          throw e;
+          const op = runPosition(e)?.op ?? 0;
+          const out =
+            st.label && e instanceof TartanError
+              ? new TartanError(e.code, `${st.label}: ${e.message}`)
+              : (e as Error);
+          throw atPosition(out, { step: i, op });
         }
       }
     },
     async linkExists(name) {
       return host.links.has(name);
+    },
+    async linkKind(name) {
+      const l = host.links.get(name);
+      return l && (l.kind === 'veth' || l.kind === undefined ? '' : l.kind);
     },
     async links(t) {
       return [...space(t).links.values()].map((l) => ({ ...l, flags: [...l.flags] }));

@@ -1,7 +1,7 @@
 // Kernel driver over iproute2. Ops for one target are sent as a single `ip -batch`, so a
 // whole attachment costs one or two processes. Work in a pod netns runs in `ip -n <name>`
 // when the netns is a named one (ip switches itself), else under `nsenter --net=<path>`.
-import { existsSync, statfsSync } from 'node:fs';
+import { existsSync, readFileSync, statfsSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import { TartanError } from '../cni/errors.js';
 import { exec } from './exec.js';
@@ -128,6 +128,15 @@ export function createKernel(): Kernel {
       // sysfs shows the links of the netns it was mounted in: the process's own, also under
       // `ip netns exec`, which remounts it. No process spawn for the common check.
       return existsSync(`/sys/class/net/${name}`);
+    },
+    async linkKind(name) {
+      let uevent: string;
+      try {
+        uevent = readFileSync(`/sys/class/net/${name}/uevent`, 'utf8');
+      } catch {
+        return undefined;
+      }
+      return /^DEVTYPE=(.*)$/m.exec(uevent)?.[1] ?? '';
     },
     async addresses(t) {
       type Raw = {

@@ -143,6 +143,11 @@ export interface Kernel {
   links(t: Target): Promise<LinkInfo[]>;
   /** Whether a link exists in the process's own namespace. */
   linkExists(name: string): Promise<boolean>;
+  /**
+   * What a host link is, as the kernel types it (bridge, vlan, vxlan, bond, ...; '' for a
+   * plain device such as a NIC or a veth), or undefined if there is none by that name.
+   */
+  linkKind(name: string): Promise<string | undefined>;
   addresses(t: Target): Promise<AddrInfo[]>;
   routes(t: Target, table?: number): Promise<RouteInfo[]>;
   rules(t: Target): Promise<RuleInfo[]>;

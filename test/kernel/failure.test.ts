@@ -56,6 +56,7 @@ const nets = [
   },
   { name: 'tiny', spec: { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.84.0.0/30' } } },
   { name: 'br', spec: { type: 'bridge', ipv4: { cidr: '10.85.0.0/24' } } },
+  { name: 'brx', spec: { type: 'bridge', bridge: 'tt-brx', ipv4: { cidr: '10.86.0.0/24' } } },
 ];
 
 /** Everything that could leak: pod links, node links, rules in the pod, allocations in the store. */
@@ -185,6 +186,41 @@ describe('an interface name the pod holds already', () => {
       }
       expect(await leftovers()).toEqual(clean);
     });
+});
+
+describe('a host link under a parent name', () => {
+  it('that is not a bridge: ADD refused with code 7, the link left alone', async () => {
+    const node = f.node('n1');
+    await sh('ip', [
+      '-n',
+      node,
+      'link',
+      'add',
+      'tt-brx',
+      'type',
+      'veth',
+      'peer',
+      'name',
+      'tt-brxp',
+    ]);
+    try {
+      const r = await f.cni('ADD', 'n1', pod, {
+        conf: f.conf('n1', { interfaces: [{ network: 'brx' }] }),
+      });
+      expect(r.code).toBe(1);
+      expect(err(r.out).code).toBe(7);
+      expect(err(r.out).msg).toMatch(
+        /host link tt-brx exists and is a plain device, not the bridge this network needs/,
+      );
+      const left = await leftovers();
+      expect({ ...left, nodeLinks: left.nodeLinks.filter((n) => !n.startsWith('tt-brx')) }).toEqual(
+        clean,
+      );
+      expect(left.nodeLinks.sort()).toEqual(['tt-brx', 'tt-brxp']);
+    } finally {
+      await sh('ip', ['-n', node, 'link', 'del', 'tt-brx']);
+    }
+  });
 });
 
 describe('DEL and CHECK', () => {

@@ -97,6 +97,7 @@ export function createNetlinkKernel(): Kernel {
     run: (steps, opts = {}) => run(steps, opts),
     links: (t) => ip.links(t),
     linkExists: (name) => ip.linkExists(name),
+    linkKind: (name) => ip.linkKind(name),
     async addresses(t) {
       const s = new Session(await libc());
       try {
