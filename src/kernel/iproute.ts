@@ -27,12 +27,16 @@ function inTarget(t: Target, tool: string): [string, string[]] {
   return ['nsenter', [`--net=${t.ns}`, '--', tool]];
 }
 
-function fail(t: Target, what: string, stderr: string): never {
+function failure(t: Target, what: string, stderr: string): TartanError {
   const where = t.ns === undefined ? 'host' : `netns ${t.ns}`;
-  throw new TartanError(
+  return new TartanError(
     'ERR_KERNEL',
     `${what} in ${where} failed: ${stderr.trim().split('\n').slice(0, 3).join(' | ')}`,
   );
+}
+
+function fail(t: Target, what: string, stderr: string): never {
+  throw failure(t, what, stderr);
 }
 
 function parseLinks(stdout: string): LinkInfo[] {
@@ -85,18 +89,13 @@ export function createKernel(): Kernel {
         const force = opts.bestEffort ? ['-force'] : [];
         const r = await exec(file, [...pre, ...force, '-batch', '-'], input);
         if (r.code !== 0 && !opts.bestEffort) {
+          const e = failure(
+            only.t,
+            `ip ${only.ops.map((o) => opToArgs(o).args.slice(0, 3).join(' ')).join('; ')}`,
+            r.stderr,
+          );
           const line = batchFailure(r.stderr);
-          try {
-            fail(
-              only.t,
-              `ip ${only.ops.map((o) => opToArgs(o).args.slice(0, 3).join(' ')).join('; ')}`,
-              r.stderr,
-            );
-          } catch (e) {
-            throw line === undefined
-              ? e
-              : atPosition(e as Error, { step: steps.indexOf(only), op: line });
-          }
+          throw line === undefined ? e : atPosition(e, { step: steps.indexOf(only), op: line });
         }
         return;
       }
