@@ -43,6 +43,14 @@ async function main(): Promise<number> {
     console.log(USAGE);
     return cmd ? 0 : 2;
   }
+  // The command line is checked before any datastore or cluster is opened: a typo should
+  // not be reported as a missing networks directory.
+  if (!['networks', 'pools', 'pod', 'check', 'topology'].includes(cmd)) {
+    console.error(`tartanctl: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
+    return 2;
+  }
+  if (cmd === 'pools' && !arg) throw new Error('pools needs a network name');
+  if (cmd === 'pod' && !arg) throw new Error('pod needs a pod name or container id');
   const ctx = await openContext({
     ...(values.lab ? { lab: values.lab } : {}),
     ...(values.kubeconfig ? { kubeconfig: values.kubeconfig } : {}),
@@ -64,16 +72,14 @@ async function main(): Promise<number> {
         );
         return 0;
       case 'pools':
-        if (!arg) throw new Error('pools needs a network name');
         console.log(
           table(
             ['FAMILY', 'BLOCK', 'NODE', 'USED', 'CLAIMED', 'GC-MARKED', 'SEQ'],
-            await poolsView(ctx, arg),
+            await poolsView(ctx, arg!),
           ),
         );
         return 0;
       case 'pod':
-        if (!arg) throw new Error('pod needs a pod name or container id');
         console.log(
           table(
             [
@@ -86,7 +92,7 @@ async function main(): Promise<number> {
               'POLICY RULES',
               'STATE',
             ],
-            await podView(ctx, arg),
+            await podView(ctx, arg!),
           ),
         );
         return 0;
@@ -110,8 +116,7 @@ async function main(): Promise<number> {
         return 0;
       }
       default:
-        console.error(USAGE);
-        return 2;
+        return 2; // refused above
     }
   } finally {
     await ctx.store.close();

@@ -76,4 +76,23 @@ describe('tartanctl', () => {
       rmSync(svg, { force: true });
     }
   });
+
+  it('refuses an unknown command or a missing argument before opening anything', async () => {
+    // No lab and a networks directory that does not exist: the command line is the error.
+    const bare = (...a: string[]) =>
+      run(
+        'node',
+        [join(root, 'dist/tartanctl.js'), ...a, '--networks-dir', '/nonexistent/tt-ctl'],
+        undefined,
+        process.env,
+      );
+    const bogus = await bare('netwroks');
+    expect(bogus.code).toBe(2);
+    expect(bogus.stderr).toMatch(/unknown command "netwroks"/);
+    const pools = await bare('pools');
+    expect(pools.code).toBe(1);
+    expect(pools.stderr).toMatch(/pools needs a network name/);
+    const pod = await bare('pod');
+    expect(pod.stderr).toMatch(/pod needs a pod name or container id/);
+  });
 });
