@@ -4,8 +4,8 @@ import { isUnicastMac, type InterfaceRequest } from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
 import type { CniResult } from '../cni/spec.js';
 import type { Ipam } from '../ipam/index.js';
-import { parseCidr, parseIp, type Family } from '../ipam/ip.js';
 import type { Kernel } from '../kernel/types.js';
+import { policyRoutesProblem } from '../network/policy-routes.js';
 import type { Network } from '../network/schema.js';
 import type { HostState } from './host-state.js';
 
@@ -98,42 +98,15 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
     const net = deps.network(q.network);
     if (!net) throw new TartanError('ERR_UNKNOWN_NETWORK', `unknown network ${q.network}`);
     const ifname = q.ifname ?? nextName(i === 0);
-    checkPolicyRoutes(ifname, net, q.policyRoutes ?? []);
+    const routes = policyRoutesProblem(net.spec, q.policyRoutes ?? []);
+    if (routes)
+      throw new TartanError(
+        'ERR_IFACE_REQUEST',
+        `interface ${ifname} (network ${net.metadata.name}): ${routes}`,
+      );
     const defaultRoute = explicitDefault
       ? q.defaultRoute === true
       : i === 0 && prevNames.size === 0;
     return { ifname, net, req: q, defaultRoute };
   });
-}
-
-/**
- * A pod's policy routes go into its network's routing table, next to the routes of the
- * family they belong to: without a table, or without an address of that family, they
- * would have nowhere to go, so the request is refused rather than quietly cut short.
- */
-function checkPolicyRoutes(
-  ifname: string,
-  net: Network,
-  routes: NonNullable<InterfaceRequest['policyRoutes']>,
-): void {
-  const bad = (what: string) => {
-    throw new TartanError(
-      'ERR_IFACE_REQUEST',
-      `interface ${ifname} (network ${net.metadata.name}): ${what}`,
-    );
-  };
-  if (routes.length > 0 && net.spec.routingTable === undefined)
-    bad('policyRoutes need a network with a routingTable');
-  for (const [i, r] of routes.entries()) {
-    const family: Family = r.dst.includes(':') ? 6 : 4;
-    const dst = parseCidr(r.dst, family);
-    if (!dst) bad(`policyRoutes[${i}].dst "${r.dst}" is not a CIDR`);
-    const [addr, len] = dst!;
-    const host = (1n << BigInt((family === 4 ? 32 : 128) - len)) - 1n;
-    if ((addr & host) !== 0n) bad(`policyRoutes[${i}].dst "${r.dst}" has host bits set`);
-    if (r.gw !== undefined && parseIp(r.gw, family) === undefined)
-      bad(`policyRoutes[${i}].gw "${r.gw}" is not an IPv${family} address`);
-    if (!(family === 4 ? net.spec.ipv4 : net.spec.ipv6))
-      bad(`policyRoutes[${i}] is IPv${family}, and the network has no IPv${family} range`);
-  }
 }

@@ -244,6 +244,20 @@ describe('resolving against the networks a pod may use', () => {
       ),
     ).toContain('fixed IPv6 address fd00::1 asked of radio, which has no IPv6 range');
   });
+
+  it('refuses policy routes the network has no table for, as the CNI core would', async () => {
+    const ask = (routes: unknown) =>
+      codeOf(
+        resolvePodAttachments(
+          pod({ [TARTAN]: JSON.stringify([{ network: 'radio', policyRoutes: routes }]) }),
+          lookup,
+        ),
+      );
+    expect(await ask([{ dst: '10.99.0.0/16' }])).toContain(
+      'ERR_IFACE_REQUEST: pod tenant-a/p: net1: policyRoutes need a network with a routingTable',
+    );
+    expect(await ask([])).toBe('ok');
+  });
 });
 
 describe('network-status', () => {

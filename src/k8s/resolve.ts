@@ -4,6 +4,7 @@
 // webhook (API reads) and unit tests (maps) share this code.
 import { TartanError } from '../cni/errors.js';
 import type { InterfaceRequest } from '../cni/config.js';
+import { policyRoutesProblem } from '../network/policy-routes.js';
 import type { NetworkSpec } from '../network/schema.js';
 import { parsePodInterfaces, type NetworkRef, type PodInterfaceRequest } from './annotations.js';
 
@@ -130,6 +131,8 @@ function toRequest(
       );
     return v;
   };
+  const routes = spec && r.policyRoutes ? policyRoutesProblem(spec, r.policyRoutes) : undefined;
+  if (routes) throw refused(who, `${r.ifname || r.ref.name}: ${routes}`);
   return {
     network: r.ref.name,
     // An empty name means "not asked": the plugin names it (net1, net2, ...).

@@ -96,6 +96,8 @@ beforeAll(async () => {
     type: 'bridge',
     bridge: 'br-i',
     ipv6: { cidr: 'fd00:72::/64' },
+    // The pod below asks for a policy route here, which needs a table.
+    routingTable: 172,
   });
   await tenantNet(OTHER, 'tt-secret', {
     type: 'bridge',

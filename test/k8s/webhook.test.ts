@@ -408,6 +408,16 @@ describe('pods', () => {
         pod('tenant-a', 'p', { [NPWG_ANNOTATION]: 'missing' }),
       ),
     ).toContain('no ClusterNetwork "missing"');
+    // radio has no routingTable: a policy route there would go nowhere.
+    expect(
+      await denied(
+        'POST',
+        pods('tenant-a'),
+        pod('tenant-a', 'p', {
+          [TARTAN_ANNOTATION]: '[{"network":"radio","policyRoutes":[{"dst":"10.99.0.0/16"}]}]',
+        }),
+      ),
+    ).toContain('net1: policyRoutes need a network with a routingTable');
   });
 
   it('admits a valid pod, and network-status is written back on it', async () => {
