@@ -83,6 +83,8 @@ export class Agent {
   /** One IPAM per open store, so its node cache lasts across calls (ipam/cache.ts). */
   private readonly ipams = new WeakMap<Store, Ipam>();
   private readonly states = new Map<string, Promise<HostState>>();
+  /** Per attachment (container/ifname): the last call's end, which the next one waits for. */
+  private readonly lanes = new Map<string, Promise<void>>();
   private readyWaiters: Array<(ok: boolean) => void> = [];
   private socketServer: Server | undefined;
   private httpServer: HttpServer | undefined;
@@ -184,6 +186,21 @@ export class Agent {
     });
   }
 
+  /** The turn of one call among those for the same attachment, in arrival order. */
+  private lane(key: string): { turn: Promise<void> | undefined; done(): void } {
+    const turn = this.lanes.get(key);
+    let done!: () => void;
+    const mine = new Promise<void>((resolve) => (done = resolve));
+    this.lanes.set(key, mine);
+    return {
+      turn,
+      done: () => {
+        done();
+        if (this.lanes.get(key) === mine) this.lanes.delete(key);
+      },
+    };
+  }
+
   /**
    * One CNI call from the shim (or the pending-DEL queue). Never rejects. Without netlink
    * of its own, the agent asks the shim (the peer) to apply this call's kernel steps
@@ -203,8 +220,18 @@ export class Agent {
     } catch {
       raw = undefined; // executeCni reports it
     }
+    const key =
+      command === 'ADD' || command === 'DEL' || command === 'CHECK'
+        ? `${vars.CNI_CONTAINERID}/${vars.CNI_IFNAME}`
+        : undefined;
+    // Taken before any await: calls for one attachment go in the order they reached the
+    // agent, not the order in which their preparation (readiness, classification) ends. A
+    // DEL sent right after its ADD (a runtime giving up on a slow ADD) must not overtake it,
+    // find no record, and leave the ADD's interface and address behind.
+    const lane = key === undefined ? undefined : this.lane(key);
     let r: WireResponse & { error?: unknown };
     try {
+      if (lane?.turn) await lane.turn;
       if (!WIRE_VERSIONS.includes(req.v))
         throw tryAgain(
           `shim speaks wire version ${req.v}, this agent ${WIRE_VERSIONS.join(' and ')}`,
@@ -237,10 +264,6 @@ export class Agent {
         else if (command === 'ADD' || command === 'GC' || command === 'STATUS')
           resolved = { networks: await this.o.cluster.networks() };
       }
-      const key =
-        command === 'ADD' || command === 'DEL' || command === 'CHECK'
-          ? `${vars.CNI_CONTAINERID}/${vars.CNI_IFNAME}`
-          : undefined;
       let seen = this.gate.finished;
       let exclusive = await classify(command, vars, conf, deps, resolved);
       for (;;) {
@@ -302,6 +325,7 @@ export class Agent {
     } catch (e) {
       r = { code: 1, stdout: JSON.stringify(errorResponse(e, raw?.cniVersion)) + '\n', error: e };
     }
+    lane?.done();
     mark('agent: answered');
     const seconds = (performance.now() - t0) / 1000;
     const remote = kernel !== undefined && kernel.remote() > 0;
