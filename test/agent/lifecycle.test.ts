@@ -2,6 +2,7 @@
 // without host parents, metrics, the host parent reconciler, SIGKILL in the middle of a
 // burst followed by restart and CNI GC (nothing leaks), and SIGTERM draining.
 import { readdirSync } from 'node:fs';
+import { createConnection } from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHostState } from '../../src/attach/host-state.js';
@@ -70,6 +71,40 @@ async function inUse(): Promise<number> {
   }
 }
 
+/**
+ * A call as a version 1 shim makes it (request, half-close, one answer), on a connection
+ * opened ahead: `send` writes the request. Two calls can so reach the agent back to back in
+ * a known order (two shim processes started 2 ms apart arrive in either order on a busy
+ * machine).
+ */
+async function connected(
+  command: 'ADD' | 'DEL',
+  pod: string,
+  c: Record<string, unknown>,
+): Promise<{ send(): Promise<{ code: number; stdout: string }> }> {
+  const env = {
+    CNI_COMMAND: command,
+    CNI_CONTAINERID: `cid-${pod}`,
+    CNI_NETNS: `/run/netns/${pod}`,
+    CNI_IFNAME: 'eth0',
+    CNI_PATH: '/usr/lib/cni',
+  };
+  const s = createConnection(sock);
+  await new Promise<void>((resolve, reject) => s.once('connect', resolve).once('error', reject));
+  const chunks: Buffer[] = [];
+  const answer = new Promise<{ code: number; stdout: string }>((resolve, reject) => {
+    s.on('data', (d: Buffer) => chunks.push(d));
+    s.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString('utf8'))));
+    s.on('error', reject);
+  });
+  return {
+    send: () => {
+      s.end(JSON.stringify({ v: 1, env, stdin: JSON.stringify(c) }));
+      return answer;
+    },
+  };
+}
+
 async function until(what: string, fn: () => Promise<boolean>, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   while (!(await fn())) {
@@ -118,16 +153,21 @@ describe('agent', () => {
   });
 
   it('runs an ADD and its DEL sent together in order, beside other pods, leaving nothing', async () => {
-    // The DEL is classified before the ADD records its bridge parent; it is asked again
-    // once the ADD has ended, and then runs alone (it releases the parent).
+    // The ADD and then its DEL, written back to back on connections opened ahead, so the
+    // agent reads the ADD first: it must run the DEL after it (the DEL then finds the
+    // record and the bridge parent the ADD made, and releases both), while the other pods'
+    // ADDs go on beside them.
     const [x, y, z] = await Promise.all(['x', 'y', 'z'].map((n) => f.pod(n)));
-    const [add, del, other, otherBr] = await Promise.all([
-      cni('ADD', 'n1', x!, { conf: conf('br') }),
-      new Promise((r) => setTimeout(r, 2)).then(() => cni('DEL', 'n1', x!, { conf: conf('br') })),
+    const [addX, delX] = [
+      await connected('ADD', x!, conf('br')),
+      await connected('DEL', x!, conf('br')),
+    ];
+    const others = [
       cni('ADD', 'n1', y!, { conf: conf('mv') }),
       cni('ADD', 'n1', z!, { conf: conf('mv') }),
-    ]);
-    for (const r of [add, del, other, otherBr]) expect(r.code, r.stdout).toBe(0);
+    ];
+    const results = await Promise.all([addX.send(), delX.send(), ...others]);
+    for (const r of results) expect(r.code, r.stdout).toBe(0);
     expect((await podLinks(x!)).map((l) => l.ifname)).toEqual(['lo']);
     for (const p of [y!, z!])
       expect((await cni('DEL', 'n1', p, { conf: conf('mv') })).code).toBe(0);
