@@ -270,8 +270,9 @@ export class Agent {
         const out = await this.gate.run({ key, exclusive, tag: command }, async () => {
           if (command === 'ADD' && this.phase !== 'ready')
             throw tryAgain('the node agent is shutting down');
-          // Asked again in this attachment's turn if any call ended since the first answer:
-          // one for this attachment (an ADD before this DEL) may have recorded parents.
+          // Asked again in this attachment's turn if any call ended since the first answer
+          // (written when calls for one attachment could overlap here; since each waits for
+          // the previous one's end (lane), what ends meanwhile is another attachment's).
           if (!exclusive && this.gate.finished !== seen) {
             seen = this.gate.finished;
             nets = undefined;

@@ -1,7 +1,7 @@
 // A pod's policy routes against its network: shared by the CNI core (attach/plan.ts) and
 // the admission webhook (k8s/resolve.ts), so a pod is refused the same way at either.
 import type { InterfaceRequest } from '../cni/config.js';
-import { parseCidr, parseIp, type Family } from '../ipam/ip.js';
+import { alignDown, parseCidr, parseIp, type Family } from '../ipam/ip.js';
 import type { NetworkSpec } from './schema.js';
 
 /**
@@ -21,8 +21,8 @@ export function policyRoutesProblem(
     const dst = parseCidr(r.dst, family);
     if (!dst) return `policyRoutes[${i}].dst "${r.dst}" is not a CIDR`;
     const [addr, len] = dst;
-    const host = (1n << BigInt((family === 4 ? 32 : 128) - len)) - 1n;
-    if ((addr & host) !== 0n) return `policyRoutes[${i}].dst "${r.dst}" has host bits set`;
+    if (alignDown(addr, family, len) !== addr)
+      return `policyRoutes[${i}].dst "${r.dst}" has host bits set`;
     if (r.gw !== undefined && parseIp(r.gw, family) === undefined)
       return `policyRoutes[${i}].gw "${r.gw}" is not an IPv${family} address`;
     if (!(family === 4 ? spec.ipv4 : spec.ipv6))
