@@ -2,6 +2,7 @@
 // inside the pod's netns under its final name (IFLA_NET_NS_FD), so no temporary host name
 // can collide and nothing of the pod's is ever visible on the host.
 import { readFileSync } from 'node:fs';
+import { isUnicastMac } from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
 import { HOST, type Kernel, type Op } from '../kernel/types.js';
 import type { Network } from '../network/schema.js';
@@ -110,6 +111,33 @@ export function linkOps(
   }
 }
 
+/** Ops that give a host device named `now` its own MAC and name again. */
+function giveBack(rec: InterfaceRecord, now: string): Op[] {
+  const ops: Op[] = [];
+  if (rec.hostMac && rec.mac !== rec.hostMac)
+    ops.push({ op: 'link-set', name: now, mac: rec.hostMac });
+  if (now !== rec.hostDevice) ops.push({ op: 'link-set', name: now, newName: rec.hostDevice! });
+  return ops;
+}
+
+/**
+ * A pod's host device that its netns's end returned to this namespace: a plain device
+ * (no virtual kind) with the MAC it had in the pod, under the pod's name or the kernel's
+ * "dev<N>". Nothing when the MAC is unknown or not unicast (VFs may all be 00:00:...), or
+ * when the device's own name is back already.
+ */
+async function returnedNic(k: Kernel, rec: InterfaceRecord): Promise<string | undefined> {
+  const mac = rec.mac?.toLowerCase();
+  if (!mac || !isUnicastMac(mac) || (await k.linkExists(rec.hostDevice!))) return undefined;
+  const found = (await k.links(HOST)).filter(
+    (l) =>
+      !l.kind &&
+      l.address?.toLowerCase() === mac &&
+      (l.ifname === rec.ifname || /^dev\d+$/.test(l.ifname)),
+  );
+  return found.length === 1 ? found[0]!.ifname : undefined;
+}
+
 /** Removes what linkOps made, in one process; every step tolerates its object being gone. */
 export async function destroyLink(
   k: Kernel,
@@ -120,16 +148,17 @@ export async function destroyLink(
   const podOps: Op[] = rec.rules.map((r) => ({ op: 'rule-del' as const, ...r }));
   const hostOps: Op[] = [];
   if (rec.spec.type === 'host-device') {
-    // A physical NIC must come back to the node, under its own name; if the netns is
-    // already gone the kernel has returned it to the initial namespace.
-    if (rec.hostDevice) {
+    // A physical NIC must come back to the node as it came: its own MAC and name.
+    if (rec.hostDevice && pod) {
       podOps.push({ op: 'link-set', name: rec.ifname, down: true });
-      // Give the NIC back as it came: its own MAC and name.
-      if (rec.hostMac && rec.mac !== rec.hostMac)
-        podOps.push({ op: 'link-set', name: rec.ifname, mac: rec.hostMac });
-      if (rec.ifname !== rec.hostDevice)
-        podOps.push({ op: 'link-set', name: rec.ifname, newName: rec.hostDevice });
+      podOps.push(...giveBack(rec, rec.ifname));
       podOps.push({ op: 'link-set', name: rec.hostDevice, intoNs: `/proc/${process.pid}/ns/net` });
+    } else if (rec.hostDevice) {
+      // The netns is gone: the kernel has moved the NIC to the initial namespace itself,
+      // under its pod name (or "dev<N>" if that name was taken) and with the pod's MAC.
+      // Left so, the node's NIC stays renamed and the next pod asking for it fails.
+      const back = await returnedNic(k, rec);
+      if (back) hostOps.push({ op: 'link-set', name: back, down: true }, ...giveBack(rec, back));
     }
   } else {
     podOps.push({ op: 'link-del', name: rec.ifname });

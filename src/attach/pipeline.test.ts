@@ -40,6 +40,7 @@ const networks = new Map(
       ipv6: { cidr: 'fd00:9::/64' },
     }),
     net('br', { type: 'bridge', ipv4: { cidr: '10.4.0.0/24' } }),
+    net('hd', { type: 'host-device', device: 'eth2', ipv4: { cidr: '10.5.0.0/24' } }),
   ].map((n) => [n.metadata.name, n]),
 );
 
@@ -245,6 +246,31 @@ describe('attach pipeline', () => {
     await del(deps, d);
     expect(allocCount()).toBe(0);
     expect([...k.ns().links.keys()].sort()).toEqual(['eth1', 'lo']);
+  });
+
+  it('DEL after the netns is gone gives a host device its own name back', async () => {
+    const mac = '02:00:00:00:aa:01';
+    const nic = () => [...k.ns().links.values()].find((l) => l.address === mac);
+    const d = { containerId: 'c-h', ifname: 'eth0', netns: '/h', cniPath: [], cniArgs: undefined };
+    k.ns().links.set('eth2', { ifindex: 42, ifname: 'eth2', flags: ['UP'], mtu: 1500 });
+    // Its pod name is free on the host: the kernel returns it as net1.
+    await add(deps, req('/h', [{ network: 'oam' }, { network: 'hd', ifname: 'net1', mac }]));
+    expect(k.ns().links.has('eth2')).toBe(false);
+    k.removeNetns('/h');
+    expect(nic()?.ifname).toBe('net1');
+    await del(deps, d);
+    expect(nic()?.ifname).toBe('eth2');
+    expect(nic()?.flags).not.toContain('UP');
+    expect(allocCount()).toBe(0);
+
+    // Its pod name is taken on the host: the kernel returns it as dev<N>.
+    await add(deps, req('/h', [{ network: 'hd', ifname: 'net1', mac }]));
+    await k.apply({}, [{ op: 'veth-add', name: 'net1', peer: 'tt-peer' }]);
+    k.removeNetns('/h');
+    expect(nic()?.ifname).toMatch(/^dev\d+$/);
+    await del(deps, d);
+    expect(nic()?.ifname).toBe('eth2');
+    expect(k.ns().links.get('net1')?.kind).toBe('veth'); // someone else's: left alone
   });
 
   it('GC removes attachments the runtime no longer lists', async () => {

@@ -198,7 +198,17 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
     ops,
     ns: (p) => space(p ?? ''),
     addNetns: (p) => void spaces.set(p, fresh()),
-    removeNetns: (p) => void spaces.delete(p),
+    removeNetns: (p) => {
+      const gone = spaces.get(p);
+      spaces.delete(p);
+      // As the kernel does: virtual links die with the netns, physical ones (no kind) go
+      // back to the initial namespace, down, renamed "dev<N>" if their name is taken there.
+      for (const l of gone?.links.values() ?? []) {
+        if (l.kind || l.ifname === 'lo') continue;
+        const ifname = host.links.has(l.ifname) ? `dev${l.ifindex}` : l.ifname;
+        host.links.set(ifname, { ...l, ifname, flags: l.flags.filter((f) => f !== 'UP') });
+      }
+    },
     failOn: (pred, always = false) => void failures.push({ pred, always }),
     async apply(t, list, opts = {}) {
       for (const [i, o] of list.entries()) {

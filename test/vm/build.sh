@@ -90,7 +90,7 @@ echo "$KVER" >"$CACHE/kernel.version"
 # 2. Modules: required ones fail the build when absent, optional ones only warn.
 # ---------------------------------------------------------------------------------------------
 REQUIRED_MODULES=(
-  virtio_pci 9p 9pnet_virtio
+  virtio_pci 9p 9pnet_virtio virtio_net
   veth bridge macvlan ipvlan 8021q bonding vxlan
 )
 OPTIONAL_MODULES=(

@@ -142,14 +142,16 @@ ping_fails() { # <from-ns> <dst> [what]
 
 # --- CNI ----------------------------------------------------------------------------------------
 # cni <node-ns> <ADD|DEL|CHECK> <container-id> <pod-ns> <ifname> <conf-file> [plugin-binary]
-# Runs the plugin inside the node's netns, as a runtime would on that node. On failure prints
-# stdout+stderr and fails the scenario. CNI_ARGS from the environment is passed through.
+# Runs the plugin inside the node's netns (node "-": the VM's own), as a runtime would on that
+# node. On failure prints stdout+stderr and fails the scenario. CNI_ARGS from the environment
+# is passed through.
 cni() {
   local node=$1 cmd=$2 cid=$3 pod=$4 ifname=$5 conf=$6 bin=${7:-$TARTAN}
-  local out rc t0 ms
+  local out rc t0 ms in=(ip netns exec "$node")
+  [[ $node == - ]] && in=()
   t0=$(date +%s%N)
   set +e
-  out=$(ip netns exec "$node" env -i PATH="$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="$cid" \
+  out=$("${in[@]}" env -i PATH="$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="$cid" \
     CNI_NETNS="/run/netns/$pod" CNI_IFNAME="$ifname" CNI_PATH="$CNI_BIN" \
     ${CNI_ARGS:+CNI_ARGS="$CNI_ARGS"} "$bin" <"$conf" 2>"$WORK/cni.stderr")
   rc=$?

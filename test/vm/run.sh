@@ -103,6 +103,7 @@ qemu-system-x86_64 \
   -append "console=ttyS0 panic=-1 quiet loglevel=4 mitigations=off clocksource=tsc tsc=reliable" \
   -serial "file:$RUN/console.log" \
   -device virtio-rng-pci \
+  -netdev hubport,id=tt-vm-nic,hubid=0 -device virtio-net-pci,netdev=tt-vm-nic,mac=52:54:00:7e:00:01 \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs "local,path=$RUN,mount_tag=results,security_model=none" \
   </dev/null >"$RUN/qemu.out" 2>&1 &
