@@ -32,7 +32,8 @@ export async function executeCni(
     let text = input.text;
     if (input.readError !== undefined) {
       // VERSION tolerates an unreadable stdin (runtimes may pass none), not an oversized one.
-      if (env.command !== 'VERSION' || isTartanError(input.readError)) throw input.readError;
+      if (env.command !== 'VERSION' || isTartanError(input.readError, 'ERR_DECODE'))
+        throw input.readError;
       text = '';
     }
     raw = env.command === 'VERSION' && text.trim() === '' ? {} : parseStdin(text);

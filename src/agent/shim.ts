@@ -114,7 +114,8 @@ export function withoutAgent(
   let raw: { cniVersion?: unknown } = {};
   try {
     // As in-process: VERSION tolerates an unreadable stdin, not an oversized one.
-    if (readError !== undefined && (!version || isTartanError(readError))) throw readError;
+    if (readError !== undefined && (!version || isTartanError(readError, 'ERR_DECODE')))
+      throw readError;
     const text = readError === undefined ? stdin : '';
     raw = text.trim() === '' ? {} : parseStdin(text);
     if (version) return { code: 0, stdout: JSON.stringify(versionResponse(raw.cniVersion)) + '\n' };

@@ -53,7 +53,14 @@ async function readStdin(): Promise<Input> {
       }
     }
   } catch (e) {
-    return { text: '', readError: e };
+    return {
+      text: '',
+      readError: new TartanError(
+        'ERR_IO',
+        `cannot read the network configuration from stdin: ${(e as Error).message}`,
+        { cause: e },
+      ),
+    };
   }
   const bytes = chunks.length === 1 ? chunks[0]! : new Uint8Array(size);
   if (chunks.length > 1) {

@@ -30,6 +30,7 @@ export type TartanCode =
   | 'ERR_VERSION'
   | 'ERR_ENV'
   | 'ERR_DECODE'
+  | 'ERR_IO'
   | 'ERR_CONFIG'
   | 'ERR_UNKNOWN_NETWORK'
   | 'ERR_IFACE_REQUEST'
@@ -53,6 +54,7 @@ const cniCodeOf: Record<TartanCode, CniCodeValue> = {
   ERR_VERSION: CniCode.IncompatibleVersion,
   ERR_ENV: CniCode.InvalidEnvironment,
   ERR_DECODE: CniCode.DecodeFailure,
+  ERR_IO: CniCode.IoFailure,
   ERR_CONFIG: CniCode.InvalidNetworkConfig,
   ERR_UNKNOWN_NETWORK: CniCode.InvalidNetworkConfig,
   ERR_IFACE_REQUEST: CniCode.InvalidInterfaceRequest,

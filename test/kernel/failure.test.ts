@@ -481,6 +481,38 @@ describe('stdin as runtimes hand it over', () => {
     expect(JSON.parse(r.stdout)).toMatchObject({ cniVersion: '0.4.0' });
   });
 
+  it('an unreadable stdin is an I/O failure (code 5), except for VERSION', () => {
+    // A directory as stdin: read() fails with EISDIR.
+    for (const bin of [TARTAN, TARTAN_SHIM])
+      for (const [command, code] of [
+        ['ADD', 5],
+        ['VERSION', undefined],
+      ] as const) {
+        const fd = openSync(f.dir, constants.O_RDONLY);
+        try {
+          const r = spawnSync(bin, [], {
+            stdio: [fd, 'pipe', 'inherit'],
+            env: {
+              CNI_COMMAND: command,
+              CNI_CONTAINERID: 'tt-io',
+              CNI_NETNS: `/run/netns/${pod}`,
+              CNI_IFNAME: 'eth0',
+              CNI_PATH: '/usr/lib/cni',
+            },
+            encoding: 'utf8',
+          });
+          expect(r.status, `${bin} ${command}: ${r.stdout}`).toBe(code === undefined ? 0 : 1);
+          if (code !== undefined)
+            expect(JSON.parse(r.stdout)).toMatchObject({
+              code,
+              msg: expect.stringMatching(/stdin/),
+            });
+        } finally {
+          closeSync(fd);
+        }
+      }
+  });
+
   it('refuses an oversized configuration that arrives slowly', async () => {
     const piece = 'x'.repeat(64 * 1024);
     const r = await chunked(['{"cniVersion": "1.1.0", "pad": "', ...Array(24).fill(piece), '"}']);
