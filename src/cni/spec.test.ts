@@ -17,7 +17,10 @@ const result: CniResult = {
     { address: '10.0.0.5/24', gateway: '10.0.0.1', interface: 0 },
     { address: 'fd00::5/64', interface: 0 },
   ],
-  routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.1', table: 100 }],
+  routes: [
+    { dst: '10.9.0.0/16', gw: '10.0.0.1' },
+    { dst: '0.0.0.0/0', gw: '10.0.0.1', table: 100 },
+  ],
   dns: {},
 };
 
@@ -31,22 +34,22 @@ describe('result versions', () => {
       };
       expect(o.ips.map((i) => i.version)).toEqual(['4', '6']);
       expect(o.interfaces[0]).not.toHaveProperty('mtu');
-      expect(o.routes[0]).toEqual({ dst: '0.0.0.0/0', gw: '10.0.0.1' });
+      expect(o.routes).toEqual([{ dst: '10.9.0.0/16', gw: '10.0.0.1' }]);
     }
   });
-  it('1.0.0 has no ip version and no route table; 1.1.0 keeps both route table and mtu', () => {
+  it('1.0.0 has no ip version and no policy-table routes; 1.1.0 keeps route table and mtu', () => {
     const v1 = toVersion(result, '1.0.0') as {
       ips: Array<Record<string, unknown>>;
       routes: Array<Record<string, unknown>>;
     };
     expect(v1.ips[0]).not.toHaveProperty('version');
-    expect(v1.routes[0]).not.toHaveProperty('table');
+    expect(v1.routes).toEqual([{ dst: '10.9.0.0/16', gw: '10.0.0.1' }]);
     const v11 = toVersion(result, '1.1.0') as {
       interfaces: Array<Record<string, unknown>>;
       routes: Array<Record<string, unknown>>;
     };
     expect(v11.interfaces[0]?.mtu).toBe(1450);
-    expect(v11.routes[0]?.table).toBe(100);
+    expect(v11.routes[1]?.table).toBe(100);
   });
   it('round-trips an old result into the internal shape', () => {
     expect(fromAnyVersion(toVersion(result, '0.4.0')).ips).toEqual(result.ips);

@@ -101,12 +101,16 @@ export function toVersion(r: CniResult, version: string): Record<string, unknown
     if (ip.interface !== undefined) o.interface = ip.interface;
     return o;
   });
-  const routes = r.routes?.map((rt) => {
-    if (v11) return { ...rt };
-    const o: Record<string, unknown> = { dst: rt.dst };
-    if (rt.gw !== undefined) o.gw = rt.gw;
-    return o;
-  });
+  // Before 1.1.0 a route has no table: a policy table's route, stripped of it, would read
+  // as a route of the main table (a second default route, say). It is left out instead.
+  const routes = r.routes
+    ?.filter((rt) => v11 || rt.table === undefined)
+    .map((rt) => {
+      if (v11) return { ...rt };
+      const o: Record<string, unknown> = { dst: rt.dst };
+      if (rt.gw !== undefined) o.gw = rt.gw;
+      return o;
+    });
   const out: Record<string, unknown> = { cniVersion: version };
   if (interfaces && interfaces.length > 0) out.interfaces = interfaces;
   if (ips && ips.length > 0) out.ips = ips;
