@@ -276,7 +276,10 @@ describe('attach pipeline', () => {
   it('GC removes attachments the runtime no longer lists', async () => {
     await add(deps, req('/k', [{ network: 'oam' }]));
     await add(deps, req('/l', [{ network: 'oam' }]));
-    expect(await gc(deps, [{ containerId: 'c-k', ifname: 'eth0' }], [])).toBe(1);
+    expect(await gc(deps, [{ containerId: 'c-k', ifname: 'eth0' }], [])).toEqual({
+      removed: 1,
+      errors: [],
+    });
     expect(state.listAttachments().map((a) => a.containerId)).toEqual(['c-k']);
   });
 

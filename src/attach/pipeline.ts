@@ -114,7 +114,8 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
     const left = await teardown(deps, rec, r, made);
     // Keep the record if the undo was incomplete, so a later DEL or GC can finish it.
     if (left.length === 0) state.deleteAttachment(r.containerId, r.ifname);
-    else if (e instanceof TartanError) e.message += ` (rollback incomplete: ${left.join('; ')})`;
+    else if (e instanceof TartanError)
+      e.message += ` (rollback incomplete: ${left.map(undoneText).join('; ')})`;
     // The kernel only says "invalid argument" for a namespace file of the wrong kind; only
     // a kernel failure is worth the process that tells the kinds apart.
     if (isTartanError(e, 'ERR_KERNEL') && (await k.netnsKind(r.netns, true)) !== 'net')
@@ -194,9 +195,12 @@ async function prepareOne(
   rec.interfaces.push(ir);
 
   if (p.net.spec.type === 'delegate') {
+    // The runtime's runtimeConfig (port mappings, bandwidth, ips, mac) is the pod's default
+    // network's: a secondary network must not apply it too (NPWG multi-net spec 7.5).
+    if (position === 0 && r.runtimeConfig) ir.runtimeConfig = r.runtimeConfig;
     // Write ahead: the delegate may leave state of its own that only its DEL removes.
     state.putAttachment(rec);
-    const env = delegateEnv(r, p.ifname);
+    const env = delegateEnv({ ...r, runtimeConfig: ir.runtimeConfig }, p.ifname);
     const out = await delegateAdd(p.net.spec.delegate!, env, SUPPORTED_VERSIONS);
     ir.delegate = out;
     ir.state = 'ready';
@@ -287,6 +291,13 @@ function delegateEnv(
   };
 }
 
+/** What an undo could not do, per interface. */
+interface Undone {
+  ifname: string;
+  error: unknown;
+}
+const undoneText = (u: Undone) => `${u.ifname}: ${(u.error as Error).message}`;
+
 /** Undoes a (possibly partial) attachment in reverse order; never throws for missing objects. */
 async function teardown(
   deps: Deps,
@@ -299,11 +310,11 @@ async function teardown(
   },
   /** From a failed ADD: only these links are this attachment's (DEL: all of them). */
   made?: Made,
-): Promise<string[]> {
+): Promise<Undone[]> {
   const { kernel: k, state, ipam } = deps;
   const netnsAlive =
     r.netns !== undefined && (await k.netnsKind(r.netns)) === 'net' ? r.netns : undefined;
-  const errors: string[] = [];
+  const errors: Undone[] = [];
   for (const ir of [...rec.interfaces].reverse()) {
     try {
       if (ir.delegate || ir.spec.type === 'delegate') {
@@ -313,7 +324,10 @@ async function teardown(
         await delegateDel(
           ir.delegate?.conflist ?? ir.spec.delegate!,
           ir.delegate?.result,
-          delegateEnv({ ...r, netns: netnsAlive ?? '' }, ir.ifname),
+          delegateEnv(
+            { ...r, netns: netnsAlive ?? '', runtimeConfig: ir.runtimeConfig },
+            ir.ifname,
+          ),
           SUPPORTED_VERSIONS,
         );
         continue;
@@ -335,7 +349,7 @@ async function teardown(
           allocations: ir.allocations,
         });
     } catch (e) {
-      errors.push(`${ir.ifname}: ${(e as Error).message}`);
+      errors.push({ ifname: ir.ifname, error: e });
     }
   }
   return errors;
@@ -353,12 +367,17 @@ export interface DelRequest {
 export async function del(deps: Deps, r: DelRequest): Promise<void> {
   const rec = deps.state.getAttachment(r.containerId, r.ifname);
   if (!rec) return;
-  const errors = await teardown(deps, rec, { ...r, netns: r.netns || rec.netns });
-  if (errors.length > 0)
+  const left = await teardown(deps, rec, { ...r, netns: r.netns || rec.netns });
+  if (left.length > 0) {
+    // The first failure's own code: a delegate's "try again later" (11) or a datastore
+    // error is what the runtime should see, not a kernel failure.
+    const first = left[0]!.error;
     throw new TartanError(
-      'ERR_KERNEL',
-      `DEL left work undone (will be retried): ${errors.join('; ')}`,
+      isTartanError(first) ? first.code : 'ERR_KERNEL',
+      `DEL left work undone (will be retried): ${left.map(undoneText).join('; ')}`,
+      isTartanError(first) ? { cniCode: first.cniCode, cause: first } : { cause: first },
     );
+  }
   deps.state.deleteAttachment(r.containerId, r.ifname);
 }
 
@@ -385,7 +404,7 @@ export async function check(
       await delegateCheck(
         ir.delegate.conflist,
         ir.delegate.result,
-        delegateEnv(r, ir.ifname),
+        delegateEnv({ ...r, runtimeConfig: ir.runtimeConfig }, ir.ifname),
         SUPPORTED_VERSIONS,
       );
       continue;
@@ -404,24 +423,32 @@ export async function check(
   }
 }
 
-/** CNI GC: removes every attachment of this node that the runtime no longer lists. */
+/**
+ * CNI GC: removes every attachment of this node that the runtime no longer lists. Goes on
+ * past an attachment it cannot remove (the spec: remove as much as possible, then report).
+ */
 export async function gc(
   deps: Deps,
   valid: { containerId: string; ifname: string }[],
   cniPath: string[],
-): Promise<number> {
+): Promise<{ removed: number; errors: string[] }> {
   const keep = new Set(valid.map((v) => user(v.containerId, v.ifname)));
   let removed = 0;
+  const errors: string[] = [];
   for (const rec of deps.state.listAttachments()) {
     if (keep.has(user(rec.containerId, rec.ifname))) continue;
-    await del(deps, {
-      containerId: rec.containerId,
-      ifname: rec.ifname,
-      netns: rec.netns,
-      cniPath,
-      cniArgs: undefined,
-    });
-    removed++;
+    try {
+      await del(deps, {
+        containerId: rec.containerId,
+        ifname: rec.ifname,
+        netns: rec.netns,
+        cniPath,
+        cniArgs: undefined,
+      });
+      removed++;
+    } catch (e) {
+      errors.push(`${user(rec.containerId, rec.ifname)}: ${(e as Error).message}`);
+    }
   }
-  return removed;
+  return { removed, errors };
 }

@@ -63,6 +63,16 @@ export async function runCni(
   if (env.command === 'VERSION') return versionResponse(raw.cniVersion);
   mark('start');
   const conf = o.conf ?? parsePluginConfig(raw);
+  // New in CNI 1.1.0: a configuration of an older version cannot ask for them (libcni's
+  // skel answers the same).
+  if (
+    (env.command === 'GC' || env.command === 'STATUS') &&
+    compareVersions(conf.cniVersion, '1.1.0') < 0
+  )
+    throw new TartanError(
+      'ERR_VERSION',
+      `${env.command} is not defined for CNI version ${conf.cniVersion}`,
+    );
   if (env.command !== 'STATUS') return run(env, conf, o);
   // CNI 1.1: a plugin that cannot serve ADD answers STATUS with code 50, whatever the
   // reason (networks directory, datastore, node state), not with that reason's own code.
@@ -221,11 +231,16 @@ async function dispatch(
       }
       return undefined;
     case 'GC': {
-      const valid = (conf['cni.dev/valid-attachments'] ?? []).map((a) => ({
-        containerId: a.containerID,
-        ifname: a.ifname,
-      }));
-      await gc(deps, valid, env.path);
+      // No list is not an empty list: without one nothing is known to be stale (libcni
+      // sends none when the runtime gives no GC arguments).
+      const listed = conf['cni.dev/valid-attachments'] ?? conf['cni.dev/attachments'];
+      const { errors } = listed
+        ? await gc(
+            deps,
+            listed.map((a) => ({ containerId: a.containerID, ifname: a.ifname })),
+            env.path,
+          )
+        : { errors: [] };
       // Addresses: the handles of the interfaces still recorded on this node are alive;
       // anything else this node holds is marked now and freed at a later GC (grace period).
       const live = deps.state
@@ -241,6 +256,11 @@ async function dispatch(
             node: deps.node,
             valid: live,
           });
+      if (errors.length > 0)
+        throw new TartanError(
+          'ERR_INTERNAL',
+          `GC could not remove ${errors.length} attachment(s) (will be retried): ${errors.join('; ')}`,
+        );
       return undefined;
     }
     default:

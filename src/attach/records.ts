@@ -27,6 +27,12 @@ export interface InterfaceRecord {
   routes: { dst: string; gw?: string; table?: number }[];
   /** type delegate: the effective conflist and its result, for DEL/CHECK with prevResult. */
   delegate?: { conflist: Record<string, unknown>; result: CniResult };
+  /**
+   * type delegate: the runtime's runtimeConfig its ADD was given (the first interface only),
+   * for its DEL and CHECK: libcni passes it to all three, and portmap's DEL removes nothing
+   * without its portMappings.
+   */
+  runtimeConfig?: Record<string, unknown>;
   mac?: string;
   /** type host-device: the NIC's own MAC, restored on DEL. */
   hostMac?: string;

@@ -51,6 +51,8 @@ export const InterfaceRequestSchema = v.strictObject({
 export type InterfaceRequest = v.InferOutput<typeof InterfaceRequestSchema>;
 const InterfaceRequestsSchema = v.array(InterfaceRequestSchema);
 
+const AttachmentsSchema = v.array(v.looseObject({ containerID: v.string(), ifname: v.string() }));
+
 export const PluginConfigSchema = v.looseObject({
   cniVersion: v.string(),
   name: v.pipe(v.string(), v.minLength(1)),
@@ -83,10 +85,9 @@ export const PluginConfigSchema = v.looseObject({
   runtimeConfig: v.optional(dict(v.string(), v.unknown())),
   capabilities: v.optional(dict(v.string(), v.boolean())),
   prevResult: v.optional(v.unknown()),
-  'cni.dev/valid-attachments': v.optional(
-    v.array(v.looseObject({ containerID: v.string(), ifname: v.string() })),
-  ),
-  'cni.dev/attachments': v.optional(v.unknown()),
+  'cni.dev/valid-attachments': v.optional(AttachmentsSchema),
+  // The same list under its name in the CNI 1.1.0 spec text (libcni sends both since v1.2.3).
+  'cni.dev/attachments': v.optional(AttachmentsSchema),
 });
 export type PluginConfig = v.InferOutput<typeof PluginConfigSchema>;
 

@@ -1,0 +1,184 @@
+// The CNI commands end to end through executeCni (what the binary and the agent run), against
+// the fake kernel and the memory store: GC's list of valid attachments, versions, and what a
+// delegated network is given on ADD, DEL and CHECK.
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { executeCni } from './execute.js';
+import { createIpam } from '../ipam/index.js';
+import { createFakeKernel, type FakeKernel } from '../kernel/fake.js';
+import { parseNetwork } from '../network/parse.js';
+import type { Network } from '../network/schema.js';
+import { createMemoryStore } from '../store/memory.js';
+import { openHostState, type HostState } from '../attach/host-state.js';
+import type { Overrides } from '../attach/plugin.js';
+
+const net = (name: string, spec: Record<string, unknown>): Network =>
+  parseNetwork(
+    { apiVersion: 'tartan.io/v1alpha1', kind: 'ClusterNetwork', metadata: { name }, spec },
+    'test',
+  );
+
+let dir: string;
+let k: FakeKernel;
+let state: HostState;
+let o: Overrides;
+
+/** A plugin that logs "<command> <ifname> <ports|none>" and answers as a 1.0.0 plugin. */
+function fakePlugin(name: string, delCode?: number): void {
+  const log = join(dir, `${name}.log`);
+  writeFileSync(
+    join(dir, name),
+    `#!/bin/sh
+conf=$(cat)
+case $conf in *'"runtimeConfig":{"portMappings":[{"hostPort":8080'*) rc=ports ;; *) rc=none ;; esac
+echo "$CNI_COMMAND $CNI_IFNAME $rc" >> ${log}
+case $CNI_COMMAND in
+  ADD) echo '{"cniVersion":"1.0.0","interfaces":[{"name":"'$CNI_IFNAME'"}],"ips":[]}' ;;
+  DEL) ${delCode ? `echo '{"cniVersion":"1.0.0","code":${delCode},"msg":"busy"}'; exit 1` : 'exit 0'} ;;
+  VERSION) echo '{"cniVersion":"1.0.0","supportedVersions":["0.4.0","1.0.0"]}' ;;
+esac
+`,
+  );
+  chmodSync(join(dir, name), 0o755);
+}
+const calls = (name: string) =>
+  readFileSync(join(dir, `${name}.log`), 'utf8')
+    .trim()
+    .split('\n')
+    .filter(Boolean);
+
+const networks = () =>
+  new Map(
+    [
+      net('oam', { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.1.0.0/24' } }),
+      net('d1', {
+        type: 'delegate',
+        delegate: {
+          cniVersion: '1.0.0',
+          name: 'd1',
+          type: 'fake1',
+          capabilities: { portMappings: true },
+        },
+      }),
+      net('d2', {
+        type: 'delegate',
+        delegate: {
+          cniVersion: '1.0.0',
+          name: 'd2',
+          type: 'fake2',
+          capabilities: { portMappings: true },
+        },
+      }),
+    ].map((n) => [n.metadata.name, n]),
+  );
+
+beforeEach(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'tartan-unit-'));
+  k = createFakeKernel(['lo', 'eth1']);
+  state = await openHostState(join(dir, 'state'));
+  o = { kernel: k, store: createMemoryStore(), state, networks: networks() };
+  o.ipam = createIpam(o.store!);
+});
+
+afterEach(() => {
+  state.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const conf = (extra: Record<string, unknown> = {}) => ({
+  cniVersion: '1.1.0',
+  name: 'tartan',
+  type: 'tartan',
+  networksDir: '/nonexistent',
+  store: { type: 'file', path: '/nonexistent/ipam.db' },
+  stateDir: join(dir, 'state'),
+  nodeName: 'n1',
+  interfaces: [{ network: 'oam' }],
+  ...extra,
+});
+
+async function cni(command: string, cid: string, c: Record<string, unknown>) {
+  const netns = `/ns-${cid}`;
+  try {
+    k.ns(netns);
+  } catch {
+    k.addNetns(netns);
+  }
+  const r = await executeCni(
+    {
+      CNI_COMMAND: command,
+      CNI_CONTAINERID: cid,
+      CNI_NETNS: netns,
+      CNI_IFNAME: 'eth0',
+      CNI_PATH: dir,
+    },
+    { text: JSON.stringify(c) },
+    o,
+  );
+  return { code: r.code, out: r.stdout ? JSON.parse(r.stdout) : undefined };
+}
+
+const recorded = () => state.listAttachments().map((a) => a.containerId);
+
+describe('GC', () => {
+  it('without a list of valid attachments removes none', async () => {
+    for (const cid of ['ca', 'cb']) expect((await cni('ADD', cid, conf())).code).toBe(0);
+    expect((await cni('GC', 'x', conf())).code).toBe(0);
+    expect(recorded()).toEqual(['ca', 'cb']);
+  });
+
+  it('reads the list under either name the spec has used', async () => {
+    for (const cid of ['ca', 'cb', 'cc']) await cni('ADD', cid, conf());
+    const keep = (cid: string) => [{ containerID: cid, ifname: 'eth0' }];
+    await cni('GC', 'x', conf({ 'cni.dev/attachments': [...keep('ca'), ...keep('cb')] }));
+    expect(recorded()).toEqual(['ca', 'cb']);
+    await cni('GC', 'x', conf({ 'cni.dev/valid-attachments': keep('cb') }));
+    expect(recorded()).toEqual(['cb']);
+  });
+
+  it('goes on past an attachment it cannot remove, and reports it', async () => {
+    fakePlugin('fake1', 11);
+    await cni('ADD', 'ca', conf({ interfaces: [{ network: 'd1' }] }));
+    await cni('ADD', 'cb', conf());
+    const r = await cni('GC', 'x', conf({ 'cni.dev/valid-attachments': [] }));
+    expect(r.code).toBe(1);
+    expect(r.out).toMatchObject({ msg: expect.stringMatching(/ca\/eth0/) });
+    expect(recorded()).toEqual(['ca']); // cb removed all the same
+  });
+
+  it('and STATUS are refused for a configuration older than CNI 1.1.0', async () => {
+    for (const command of ['GC', 'STATUS']) {
+      const r = await cni(command, 'x', conf({ cniVersion: '1.0.0' }));
+      expect(r.out).toMatchObject({ code: 1, msg: expect.stringMatching(command) });
+    }
+  });
+});
+
+describe('a delegated network', () => {
+  const rc = { portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }] };
+
+  it("gets the runtime's runtimeConfig on ADD, DEL and CHECK when it is the first interface, never as a secondary", async () => {
+    fakePlugin('fake1');
+    fakePlugin('fake2');
+    const c = conf({
+      interfaces: [{ network: 'd1' }, { network: 'd2', ifname: 'net1' }],
+      runtimeConfig: rc,
+    });
+    const add = await cni('ADD', 'ca', c);
+    expect(add.code).toBe(0);
+    expect((await cni('CHECK', 'ca', { ...c, prevResult: add.out })).code).toBe(0);
+    // A DEL as runtimes send it after a restart: no runtimeConfig at hand.
+    expect((await cni('DEL', 'ca', conf())).code).toBe(0);
+    expect(calls('fake1')).toEqual(['ADD eth0 ports', 'CHECK eth0 ports', 'DEL eth0 ports']);
+    expect(calls('fake2')).toEqual(['ADD net1 none', 'CHECK net1 none', 'DEL net1 none']);
+  });
+
+  it("DEL keeps the delegate's own error code", async () => {
+    fakePlugin('fake1', 11);
+    await cni('ADD', 'ca', conf({ interfaces: [{ network: 'd1' }] }));
+    const r = await cni('DEL', 'ca', conf());
+    expect(r.out).toMatchObject({ code: 11, msg: expect.stringMatching(/busy/) });
+  });
+});
