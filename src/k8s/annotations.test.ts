@@ -205,6 +205,19 @@ describe('resolving against the networks a pod may use', () => {
     expect(got[1]!.request).toMatchObject({ network: 'radio', ip: 'dynamic', ip6: 'none' });
   });
 
+  it("qualifies an IPAM claim with the pod's namespace", async () => {
+    // Two tenants naming the same claim on a shared network must get two claims.
+    const text = '[{"name":"oam","ipam-claim-reference":"db-0"}]';
+    const got = await resolvePodAttachments(pod({ [NPWG]: text }), lookup);
+    expect(got[0]!.request.claim).toBe('tenant-a/db-0');
+    const tartan = '[{"network":"oam","kind":"ClusterNetwork","claim":"db-0"}]';
+    const other = await resolvePodAttachments(
+      { metadata: { name: 'p', namespace: 'tenant-b', annotations: { [TARTAN]: tartan } } },
+      lookup,
+    );
+    expect(other[0]!.request.claim).toBe('tenant-b/db-0');
+  });
+
   it("refuses another tenant's network, naming both namespaces", async () => {
     expect(await codeOf(resolvePodAttachments(pod({ [NPWG]: 'tenant-b/radio' }), lookup))).toMatch(
       /^ERR_IFACE_REQUEST: pod tenant-a\/p: may not use tenant-b\/radio: networks of namespace tenant-b belong to another tenant/,

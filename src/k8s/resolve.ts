@@ -53,7 +53,7 @@ export async function resolvePodAttachments(
           `(a pod may use its own namespace's networks and the ClusterNetworks that admit it)`,
       );
     const done = (a: Omit<PodAttachment, 'request'>, spec?: NetworkSpec) =>
-      out.push({ ...a, request: toRequest(who, r, spec) });
+      out.push({ ...a, request: toRequest(who, ns, r, spec) });
     const extras = {
       ...(r.cniArgs ? { cniArgs: r.cniArgs } : {}),
       ...(r.portMappings ? { portMappings: r.portMappings } : {}),
@@ -119,6 +119,7 @@ export async function resolvePodAttachments(
 /** The CNI core's request; fixed addresses are checked against the network's families here. */
 function toRequest(
   who: string,
+  ns: string,
   r: PodInterfaceRequest,
   spec: NetworkSpec | undefined,
 ): InterfaceRequest {
@@ -139,7 +140,9 @@ function toRequest(
     ...(r.ifname ? { ifname: r.ifname } : {}),
     ip: spec ? fam(r.ip, spec.ipv4 !== undefined, 4) : r.ip,
     ip6: spec ? fam(r.ip6, spec.ipv6 !== undefined, 6) : r.ip6,
-    ...(r.claim ? { claim: r.claim } : {}),
+    // Claims are namespaced (NPWG IPAMClaims are namespaced objects): a pod of another
+    // namespace naming the same claim on a shared network must not take this one's address.
+    ...(r.claim ? { claim: `${ns}/${r.claim}` } : {}),
     ...(r.policyRoutes ? { policyRoutes: r.policyRoutes } : {}),
     ...(r.defaultRoute !== undefined ? { defaultRoute: r.defaultRoute } : {}),
     ...(r.mac ? { mac: r.mac } : {}),
