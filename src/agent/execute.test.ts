@@ -182,3 +182,21 @@ describe('a delegated network', () => {
     expect(r.out).toMatchObject({ code: 11, msg: expect.stringMatching(/busy/) });
   });
 });
+
+describe('CHECK', () => {
+  it("expects the MAC and MTU of the runtime's prevResult (a later plugin may change them)", async () => {
+    const add = await cni('ADD', 'ca', conf());
+    expect(add.code).toBe(0);
+    // A chained tuning plugin sets a MAC and an MTU of its own, and says so in its result.
+    const mac = '02:11:22:33:44:55';
+    await k.apply({ ns: '/ns-ca' }, [{ op: 'link-set', name: 'eth0', mac, mtu: 1400 }]);
+    const tuned = {
+      ...add.out,
+      interfaces: [{ ...add.out.interfaces[0], mac, mtu: 1400 }],
+    };
+    expect((await cni('CHECK', 'ca', { ...conf(), prevResult: tuned })).code).toBe(0);
+    // Against ADD's own result the link is not what it was.
+    const r = await cni('CHECK', 'ca', { ...conf(), prevResult: add.out });
+    expect(r.out).toMatchObject({ code: 108, msg: expect.stringMatching(/MAC is 02:11/) });
+  });
+});

@@ -12,7 +12,21 @@ const kindOf: Record<string, string | undefined> = {
 const normDst = (d: string) =>
   d === '0.0.0.0/0' || d === '::/0' ? 'default' : d.replace(/\/(32|128)$/, '');
 
-export async function checkInterface(k: Kernel, netns: string, ir: InterfaceRecord): Promise<void> {
+/**
+ * What the runtime's prevResult says of this interface: a later plugin of the chain (tuning,
+ * say) may have changed its MAC or MTU on ADD, and CHECK must expect that, not ADD's value.
+ */
+export interface Expected {
+  mac?: string;
+  mtu?: number;
+}
+
+export async function checkInterface(
+  k: Kernel,
+  netns: string,
+  ir: InterfaceRecord,
+  expected: Expected = {},
+): Promise<void> {
   const pod = { ns: netns };
   const bad = (what: string) => {
     throw new TartanError('ERR_CHECK', `interface ${ir.ifname} (network ${ir.network}): ${what}`);
@@ -30,10 +44,11 @@ export async function checkInterface(k: Kernel, netns: string, ir: InterfaceReco
   // The MAC Tartan gave the link (as the reference plugins' CHECK does): another MAC means
   // another link under this name, or one changed behind Tartan's back. An ipvlan link has
   // its parent's, which is not Tartan's to keep.
-  if (ir.mac && ir.spec.type !== 'ipvlan' && link.address?.toLowerCase() !== ir.mac.toLowerCase())
-    bad(`MAC is ${link.address ?? 'unknown'}, expected ${ir.mac}`);
-  if (ir.spec.mtu !== undefined && link.mtu !== ir.spec.mtu)
-    bad(`MTU is ${link.mtu}, expected ${ir.spec.mtu}`);
+  const mac = expected.mac ?? ir.mac;
+  if (mac && ir.spec.type !== 'ipvlan' && link.address?.toLowerCase() !== mac.toLowerCase())
+    bad(`MAC is ${link.address ?? 'unknown'}, expected ${mac}`);
+  const mtu = expected.mtu ?? ir.spec.mtu;
+  if (mtu !== undefined && link.mtu !== mtu) bad(`MTU is ${link.mtu}, expected ${mtu}`);
   for (const a of ir.allocations) {
     const cidr = `${a.address}/${a.prefixLength}`;
     if (!addrs.some((x) => x.dev === ir.ifname && x.cidr === cidr))

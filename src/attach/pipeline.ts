@@ -389,6 +389,8 @@ export async function check(
     netns: string;
     cniPath: string[];
     cniArgs: string | undefined;
+    /** The runtime's prevResult: the chain's final word on MACs and MTUs. */
+    prevResult?: CniResult | undefined;
   },
 ): Promise<void> {
   const rec = deps.state.getAttachment(r.containerId, r.ifname);
@@ -409,7 +411,13 @@ export async function check(
       );
       continue;
     }
-    await checkInterface(deps.kernel, r.netns, ir);
+    const said = r.prevResult?.interfaces?.find(
+      (i) => i.name === ir.ifname && i.sandbox === r.netns,
+    );
+    await checkInterface(deps.kernel, r.netns, ir, {
+      ...(said?.mac ? { mac: said.mac } : {}),
+      ...(said?.mtu !== undefined ? { mtu: said.mtu } : {}),
+    });
     if (ir.allocations.length > 0) {
       // The addresses must still be held for this pod in the IPAM, not only on the link.
       const held = await deps.ipam.find(ir.network, ir.spec, r.containerId, ir.ifname, rec.node);

@@ -211,6 +211,8 @@ async function dispatch(
           `CHECK is not defined for CNI version ${conf.cniVersion}`,
         );
       await check(deps, {
+        prevResult:
+          conf.prevResult === undefined ? undefined : fromAnyVersion(conf.prevResult, 'prevResult'),
         containerId: env.containerId,
         ifname: env.ifname,
         netns: env.netns,
