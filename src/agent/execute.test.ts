@@ -200,3 +200,50 @@ describe('CHECK', () => {
     expect(r.out).toMatchObject({ code: 108, msg: expect.stringMatching(/MAC is 02:11/) });
   });
 });
+
+describe('GC and STATUS reach a delegated network (CNI 1.1.0)', () => {
+  /** A 1.1.0 plugin: logs GC's valid attachments; STATUS answers `status` (0 = fine). */
+  function plugin11(status: number): void {
+    writeFileSync(
+      join(dir, 'fake11'),
+      `#!/bin/sh
+conf=$(cat)
+case $CNI_COMMAND in
+  ADD) echo '{"cniVersion":"1.1.0","interfaces":[{"name":"'$CNI_IFNAME'"}],"ips":[]}' ;;
+  GC) echo "GC $(printf '%s' "$conf" | grep -o '"cni.dev/valid-attachments":[^]]*]')" >> ${join(dir, 'fake11.log')} ;;
+  STATUS) [ ${status} = 0 ] || { echo '{"cniVersion":"1.1.0","code":${status},"msg":"uplink down"}'; exit 1; } ;;
+esac
+`,
+    );
+    chmodSync(join(dir, 'fake11'), 0o755);
+    o.networks!.set(
+      'd11',
+      net('d11', {
+        type: 'delegate',
+        delegate: { cniVersion: '1.1.0', name: 'd11', type: 'fake11' },
+      }),
+    );
+  }
+
+  it('GC is forwarded with the attachments Tartan still records on that network', async () => {
+    plugin11(0);
+    for (const cid of ['ca', 'cb'])
+      await cni('ADD', cid, conf({ interfaces: [{ network: 'd11' }] }));
+    const keep = [{ containerID: 'cb', ifname: 'eth0' }];
+    expect((await cni('GC', 'x', conf({ 'cni.dev/valid-attachments': keep }))).code).toBe(0);
+    expect(calls('fake11')).toEqual([
+      'GC "cni.dev/valid-attachments":[{"containerID":"cb","ifname":"eth0"}]',
+    ]);
+  });
+
+  it("STATUS asks a delegated default network's plugins, and keeps their code", async () => {
+    plugin11(51);
+    const c = conf({ defaultNetwork: 'd11', interfaces: [] });
+    expect((await cni('STATUS', 'x', c)).out).toMatchObject({
+      code: 51,
+      msg: expect.stringMatching(/uplink down/),
+    });
+    plugin11(0);
+    expect((await cni('STATUS', 'x', c)).code).toBe(0);
+  });
+});

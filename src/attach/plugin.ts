@@ -15,7 +15,7 @@ import { CniCode, TartanError } from '../cni/errors.js';
 import { mark } from '../cni/trace.js';
 import type { CniEnv } from '../cni/protocol.js';
 import { versionResponse } from '../cni/protocol.js';
-import { compareVersions, fromAnyVersion, toVersion } from '../cni/spec.js';
+import { compareVersions, fromAnyVersion, SUPPORTED_VERSIONS, toVersion } from '../cni/spec.js';
 import { createIpam, type Ipam } from '../ipam/index.js';
 import { createProcessKernel } from '../kernel/index.js';
 import type { Kernel } from '../kernel/types.js';
@@ -23,6 +23,7 @@ import { loadNetworks } from '../network/load.js';
 import type { Network } from '../network/schema.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
+import { delegateGc, delegateStatus, type DelegateEnv } from './delegate.js';
 import { openHostState, type HostState } from './host-state.js';
 import { add, check, del, gc, type Deps } from './pipeline.js';
 
@@ -79,7 +80,9 @@ export async function runCni(
   try {
     return await run(env, conf, o);
   } catch (e) {
-    if (e instanceof TartanError && e.cniCode === CniCode.PluginNotReady) throw e;
+    // 50 (not available) and 51 (limited connectivity, from a delegate) are STATUS answers.
+    if (e instanceof TartanError && (e.cniCode === CniCode.PluginNotReady || e.cniCode === 51))
+      throw e;
     throw new TartanError('ERR_INTERNAL', `not ready: ${(e as Error).message}`, {
       cause: e,
       cniCode: CniCode.PluginNotReady,
@@ -171,6 +174,16 @@ async function requestsFor(
   return atts.map((t) => t.request);
 }
 
+/** GC and STATUS concern no attachment. */
+const bareEnv = (cniPath: string[]): DelegateEnv => ({
+  containerId: '',
+  netns: '',
+  ifname: '',
+  cniArgs: undefined,
+  cniPath,
+  runtimeConfig: undefined,
+});
+
 async function dispatch(
   env: CniEnv,
   conf: PluginConfig,
@@ -231,6 +244,13 @@ async function dispatch(
           cniCode: CniCode.PluginNotReady,
         });
       }
+      {
+        // A delegated default network is what every ADD needs: its plugins' STATUS is ours
+        // (the spec). Secondary networks are not asked: one of them must not stop every pod.
+        const d = conf.defaultNetwork ? networks.get(conf.defaultNetwork) : undefined;
+        if (d?.spec.type === 'delegate')
+          await delegateStatus(d.spec.delegate!, bareEnv(env.path), SUPPORTED_VERSIONS);
+      }
       return undefined;
     case 'GC': {
       // No list is not an empty list: without one nothing is known to be stale (libcni
@@ -242,7 +262,7 @@ async function dispatch(
             listed.map((a) => ({ containerId: a.containerID, ifname: a.ifname })),
             env.path,
           )
-        : { errors: [] };
+        : { errors: [] as string[] };
       // Addresses: the handles of the interfaces still recorded on this node are alive;
       // anything else this node holds is marked now and freed at a later GC (grace period).
       const live = deps.state
@@ -258,10 +278,28 @@ async function dispatch(
             node: deps.node,
             valid: live,
           });
+      // Delegates collect their own leftovers (the spec: GC is forwarded): what is valid for
+      // one is what Tartan still records on its network.
+      if (listed)
+        for (const net of networks.values()) {
+          if (net.spec.type !== 'delegate') continue;
+          const valid = deps.state
+            .listAttachments()
+            .flatMap((r) =>
+              r.interfaces
+                .filter((i) => i.network === net.metadata.name)
+                .map((i) => ({ containerID: r.containerId, ifname: i.ifname })),
+            );
+          try {
+            await delegateGc(net.spec.delegate!, valid, bareEnv(env.path), SUPPORTED_VERSIONS);
+          } catch (e) {
+            errors.push(`network ${net.metadata.name}: ${(e as Error).message}`);
+          }
+        }
       if (errors.length > 0)
         throw new TartanError(
           'ERR_INTERNAL',
-          `GC could not remove ${errors.length} attachment(s) (will be retried): ${errors.join('; ')}`,
+          `GC left work undone (will be retried): ${errors.join('; ')}`,
         );
       return undefined;
     }
