@@ -247,3 +247,69 @@ esac
     expect((await cni('STATUS', 'x', c)).code).toBe(0);
   });
 });
+
+describe("a delegated network's per-interface requests (NPWG)", () => {
+  /** Logs the runtimeConfig and args it is given; declares the capabilities asked for. */
+  function capable(caps: Record<string, boolean>): void {
+    writeFileSync(
+      join(dir, 'fakecap'),
+      `#!/bin/sh
+conf=$(cat)
+printf '%s\\n' "$CNI_COMMAND $conf" >> ${join(dir, 'fakecap.log')}
+[ "$CNI_COMMAND" = ADD ] && echo '{"cniVersion":"1.0.0","interfaces":[{"name":"'$CNI_IFNAME'"}],"ips":[]}'
+exit 0
+`,
+    );
+    chmodSync(join(dir, 'fakecap'), 0o755);
+    o.networks!.set(
+      'dc',
+      net('dc', {
+        type: 'delegate',
+        delegate: { cniVersion: '1.0.0', name: 'dc', type: 'fakecap', capabilities: caps },
+      }),
+    );
+  }
+  const seen = () =>
+    calls('fakecap').map((l) => {
+      const sp = l.indexOf(' ');
+      return [l.slice(0, sp), JSON.parse(l.slice(sp + 1)) as Record<string, unknown>] as const;
+    });
+  const ask = {
+    network: 'dc',
+    ifname: 'net1',
+    ip: '10.2.2.42/24',
+    mac: '02:00:00:00:00:42',
+    cniArgs: { vlan: 7 },
+  };
+
+  it('gets its fixed address, MAC and cni-args, on ADD and DEL', async () => {
+    capable({ ips: true, mac: true });
+    const c = conf({ interfaces: [{ network: 'oam' }, ask] });
+    expect((await cni('ADD', 'ca', c)).code).toBe(0);
+    expect((await cni('DEL', 'ca', conf())).code).toBe(0);
+    const want = {
+      runtimeConfig: { ips: ['10.2.2.42/24'], mac: '02:00:00:00:00:42' },
+      args: { cni: { vlan: 7 } },
+    };
+    expect(seen()).toEqual([
+      ['ADD', expect.objectContaining(want)],
+      ['DEL', expect.objectContaining(want)],
+    ]);
+  });
+
+  it('is refused when no plugin declares the capability, with nothing left behind', async () => {
+    capable({ mac: true });
+    const r = await cni('ADD', 'ca', conf({ interfaces: [{ network: 'oam' }, ask] }));
+    expect(r.out).toMatchObject({ code: 107, msg: expect.stringMatching(/"ips" capability/) });
+    expect(recorded()).toEqual([]);
+    expect(k.ns('/ns-ca').links.size).toBe(0);
+    expect(() => calls('fakecap')).toThrow(); // the plugin never ran
+  });
+
+  it('portMappings on a network Tartan attaches itself is refused', async () => {
+    const pm = [{ hostPort: 8080, containerPort: 80 }];
+    const r = await cni('ADD', 'ca', conf({ interfaces: [{ network: 'oam', portMappings: pm }] }));
+    expect(r.out).toMatchObject({ code: 107, msg: expect.stringMatching(/portMappings/) });
+    expect(recorded()).toEqual([]);
+  });
+});

@@ -19,6 +19,8 @@ export interface DelegateEnv {
   cniArgs: string | undefined;
   cniPath: string[];
   runtimeConfig: Record<string, unknown> | undefined;
+  /** The request's NPWG "cni-args": the configuration's args.cni (NPWG 4.1.2.1.6). */
+  cniConfArgs?: Record<string, unknown> | undefined;
   /** Deadline of each plugin call; default TARTAN_DELEGATE_TIMEOUT_S, else DELEGATE_TIMEOUT_S. */
   timeoutMs?: number;
 }
@@ -131,6 +133,11 @@ function pluginConf(list: Conflist, p: Conf, env: DelegateEnv, prev: CniResult |
   for (const [k, v] of Object.entries(env.runtimeConfig ?? {})) if (caps[k]) rc[k] = v;
   delete conf.capabilities;
   if (Object.keys(rc).length > 0) conf.runtimeConfig = rc;
+  if (env.cniConfArgs) {
+    const args = (typeof p.args === 'object' && p.args !== null ? p.args : {}) as Conf;
+    const cni = (typeof args.cni === 'object' && args.cni !== null ? args.cni : {}) as Conf;
+    conf.args = { ...args, cni: { ...cni, ...env.cniConfArgs } };
+  }
   if (prev) conf.prevResult = toVersion(prev, list.cniVersion);
   return conf;
 }

@@ -13,7 +13,13 @@ import {
   type Target,
 } from '../kernel/types.js';
 import { planAddressing, podDefaults } from './addressing.js';
-import { delegateAdd, delegateCheck, delegateDel, type DelegateEnv } from './delegate.js';
+import {
+  asConflist,
+  delegateAdd,
+  delegateCheck,
+  delegateDel,
+  type DelegateEnv,
+} from './delegate.js';
 import { destroyLink, linkOps, sysfsMac } from './links.js';
 import { acquireParents, planParents, releaseParents, type ParentPlan } from './parents.js';
 import type { AttachmentRecord, InterfaceRecord } from './records.js';
@@ -181,6 +187,17 @@ async function prepareOne(
   position: number,
 ): Promise<{ res: CniResult; kernel?: Prepared }> {
   const { state, ipam } = deps;
+  // Before the interface is recorded: a refused request leaves nothing to undo.
+  for (const key of ['portMappings', 'bandwidth'] as const)
+    if (p.req[key] && p.net.spec.type !== 'delegate')
+      throw new TartanError(
+        'ERR_IFACE_REQUEST',
+        `interface ${p.ifname} asks for ${key}, which network ${p.net.metadata.name} (${p.net.spec.type}) does not provide`,
+      );
+  const rc =
+    p.net.spec.type === 'delegate'
+      ? delegateRuntimeConfig(p, position === 0 ? r.runtimeConfig : undefined)
+      : undefined;
   const ir: InterfaceRecord = {
     ifname: p.ifname,
     network: p.net.metadata.name,
@@ -191,16 +208,18 @@ async function prepareOne(
     rules: [],
     routes: [],
     ...(p.req.claim ? { claim: p.req.claim } : {}),
+    ...(rc ? { runtimeConfig: rc } : {}),
+    ...(p.net.spec.type === 'delegate' && p.req.cniArgs ? { cniConfArgs: p.req.cniArgs } : {}),
   };
   rec.interfaces.push(ir);
 
   if (p.net.spec.type === 'delegate') {
-    // The runtime's runtimeConfig (port mappings, bandwidth, ips, mac) is the pod's default
-    // network's: a secondary network must not apply it too (NPWG multi-net spec 7.5).
-    if (position === 0 && r.runtimeConfig) ir.runtimeConfig = r.runtimeConfig;
     // Write ahead: the delegate may leave state of its own that only its DEL removes.
     state.putAttachment(rec);
-    const env = delegateEnv({ ...r, runtimeConfig: ir.runtimeConfig }, p.ifname);
+    const env = delegateEnv(
+      { ...r, runtimeConfig: ir.runtimeConfig, cniConfArgs: ir.cniConfArgs },
+      p.ifname,
+    );
     const out = await delegateAdd(p.net.spec.delegate!, env, SUPPORTED_VERSIONS);
     ir.delegate = out;
     ir.state = 'ready';
@@ -278,6 +297,7 @@ function delegateEnv(
     cniArgs: string | undefined;
     cniPath: string[];
     runtimeConfig?: Record<string, unknown> | undefined;
+    cniConfArgs?: Record<string, unknown> | undefined;
   },
   ifname: string,
 ): DelegateEnv {
@@ -288,7 +308,40 @@ function delegateEnv(
     cniArgs: r.cniArgs,
     cniPath: r.cniPath,
     runtimeConfig: r.runtimeConfig,
+    ...(r.cniConfArgs ? { cniConfArgs: r.cniConfArgs } : {}),
   };
+}
+
+/**
+ * A delegated interface's runtimeConfig: the runtime's own (port mappings, bandwidth, ips,
+ * mac), for the pod's first interface only (a secondary network must not apply it too,
+ * NPWG 7.5), overlaid with what this interface's request asks for. Each of the request's
+ * keys needs a plugin that declares that capability, else the request fails (NPWG
+ * 4.1.2.1.3): a fixed address or MAC silently dropped is worse than a refusal.
+ */
+function delegateRuntimeConfig(
+  p: PlannedInterface,
+  runtime: Record<string, unknown> | undefined,
+): Record<string, unknown> | undefined {
+  const own: Record<string, unknown> = {};
+  const fixed = [p.req.ip, p.req.ip6].filter(
+    (a): a is string => a !== undefined && a !== 'dynamic' && a !== 'none',
+  );
+  if (fixed.length > 0) own.ips = fixed;
+  if (p.req.mac) own.mac = p.req.mac;
+  if (p.req.portMappings) own.portMappings = p.req.portMappings;
+  if (p.req.bandwidth) own.bandwidth = p.req.bandwidth;
+  if (Object.keys(own).length > 0) {
+    const list = asConflist(p.net.spec.delegate!, SUPPORTED_VERSIONS);
+    for (const key of Object.keys(own))
+      if (!list.plugins.some((x) => (x.capabilities as Record<string, unknown>)?.[key] === true))
+        throw new TartanError(
+          'ERR_IFACE_REQUEST',
+          `interface ${p.ifname} asks for ${key}, but no plugin of network ${p.net.metadata.name} declares the "${key}" capability`,
+        );
+  }
+  const rc = { ...runtime, ...own };
+  return Object.keys(rc).length > 0 ? rc : undefined;
 }
 
 /** What an undo could not do, per interface. */
@@ -325,7 +378,12 @@ async function teardown(
           ir.delegate?.conflist ?? ir.spec.delegate!,
           ir.delegate?.result,
           delegateEnv(
-            { ...r, netns: netnsAlive ?? '', runtimeConfig: ir.runtimeConfig },
+            {
+              ...r,
+              netns: netnsAlive ?? '',
+              runtimeConfig: ir.runtimeConfig,
+              cniConfArgs: ir.cniConfArgs,
+            },
             ir.ifname,
           ),
           SUPPORTED_VERSIONS,
@@ -406,7 +464,10 @@ export async function check(
       await delegateCheck(
         ir.delegate.conflist,
         ir.delegate.result,
-        delegateEnv({ ...r, runtimeConfig: ir.runtimeConfig }, ir.ifname),
+        delegateEnv(
+          { ...r, runtimeConfig: ir.runtimeConfig, cniConfArgs: ir.cniConfArgs },
+          ir.ifname,
+        ),
         SUPPORTED_VERSIONS,
       );
       continue;

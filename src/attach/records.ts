@@ -28,11 +28,13 @@ export interface InterfaceRecord {
   /** type delegate: the effective conflist and its result, for DEL/CHECK with prevResult. */
   delegate?: { conflist: Record<string, unknown>; result: CniResult };
   /**
-   * type delegate: the runtime's runtimeConfig its ADD was given (the first interface only),
-   * for its DEL and CHECK: libcni passes it to all three, and portmap's DEL removes nothing
-   * without its portMappings.
+   * type delegate: the runtimeConfig its ADD was given (the runtime's, for the first
+   * interface only, and the request's own), for its DEL and CHECK: libcni passes it to all
+   * three, and portmap's DEL removes nothing without its portMappings.
    */
   runtimeConfig?: Record<string, unknown>;
+  /** type delegate: the request's NPWG cni-args (the configuration's args.cni), kept for DEL. */
+  cniConfArgs?: Record<string, unknown>;
   mac?: string;
   /** type host-device: the NIC's own MAC, restored on DEL. */
   hostMac?: string;

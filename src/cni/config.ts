@@ -47,6 +47,20 @@ export const InterfaceRequestSchema = v.strictObject({
   /** This interface holds the pod's default route (overrides the default network's). */
   defaultRoute: v.optional(v.boolean()),
   mac: v.optional(v.pipe(v.string(), v.check(isUnicastMac, MAC_MESSAGE))),
+  // For a delegated network (NPWG 4.1.2.1): handed to its plugins as runtimeConfig
+  // (portMappings, bandwidth capabilities) and as the configuration's args.cni.
+  portMappings: v.optional(
+    v.array(
+      v.looseObject({
+        hostPort: v.number(),
+        containerPort: v.number(),
+        protocol: v.optional(v.string()),
+        hostIP: v.optional(v.string()),
+      }),
+    ),
+  ),
+  bandwidth: v.optional(v.record(v.string(), v.number())),
+  cniArgs: v.optional(v.record(v.string(), v.unknown())),
 });
 export type InterfaceRequest = v.InferOutput<typeof InterfaceRequestSchema>;
 const InterfaceRequestsSchema = v.array(InterfaceRequestSchema);

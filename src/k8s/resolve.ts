@@ -146,5 +146,8 @@ function toRequest(
     ...(r.policyRoutes ? { policyRoutes: r.policyRoutes } : {}),
     ...(r.defaultRoute !== undefined ? { defaultRoute: r.defaultRoute } : {}),
     ...(r.mac ? { mac: r.mac } : {}),
+    ...(r.portMappings ? { portMappings: r.portMappings } : {}),
+    ...(r.bandwidth ? { bandwidth: r.bandwidth } : {}),
+    ...(r.cniArgs ? { cniArgs: r.cniArgs } : {}),
   };
 }
