@@ -50,7 +50,9 @@ export function checkFixed(r: ParsedRange, request: string, where: string): bigi
         ? 'network address'
         : addr === r.last && r.family === 4
           ? 'broadcast address'
-          : 'gateway';
+          : text === r.gateway
+            ? 'gateway'
+            : 'route next hop';
     throw fail('ERR_IPAM_RESERVED', `${text} is the ${what} of ${r.cidr}`);
   }
   if (contains(r.excludes, addr))

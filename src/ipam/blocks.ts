@@ -6,7 +6,14 @@
 // a node list the network's blocks and borrow an address from another node's block.
 import { TartanError } from '../cni/errors.js';
 import type { Entry } from '../store/types.js';
-import { blockOf, findNewBlock, lowestFree, randomUsable, type BlockSpan } from './allocator.js';
+import {
+  blockOf,
+  blockStart,
+  findNewBlock,
+  lowestFree,
+  randomUsable,
+  type BlockSpan,
+} from './allocator.js';
 import { cidrStart, formatIp } from './ip.js';
 import {
   type Block,
@@ -174,6 +181,18 @@ export function allocFixed(ctx: Ctx, fam: Fam, o: Owner, addr: bigint): Promise<
   const off = addr - span.start;
   const text = formatIp(addr, r.family);
   return retrying(ctx.retry, `network ${net}: allocating ${text}`, async () => {
+    // As allocDynamic: one address per family and handle. Another fixed address for a
+    // handle that holds one would be a second allocation its DEL never frees.
+    const recs = (await nodeRecords(ctx, fam, o.node, true)).recs;
+    const mine = allocsOf(recs.blocks, o.handle)[0] ?? (await viaPointer(ctx, fam, recs, o.handle));
+    if (mine) {
+      const held = blockStart(r, mine.e.value.cidr) + BigInt(mine.off);
+      if (held === addr) return existing(ctx, fam, mine, o);
+      throw new TartanError(
+        'ERR_IPAM_TAKEN',
+        `network ${net}: ${holderOf(mine.a)} already holds ${formatIp(held, r.family)}, not the requested ${text}`,
+      );
+    }
     const claim = await getCidr(ctx.store, keys.cidr(net, r.family, span.cidr));
     const node = claim ? claim.value.node : null;
     const e =

@@ -124,6 +124,54 @@ describe('allocate', () => {
     expect(snap()).toBe(before);
   });
 
+  it('never hands out a route next hop, neither as a fixed nor as a dynamic address', async () => {
+    const { ipam, req } = setup();
+    const spec: NetworkSpec = {
+      type: 'bridge',
+      ipv4: {
+        cidr: '10.3.0.0/29',
+        gateway: '10.3.0.1',
+        routes: [{ dst: '10.20.0.0/16', gw: '10.3.0.6' }],
+      },
+    };
+    const p = ipam.allocate(req({ spec, ip: '10.3.0.6' }));
+    await expect(p).rejects.toMatchObject({
+      code: 'ERR_IPAM_RESERVED',
+      message: expect.stringMatching(/10\.3\.0\.6 is the route next hop/),
+    });
+    const got: string[] = [];
+    for (let i = 0; i < 4; i++)
+      got.push((await ipam.allocate(req({ spec, containerId: `c${i}` })))[0]!.address);
+    expect(got.sort()).toEqual(['10.3.0.2', '10.3.0.3', '10.3.0.4', '10.3.0.5']);
+    expect(await codeOf(ipam.allocate(req({ spec, containerId: 'c9' })))).toBe(
+      'ERR_IPAM_EXHAUSTED',
+    );
+  });
+
+  it('gives a handle one address per family: a fixed one again, never a second', async () => {
+    const { ipam, snap, req } = setup();
+    const a = await ipam.allocate(req({ spec: dual, ip: '10.1.0.5', ip6: 'fd00:1::5' }));
+    expect(await ipam.allocate(req({ spec: dual, ip: '10.1.0.5', ip6: 'fd00:1::5' }))).toEqual(a);
+    const before = snap();
+    const p = ipam.allocate(req({ spec: dual, ip: '10.1.0.7', ip6: 'fd00:1::5' }));
+    await expect(p).rejects.toMatchObject({ code: 'ERR_IPAM_TAKEN' });
+    await expect(p).rejects.toThrow(
+      /container c1 interface eth0 on node n1 already holds 10\.1\.0\.5, not the requested 10\.1\.0\.7/,
+    );
+    expect(await codeOf(ipam.allocate(req({ spec: dual, ip: '10.1.0.5', ip6: 'fd00:1::7' })))).toBe(
+      'ERR_IPAM_TAKEN',
+    );
+    expect(snap()).toBe(before);
+    expect(await ipam.find('blue', dual, 'c1', 'eth0', 'n1')).toEqual(a);
+    // A dynamic address in the node's own block counts the same.
+    const d = await ipam.allocate(req({ network: 'green' }));
+    const other = d[0]!.address === '10.0.0.20' ? '10.0.0.21' : '10.0.0.20';
+    expect(await codeOf(ipam.allocate(req({ network: 'green', ip: other })))).toBe(
+      'ERR_IPAM_TAKEN',
+    );
+    expect(await ipam.allocate(req({ network: 'green', ip: d[0]!.address }))).toEqual(d);
+  });
+
   it('reports exhaustion with ERR_IPAM_EXHAUSTED, the store unchanged', async () => {
     const { ipam, snap, req } = setup();
     const spec: NetworkSpec = {
@@ -456,7 +504,8 @@ describe('store records', () => {
     await expect(ipam.allocate(req({ node: 'n9' }))).rejects.toThrow(stray);
     const owner = 'ipam/blue/v4/cidrs/10.0.0.192_26';
     await store.create(owner, { cidr: '10.0.0.0/26', node: 'x' });
-    await expect(ipam.allocate(req({ ip: '10.0.0.195' }))).rejects.toThrow(owner);
+    // Another node: a fixed request reads its node's records first, and n1's are corrupt.
+    await expect(ipam.allocate(req({ node: 'n8', ip: '10.0.0.195' }))).rejects.toThrow(owner);
   });
 
   it('gives ERR_IPAM_CONTENTION after bounded, jittered retries', async () => {

@@ -61,6 +61,41 @@ describe('parseRange', () => {
     expect(r.routes).toEqual([{ dst: '::/0', gw: 'fd00::1' }]);
   });
 
+  it('reserves route next hops inside the cidr; an IPv6 link-local one is not in it', () => {
+    const r = parseRange(
+      {
+        cidr: '10.0.0.0/24',
+        gateway: '10.0.0.1',
+        routes: [
+          { dst: '10.20.0.0/16', gw: '10.0.0.254' },
+          { dst: '10.30.0.0/16', gw: '10.0.0.1' },
+        ],
+      },
+      4,
+      't',
+    );
+    expect(r.reserved.map((v) => formatIp(v, 4))).toEqual([
+      '10.0.0.0',
+      '10.0.0.1',
+      '10.0.0.254',
+      '10.0.0.255',
+    ]);
+    expect(r.capacity).toBe(252n);
+    expect(r.usable.map((i) => [formatIp(i.lo, 4), formatIp(i.hi, 4)])).toEqual([
+      ['10.0.0.2', '10.0.0.253'],
+    ]);
+    const ll = parseRange({ cidr: 'fd00::/64', routes: [{ dst: '::/0', gw: 'FE80::1' }] }, 6, 't');
+    expect(ll.routes).toEqual([{ dst: '::/0', gw: 'fe80::1' }]);
+    expect(ll.reserved).toEqual([ll.base]);
+    // RFC 3021: the lower address of a /31 is a host, and may be the other end's.
+    const p2p = parseRange(
+      { cidr: '10.0.0.0/31', routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.0' }] },
+      4,
+      't',
+    );
+    expect(p2p.capacity).toBe(1n);
+  });
+
   const bad: [string, Range, 4 | 6][] = [
     ['not a cidr', { cidr: '10.0.0.0' }, 4],
     ['garbage cidr', { cidr: 'ten/8' }, 4],
@@ -94,12 +129,55 @@ describe('parseRange', () => {
     ['route dst host bits', { cidr: '10.0.0.0/24', routes: [{ dst: '10.1.0.1/16' }] }, 4],
     ['route dst wrong family', { cidr: '10.0.0.0/24', routes: [{ dst: '::/0' }] }, 4],
     ['route gw malformed', { cidr: '10.0.0.0/24', routes: [{ dst: '0.0.0.0/0', gw: 'gw' }] }, 4],
+    [
+      'route gw outside',
+      { cidr: '10.0.0.0/24', routes: [{ dst: '10.20.0.0/16', gw: '192.168.99.1' }] },
+      4,
+    ],
+    [
+      'route gw network',
+      { cidr: '10.0.0.0/24', routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.0' }] },
+      4,
+    ],
+    [
+      'route gw broadcast',
+      { cidr: '10.0.0.0/24', routes: [{ dst: '0.0.0.0/0', gw: '10.0.0.255' }] },
+      4,
+    ],
+    ['route gw outside v6', { cidr: 'fd00::/64', routes: [{ dst: '::/0', gw: 'fd01::1' }] }, 6],
+    [
+      'route gw subnet-router anycast',
+      { cidr: 'fd00::/64', routes: [{ dst: '::/0', gw: 'fd00::' }] },
+      6,
+    ],
+    ['multicast cidr', { cidr: '224.0.0.0/4' }, 4],
+    ['loopback cidr', { cidr: '127.0.0.0/8' }, 4],
+    ['"this network" cidr', { cidr: '0.0.0.0/8' }, 4],
+    ['cidr of everything', { cidr: '0.0.0.0/0' }, 4],
+    ['limited broadcast cidr', { cidr: '255.255.255.254/31' }, 4],
+    ['unspecified cidr', { cidr: '::/128' }, 6],
+    ['loopback cidr v6', { cidr: '::1/128' }, 6],
+    ['multicast cidr v6', { cidr: 'ff00::/8' }, 6],
+    ['link-local cidr', { cidr: 'fe80::/64' }, 6],
     ['blockPrefix shorter than cidr', { cidr: '10.0.0.0/24', blockPrefix: 23 }, 4],
     ['blockPrefix too long v4', { cidr: '10.0.0.0/24', blockPrefix: 33 }, 4],
     ['blockPrefix too long v6', { cidr: 'fd00::/64', blockPrefix: 129 }, 6],
   ];
   it.each(bad)('refuses %s with ERR_IPAM_RANGE', (_name, range, family) => {
     expect(code(() => parseRange(range, family, 'network n ipv4'))).toBe('ERR_IPAM_RANGE');
+  });
+
+  it('says why a route gateway or a cidr is refused', () => {
+    const route = { dst: '10.20.0.0/16', gw: '192.168.99.1' };
+    expect(() => parseRange({ cidr: '10.0.0.0/24', routes: [route] }, 4, 'n')).toThrow(
+      'n: routes[0]: gateway 192.168.99.1 is not inside 10.0.0.0/24, so it cannot be reached over this network',
+    );
+    expect(() => parseRange({ cidr: '224.0.0.0/24' }, 4, 'n')).toThrow(
+      'n: cidr 224.0.0.0/24 overlaps 224.0.0.0/4 (multicast): pods need routable unicast addresses',
+    );
+    expect(() => parseRange({ cidr: 'fe80::/64' }, 6, 'n')).toThrow(
+      /overlaps fe80::\/10 \(link-local\)/,
+    );
   });
 
   it('names the network in the message', () => {

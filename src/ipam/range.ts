@@ -9,6 +9,60 @@ import { type Interval, normalize, subtract, total } from './intervals.js';
 /** Default block sizes: 64 addresses per block in both families (as Calico's IPv4 /26). */
 export const DEFAULT_BLOCK_PREFIX: Record<Family, number> = { 4: 26, 6: 122 };
 
+// Addresses a pod cannot use as its own: the kernel treats them as local, multicast or
+// "no address", and fe80::/10 never leaves the link, so a pod on it is unreachable.
+const NOT_UNICAST: Record<Family, (Interval & { what: string; cidr: string })[]> = {
+  4: notUnicast(4, [
+    ['0.0.0.0/8', '"this network"'],
+    ['127.0.0.0/8', 'loopback'],
+    ['224.0.0.0/4', 'multicast'],
+    ['255.255.255.255/32', 'limited broadcast'],
+  ]),
+  6: notUnicast(6, [
+    ['::/128', 'unspecified'],
+    ['::1/128', 'loopback'],
+    ['fe80::/10', 'link-local'],
+    ['ff00::/8', 'multicast'],
+  ]),
+};
+
+function notUnicast(family: Family, list: [string, string][]) {
+  return list.map(([cidr, what]) => {
+    const [lo, len] = parseCidr(cidr, family)!;
+    return { lo, hi: lo + sizeOf(family, len) - 1n, what, cidr };
+  });
+}
+
+/** Network and IPv4 broadcast address of a prefix; RFC 3021 /31 and RFC 6164 /127 have none. */
+function edgesOf(family: Family, base: bigint, prefix: number): bigint[] {
+  const last = base + sizeOf(family, prefix) - 1n;
+  if (family === 4) return prefix <= 30 ? [base, last] : [];
+  return prefix <= 126 ? [base] : [];
+}
+
+const LINK_LOCAL6 = 0xfe80n << 112n;
+
+/**
+ * Why `gw` cannot be the next hop of a route out of a link on base/prefix, or undefined.
+ * The kernel accepts a gateway only if a connected route of the link covers it (or, in
+ * IPv6, if it is link-local: the route ops always name the device); anything else passes
+ * validation and then fails every ADD late with "Nexthop has invalid gateway".
+ */
+export function nextHopProblem(
+  family: Family,
+  base: bigint,
+  prefix: number,
+  gw: bigint,
+): string | undefined {
+  if (family === 6 && alignDown(gw, 6, 10) === LINK_LOCAL6) return undefined;
+  const cidr = `${formatIp(base, family)}/${prefix}`;
+  if (gw < base || gw > base + sizeOf(family, prefix) - 1n)
+    return `is not inside ${cidr}, so it cannot be reached over this network`;
+  if (edgesOf(family, base, prefix).includes(gw))
+    return `is the network or broadcast address of ${cidr}`;
+  return undefined;
+}
+
 export interface ParsedRange {
   family: Family;
   /** Canonical "address/prefix" of the network. */
@@ -23,7 +77,7 @@ export interface ParsedRange {
   pools: Interval[];
   /** Excluded addresses (normalized, clipped to the cidr). */
   excludes: Interval[];
-  /** Network address, IPv4 broadcast address and gateway: never handed out. */
+  /** Network address, IPv4 broadcast address, gateway and route next hops: never handed out. */
   reserved: bigint[];
   /** pools - excludes - reserved: the addresses that may be handed out. */
   usable: Interval[];
@@ -46,6 +100,11 @@ export function parseRange(range: Range, family: Family, where: string): ParsedR
   const last = base + sizeOf(family, prefix) - 1n;
   const inside = (v: bigint) => v >= base && v <= last;
   const cidr = `${formatIp(base, family)}/${prefix}`;
+  const special = NOT_UNICAST[family].find((x) => x.lo <= last && x.hi >= base);
+  if (special)
+    bad(
+      `cidr ${cidr} overlaps ${special.cidr} (${special.what}): pods need routable unicast addresses`,
+    );
 
   const ip = (s: string, what: string): bigint => {
     const v = parseIp(s, family);
@@ -80,10 +139,7 @@ export function parseRange(range: Range, family: Family, where: string): ParsedR
     excludes.push({ lo: lo < base ? base : lo, hi: hi > last ? last : hi });
   }
 
-  // RFC 3021 (/31) and RFC 6164 (/127) point-to-point links have no network or broadcast address.
-  const reserved: bigint[] = [];
-  if (family === 4 ? prefix <= 30 : prefix <= 126) reserved.push(base);
-  if (family === 4 && prefix <= 30) reserved.push(last);
+  const reserved = edgesOf(family, base, prefix);
   let gateway: string | undefined;
   if (range.gateway !== undefined) {
     const gw = ip(range.gateway, 'gateway');
@@ -100,7 +156,14 @@ export function parseRange(range: Range, family: Family, where: string): ParsedR
     if (alignDown(dst![0], family, dst![1]) !== dst![0])
       bad(`routes[${i}].dst "${r.dst}" has host bits set`);
     const route: { dst: string; gw?: string } = { dst: `${formatIp(dst![0], family)}/${dst![1]}` };
-    if (r.gw !== undefined) route.gw = formatIp(ip(r.gw, `routes[${i}].gw`), family);
+    if (r.gw !== undefined) {
+      const gw = ip(r.gw, `routes[${i}].gw`);
+      const problem = nextHopProblem(family, base, prefix, gw);
+      if (problem) bad(`routes[${i}]: gateway ${r.gw} ${problem}`);
+      // The router's own address: a pod given it would answer for the router.
+      if (inside(gw)) reserved.push(gw);
+      route.gw = formatIp(gw, family);
+    }
     routes.push(route);
   }
 

@@ -2,13 +2,14 @@
 // the admission webhook (k8s/resolve.ts), so a pod is refused the same way at either.
 import type { InterfaceRequest } from '../cni/config.js';
 import { alignDown, parseCidr, parseIp, type Family } from '../ipam/ip.js';
+import { nextHopProblem } from '../ipam/range.js';
 import type { NetworkSpec } from './schema.js';
 
 /**
  * What is wrong with a pod's policy routes on a network, if anything. They go into the
  * network's routing table, next to the routes of the family they belong to: without a
  * table, or without a range of that family, they would have nowhere to go, so the request
- * is refused rather than quietly cut short.
+ * is refused rather than quietly cut short; so is a next hop the kernel would refuse.
  */
 export function policyRoutesProblem(
   spec: NetworkSpec,
@@ -23,10 +24,17 @@ export function policyRoutesProblem(
     const [addr, len] = dst;
     if (alignDown(addr, family, len) !== addr)
       return `policyRoutes[${i}].dst "${r.dst}" has host bits set`;
-    if (r.gw !== undefined && parseIp(r.gw, family) === undefined)
+    const gw = r.gw === undefined ? undefined : parseIp(r.gw, family);
+    if (r.gw !== undefined && gw === undefined)
       return `policyRoutes[${i}].gw "${r.gw}" is not an IPv${family} address`;
-    if (!(family === 4 ? spec.ipv4 : spec.ipv6))
+    const range = family === 4 ? spec.ipv4 : spec.ipv6;
+    if (!range)
       return `policyRoutes[${i}] is IPv${family}, and the network has no IPv${family} range`;
+    const net = parseCidr(range.cidr, family);
+    if (gw !== undefined && net) {
+      const problem = nextHopProblem(family, alignDown(net[0], family, net[1]), net[1], gw);
+      if (problem) return `policyRoutes[${i}].gw ${r.gw} ${problem}`;
+    }
   }
   return undefined;
 }
