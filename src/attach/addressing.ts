@@ -1,6 +1,7 @@
 // Pod-side configuration of one interface: addresses, link up, routes and the per-attachment
 // policy routing, as one op list; plus the pod-wide sysctl defaults every link inherits.
-import type { Allocation } from '../ipam/index.js';
+import { parseRange, type Allocation } from '../ipam/index.js';
+import { type Family, formatIp, parseCidr, parseIp } from '../ipam/ip.js';
 import type { Op } from '../kernel/types.js';
 import type { InterfaceRequest } from '../cni/config.js';
 import type { Network } from '../network/schema.js';
@@ -48,7 +49,9 @@ export function planAddressing(
   for (const fam of [4, 6] as const) {
     const a = allocs.find((x) => x.family === fam);
     if (!a) continue;
-    const range = fam === 4 ? net.spec.ipv4 : net.spec.ipv6;
+    const spec = fam === 4 ? net.spec.ipv4 : net.spec.ipv6;
+    // Canonical text, as the kernel reads routes back (RFC 5952): CHECK compares them as text.
+    const range = spec && parseRange(spec, fam, `network ${net.metadata.name} ipv${fam}`);
     const gw = a.gateway;
     for (const r of range?.routes ?? [])
       routes.push({ dst: r.dst, ...((r.gw ?? gw) ? { gw: (r.gw ?? gw)! } : {}) });
@@ -64,7 +67,11 @@ export function planAddressing(
         routes.push({ dst: r.dst, table, ...((r.gw ?? gw) ? { gw: (r.gw ?? gw)! } : {}) });
       for (const r of req.policyRoutes ?? [])
         if (r.dst.includes(':') === (fam === 6))
-          routes.push({ dst: r.dst, table, ...(r.gw ? { gw: r.gw } : {}) });
+          routes.push({
+            dst: canonicalCidr(r.dst, fam),
+            table,
+            ...(r.gw ? { gw: canonicalIp(r.gw, fam) } : {}),
+          });
       rules.push({
         from: `${a.address}/${fam === 4 ? 32 : 128}`,
         table,
@@ -82,4 +89,15 @@ export function planAddressing(
     });
   for (const r of rules) ops.push({ op: 'rule-add', ...r });
   return { ops, rules, routes };
+}
+
+// Policy routes were checked by policyRoutesProblem (plan.ts); anything else passes unchanged.
+function canonicalCidr(s: string, f: Family): string {
+  const c = parseCidr(s, f);
+  return c ? `${formatIp(c[0], f)}/${c[1]}` : s;
+}
+
+function canonicalIp(s: string, f: Family): string {
+  const v = parseIp(s, f);
+  return v === undefined ? s : formatIp(v, f);
 }

@@ -9,6 +9,7 @@ import { createFakeKernel, type FakeKernel } from '../kernel/fake.js';
 import { parseNetwork } from '../network/parse.js';
 import type { Network } from '../network/schema.js';
 import { createMemoryStore } from '../store/memory.js';
+import { planAddressing } from './addressing.js';
 import { openHostState, type HostState } from './host-state.js';
 import { add, check, del, gc, type AttachRequest, type Deps } from './pipeline.js';
 
@@ -38,6 +39,13 @@ const networks = new Map(
       device: 'eth1',
       vxlan: { vni: 9, remotes: ['192.0.2.2'] },
       ipv6: { cidr: 'fd00:9::/64' },
+    }),
+    net('vl2', {
+      type: 'macvlan',
+      device: 'eth1',
+      vlan: 103,
+      ipv4: { cidr: '10.3.0.0/24' },
+      routingTable: 102,
     }),
     net('br', { type: 'bridge', ipv4: { cidr: '10.4.0.0/24' } }),
     net('hd', { type: 'host-device', device: 'eth2', ipv4: { cidr: '10.5.0.0/24' } }),
@@ -306,6 +314,12 @@ describe('attach pipeline', () => {
       ['vl', { dst: '10.9.1.0/16' }, /host bits set/],
       ['vl', { dst: '10.9.0.0/16', gw: 'fd00::1' }, /gw "fd00::1" is not an IPv4 address/],
       ['vl', { dst: 'fd00:9::/64' }, /is IPv6, and the network has no IPv6 range/],
+      [
+        'vl',
+        { dst: '10.9.0.0/16', gw: '172.16.0.1' },
+        /gw 172\.16\.0\.1 is not inside 10\.2\.0\.0\/24, so it cannot be reached/,
+      ],
+      ['vl', { dst: '10.9.0.0/16', gw: '10.2.0.255' }, /is the network or broadcast address/],
     ];
     for (const [network, route, msg] of cases)
       await expect(
@@ -321,6 +335,137 @@ describe('attach pipeline', () => {
         op: expect.objectContaining({ op: 'route-add', dst: '10.9.0.0/16', table: 102 }),
       }),
     );
+  });
+
+  it('refuses two interfaces in one routing table, before touching anything', async () => {
+    const cases: Array<[AttachRequest['requests'], RegExp]> = [
+      [
+        [{ network: 'vl' }, { network: 'vl2' }],
+        /interfaces eth0 \(network vl\) and net1 \(network vl2\) would share routing table 102/,
+      ],
+      [
+        [
+          { network: 'vl', ifname: 'a' },
+          { network: 'vl', ifname: 'b' },
+        ],
+        /interfaces a \(network vl\) and b \(network vl\) would share routing table 102/,
+      ],
+    ];
+    for (const [requests, msg] of cases)
+      await expect(add(deps, req('/tb', requests))).rejects.toMatchObject({
+        cniCode: 107,
+        message: expect.stringMatching(msg),
+      });
+    expect(k.ops.filter((o) => o.t.ns === '/tb')).toEqual([]);
+    expect(store.dump().size).toBe(0);
+    // Without an address an interface has no rule and no routes in the table.
+    await add(deps, req('/tb', [{ network: 'vl', ip: 'none' }, { network: 'vl2' }]));
+    expect(k.ns('/tb').rules).toHaveLength(1);
+  });
+
+  /** The error parseNetwork throws for a bridge network with these fields. */
+  const refusal = (spec: Record<string, unknown>): unknown => {
+    try {
+      net('bad', { type: 'bridge', ...spec });
+    } catch (e) {
+      return e;
+    }
+    return undefined;
+  };
+
+  it('refuses networks whose route gateways or cidr the kernel could not use', () => {
+    const cases: Array<[Record<string, unknown>, RegExp]> = [
+      [
+        { ipv4: { cidr: '10.0.0.0/24', routes: [{ dst: '10.20.0.0/16', gw: '192.168.99.1' }] } },
+        /routes\[0\]: gateway 192\.168\.99\.1 is not inside 10\.0\.0\.0\/24/,
+      ],
+      [
+        { ipv4: { cidr: '10.0.0.0/24', routes: [{ dst: '10.20.0.0/16', gw: '10.0.0.0' }] } },
+        /routes\[0\]: gateway 10\.0\.0\.0 is the network or broadcast address/,
+      ],
+      [
+        { ipv4: { cidr: '224.0.0.0/4' } },
+        /cidr 224\.0\.0\.0\/4 overlaps 224\.0\.0\.0\/4 \(multicast\)/,
+      ],
+      [{ ipv4: { cidr: '127.0.0.0/8' } }, /\(loopback\)/],
+      [{ ipv6: { cidr: 'fe80::/64' } }, /\(link-local\)/],
+    ];
+    for (const [spec, msg] of cases)
+      expect(refusal(spec), JSON.stringify(spec)).toMatchObject({
+        code: 'ERR_CONFIG',
+        message: expect.stringMatching(msg),
+      });
+    // IPv6 routers are normally link-local: a valid next hop, as the route names the device.
+    const ll = net('ll', {
+      type: 'bridge',
+      ipv6: { cidr: 'fd00:7::/64', routes: [{ dst: 'fd00:70::/48', gw: 'fe80::1' }] },
+    });
+    const a = [
+      {
+        family: 6 as const,
+        address: 'fd00:7::2',
+        prefixLength: 64,
+        seq: 1,
+        block: 'fd00:7::/122',
+        blockNode: 'n1',
+      },
+    ];
+    expect(planAddressing('net1', ll, { network: 'll' }, a, 1, false).ops).toContainEqual({
+      op: 'route-add',
+      dst: 'fd00:70::/48',
+      dev: 'net1',
+      gw: 'fe80::1',
+    });
+  });
+
+  it("refuses the kernel's own routing tables as a network's routingTable", () => {
+    for (const t of [0, 253, 254, 255])
+      expect(refusal({ ipv4: { cidr: '10.0.0.0/24' }, routingTable: t }), String(t)).toMatchObject({
+        code: 'ERR_CONFIG',
+        message: expect.stringMatching(
+          /routingTable: must not be a reserved table: 0 \(unspec\), 253 \(default\), 254 \(main\) or 255 \(local\)/,
+        ),
+      });
+    for (const t of [1, 252, 256])
+      expect(
+        refusal({ ipv4: { cidr: '10.0.0.0/24' }, routingTable: t }),
+        String(t),
+      ).toBeUndefined();
+  });
+
+  it('gives the kernel and the result IPv6 text as the kernel reads it back (RFC 5952)', () => {
+    const n = net('up', {
+      type: 'macvlan',
+      device: 'eth1',
+      ipv6: {
+        cidr: '2001:DB8:0:1::/64',
+        gateway: '2001:DB8:0:1::1',
+        routes: [{ dst: '2001:DB8:FF::/48' }],
+      },
+      routingTable: 7,
+    });
+    const a = [
+      {
+        family: 6 as const,
+        address: '2001:db8:0:1::5',
+        prefixLength: 64,
+        seq: 1,
+        block: '2001:db8:0:1::/122',
+        blockNode: 'n1',
+        gateway: '2001:db8:0:1::1',
+      },
+    ];
+    const policyRoutes = [{ dst: '2001:DB8:EE:0::/64', gw: '2001:DB8:0:1::00FE' }];
+    const plan = planAddressing('net1', n, { network: 'up', policyRoutes }, a, 1, false);
+    expect(plan.routes).toEqual([
+      { dst: '2001:db8:ff::/48', gw: '2001:db8:0:1::1' },
+      { dst: '2001:db8:0:1::/64', table: 7 },
+      { dst: '::/0', gw: '2001:db8:0:1::1', table: 7 },
+      { dst: '2001:db8:ff::/48', table: 7, gw: '2001:db8:0:1::1' },
+      { dst: '2001:db8:ee::/64', table: 7, gw: '2001:db8:0:1::fe' },
+    ]);
+    for (const o of plan.ops)
+      if (o.op === 'route-add') expect(JSON.stringify(o)).toBe(JSON.stringify(o).toLowerCase());
   });
 
   it("applies the runtime's ips and mac capabilities to the first interface", async () => {

@@ -94,6 +94,7 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
   const explicitDefault = reqs.some((q) => q.defaultRoute);
   const first = runtimeOverrides(r.runtimeConfig);
   if (reqs[0] && Object.keys(first).length > 0) reqs[0] = { ...first, ...reqs[0] };
+  const tables = new Map<number, string>();
   return reqs.map((q, i) => {
     const net = deps.network(q.network);
     if (!net) throw new TartanError('ERR_UNKNOWN_NETWORK', `unknown network ${q.network}`);
@@ -104,9 +105,27 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
         'ERR_IFACE_REQUEST',
         `interface ${ifname} (network ${net.metadata.name}): ${routes}`,
       );
+    const table = net.spec.routingTable;
+    if (table !== undefined && usesTable(net, q)) {
+      // One table per attachment: a second interface's routes would replace the first's in
+      // it, while both `from` rules still point there.
+      const other = tables.get(table);
+      if (other)
+        throw new TartanError(
+          'ERR_IFACE_REQUEST',
+          `interfaces ${other} and ${ifname} (network ${net.metadata.name}) would share routing table ${table}`,
+        );
+      tables.set(table, `${ifname} (network ${net.metadata.name})`);
+    }
     const defaultRoute = explicitDefault
       ? q.defaultRoute === true
       : i === 0 && prevNames.size === 0;
     return { ifname, net, req: q, defaultRoute };
   });
+}
+
+/** Whether the interface gets an address, and so a rule and routes in the network's table. */
+function usesTable(net: Network, q: InterfaceRequest): boolean {
+  const { type, ipv4, ipv6 } = net.spec;
+  return type !== 'delegate' && ((!!ipv4 && q.ip !== 'none') || (!!ipv6 && q.ip6 !== 'none'));
 }

@@ -58,7 +58,17 @@ export const NetworkSpecSchema = v.pipe(
     ipv4: v.optional(RangeSchema),
     ipv6: v.optional(RangeSchema),
     /** Per-attachment policy routing: `from <ip> lookup <table>` plus the network's routes in that table. */
-    routingTable: v.optional(int(1, 4294967295)),
+    routingTable: v.optional(
+      v.pipe(
+        int(0, 4294967295),
+        // The kernel's own tables: the attachment's routes would land among the pod's (in 254,
+        // main, over its default route), and 0 is no table at all.
+        v.notValues(
+          [0, 253, 254, 255],
+          'must not be a reserved table: 0 (unspec), 253 (default), 254 (main) or 255 (local)',
+        ),
+      ),
+    ),
     /** type delegate: a CNI network configuration or configuration list. */
     delegate: v.optional(dict(v.string(), v.unknown())),
     /** Namespaces allowed to use a ClusterNetwork (empty: all). */
