@@ -138,6 +138,13 @@ describe('GC', () => {
     expect(recorded()).toEqual(['cb']);
   });
 
+  it("concerns only the attachments made through the runtime's configuration of that name", async () => {
+    await cni('ADD', 'ca', conf({ name: 'net-a' }));
+    await cni('ADD', 'cb', conf({ name: 'net-b' }));
+    await cni('GC', 'x', conf({ name: 'net-a', 'cni.dev/valid-attachments': [] }));
+    expect(recorded()).toEqual(['cb']);
+  });
+
   it('goes on past an attachment it cannot remove, and reports it', async () => {
     fakePlugin('fake1', 11);
     await cni('ADD', 'ca', conf({ interfaces: [{ network: 'd1' }] }));

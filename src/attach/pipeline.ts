@@ -65,6 +65,7 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
     containerId: r.containerId,
     ifname: r.ifname,
     netns: r.netns,
+    ...(r.cniNetwork !== undefined ? { cniNetwork: r.cniNetwork } : {}),
     cniVersion: r.cniVersion,
     node: deps.node,
     created: new Date().toISOString(),
@@ -493,19 +494,25 @@ export async function check(
 }
 
 /**
- * CNI GC: removes every attachment of this node that the runtime no longer lists. Goes on
- * past an attachment it cannot remove (the spec: remove as much as possible, then report).
+ * CNI GC: removes every attachment of this node, made through the runtime's network
+ * configuration `cniNetwork`, that the runtime no longer lists (another configuration's are
+ * not in its list). Goes on past an attachment it cannot remove (the spec: remove as much
+ * as possible, then report). Records from before configurations were recorded count as
+ * this one's.
  */
 export async function gc(
   deps: Deps,
   valid: { containerId: string; ifname: string }[],
   cniPath: string[],
+  cniNetwork?: string,
 ): Promise<{ removed: number; errors: string[] }> {
   const keep = new Set(valid.map((v) => user(v.containerId, v.ifname)));
   let removed = 0;
   const errors: string[] = [];
   for (const rec of deps.state.listAttachments()) {
     if (keep.has(user(rec.containerId, rec.ifname))) continue;
+    if (cniNetwork !== undefined && rec.cniNetwork !== undefined && rec.cniNetwork !== cniNetwork)
+      continue;
     try {
       await del(deps, {
         containerId: rec.containerId,

@@ -28,6 +28,8 @@ export interface AttachRequest {
   defaultNetwork: string | undefined;
   requests: InterfaceRequest[];
   prevResult: CniResult | undefined;
+  /** The name of the runtime's network configuration: GC concerns one network's attachments. */
+  cniNetwork?: string | undefined;
 }
 
 /**

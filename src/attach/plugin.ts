@@ -194,6 +194,7 @@ async function dispatch(
   switch (env.command) {
     case 'ADD': {
       const result = await add(deps, {
+        cniNetwork: conf.name,
         containerId: env.containerId,
         ifname: env.ifname,
         netns: env.netns,
@@ -261,6 +262,7 @@ async function dispatch(
             deps,
             listed.map((a) => ({ containerId: a.containerID, ifname: a.ifname })),
             env.path,
+            conf.name,
           )
         : { errors: [] as string[] };
       // Addresses: the handles of the interfaces still recorded on this node are alive;

@@ -45,6 +45,8 @@ export interface AttachmentRecord {
   containerId: string;
   ifname: string;
   netns: string;
+  /** The runtime's network configuration (its name) that made it; GC is per configuration. */
+  cniNetwork?: string;
   cniVersion: string;
   node: string;
   created: string;
