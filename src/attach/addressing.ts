@@ -36,7 +36,8 @@ export function planAddressing(
   req: InterfaceRequest,
   allocs: Allocation[],
   position: number,
-  holdsDefaultRoute: boolean,
+  /** The families whose default route this interface holds. */
+  holdsDefaultRoute: readonly (4 | 6)[],
 ): AddressingPlan {
   const ops: Op[] = [];
   if (net.spec.mtu !== undefined) ops.push({ op: 'link-set', name: ifname, mtu: net.spec.mtu });
@@ -55,7 +56,12 @@ export function planAddressing(
     const gw = a.gateway;
     for (const r of range?.routes ?? [])
       routes.push({ dst: r.dst, ...((r.gw ?? gw) ? { gw: (r.gw ?? gw)! } : {}) });
-    if (holdsDefaultRoute && gw) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', gw });
+    if (holdsDefaultRoute.includes(fam)) {
+      // The request's gateway of this family (NPWG default-route), else the network's.
+      const asked = req.defaultGateways?.find((g) => g.includes(':') === (fam === 6));
+      const via = asked ? canonicalIp(asked, fam) : gw;
+      if (via) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', gw: via });
+    }
     const table = net.spec.routingTable;
     if (table !== undefined) {
       // Replies leave through the interface the request came in on: a rule for the

@@ -363,6 +363,62 @@ describe('attach pipeline', () => {
     expect(k.ns('/tb').rules).toHaveLength(1);
   });
 
+  it("holds the default route per family, via the request's gateway if it names one", async () => {
+    for (const n of [
+      net('dual', {
+        type: 'macvlan',
+        device: 'eth1',
+        ipv4: { cidr: '10.60.0.0/24', gateway: '10.60.0.1' },
+        ipv6: { cidr: 'fd00:60::/64', gateway: 'fd00:60::1' },
+      }),
+      net('six', {
+        type: 'macvlan',
+        device: 'eth1',
+        ipv6: { cidr: 'fd00:61::/64', gateway: 'fd00:61::1' },
+      }),
+      net('nogw', { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.62.0.0/24' } }),
+    ])
+      networks.set(n.metadata.name, n);
+    const defaults = (pod: string) =>
+      k
+        .ns(pod)
+        .routes.filter((r) => r.dst === 'default' && (r.table ?? 'main') === 'main')
+        .map((r) => `${r.dev} ${r.gw}`)
+        .sort();
+    // net1 asks for the IPv6 default: eth0 keeps the IPv4 one.
+    await add(deps, req('/dr', [{ network: 'dual' }, { network: 'six', defaultRoute: true }]));
+    expect(defaults('/dr')).toEqual(['eth0 10.60.0.1', 'net1 fd00:61::1']);
+    // NPWG default-route: the gateway the pod names, on a network that has none.
+    await add(
+      deps,
+      req('/dg', [
+        { network: 'dual' },
+        { network: 'nogw', defaultRoute: true, defaultGateways: ['10.62.0.254'] },
+      ]),
+    );
+    expect(defaults('/dg')).toEqual(['eth0 fd00:60::1', 'net1 10.62.0.254']);
+    const refused: Array<[AttachRequest['requests'], RegExp]> = [
+      [[{ network: 'nogw', defaultRoute: true }], /no gateway for it/],
+      [
+        [
+          { network: 'dual', defaultRoute: true },
+          { network: 'six', defaultRoute: true },
+        ],
+        /eth0 and net1 both ask for the IPv6 default route/,
+      ],
+      [
+        [{ network: 'nogw', defaultRoute: true, defaultGateways: ['10.99.0.1'] }],
+        /default route gateway 10\.99\.0\.1 is not inside 10\.62\.0\.0\/24/,
+      ],
+    ];
+    for (const [requests, msg] of refused)
+      await expect(add(deps, req('/dx', requests))).rejects.toMatchObject({
+        cniCode: 107,
+        message: expect.stringMatching(msg),
+      });
+    expect(k.ops.filter((o) => o.t.ns === '/dx')).toEqual([]);
+  });
+
   /** The error parseNetwork throws for a bridge network with these fields. */
   const refusal = (spec: Record<string, unknown>): unknown => {
     try {
@@ -410,7 +466,7 @@ describe('attach pipeline', () => {
         blockNode: 'n1',
       },
     ];
-    expect(planAddressing('net1', ll, { network: 'll' }, a, 1, false).ops).toContainEqual({
+    expect(planAddressing('net1', ll, { network: 'll' }, a, 1, []).ops).toContainEqual({
       op: 'route-add',
       dst: 'fd00:70::/48',
       dev: 'net1',
@@ -456,7 +512,7 @@ describe('attach pipeline', () => {
       },
     ];
     const policyRoutes = [{ dst: '2001:DB8:EE:0::/64', gw: '2001:DB8:0:1::00FE' }];
-    const plan = planAddressing('net1', n, { network: 'up', policyRoutes }, a, 1, false);
+    const plan = planAddressing('net1', n, { network: 'up', policyRoutes }, a, 1, []);
     expect(plan.routes).toEqual([
       { dst: '2001:db8:ff::/48', gw: '2001:db8:0:1::1' },
       { dst: '2001:db8:0:1::/64', table: 7 },

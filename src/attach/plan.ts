@@ -4,6 +4,8 @@ import { isUnicastMac, type InterfaceRequest } from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
 import type { CniResult } from '../cni/spec.js';
 import type { Ipam } from '../ipam/index.js';
+import { alignDown, parseCidr, parseIp } from '../ipam/ip.js';
+import { nextHopProblem } from '../ipam/range.js';
 import type { Kernel } from '../kernel/types.js';
 import { policyRoutesProblem } from '../network/policy-routes.js';
 import type { Network } from '../network/schema.js';
@@ -62,8 +64,14 @@ export interface PlannedInterface {
   ifname: string;
   net: Network;
   req: InterfaceRequest;
-  defaultRoute: boolean;
+  /**
+   * The families whose default route this interface holds, each via the request's gateway
+   * of that family (NPWG default-route) or else the network's.
+   */
+  defaultRoute: Family[];
 }
+
+type Family = 4 | 6;
 
 /** Orders the pod's interfaces: the default network first (as CNI_IFNAME), then requests. */
 export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): PlannedInterface[] {
@@ -93,11 +101,10 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
     used.add(`net${n}`);
     return `net${n}`;
   };
-  const explicitDefault = reqs.some((q) => q.defaultRoute);
   const first = runtimeOverrides(r.runtimeConfig);
   if (reqs[0] && Object.keys(first).length > 0) reqs[0] = { ...first, ...reqs[0] };
   const tables = new Map<number, string>();
-  return reqs.map((q, i) => {
+  const planned = reqs.map((q, i) => {
     const net = deps.network(q.network);
     if (!net) throw new TartanError('ERR_UNKNOWN_NETWORK', `unknown network ${q.network}`);
     const ifname = q.ifname ?? nextName(i === 0);
@@ -119,11 +126,57 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
         );
       tables.set(table, `${ifname} (network ${net.metadata.name})`);
     }
-    const defaultRoute = explicitDefault
-      ? q.defaultRoute === true
-      : i === 0 && prevNames.size === 0;
-    return { ifname, net, req: q, defaultRoute };
+    const gateways = q.defaultGateways ?? [];
+    for (const g of gateways) {
+      const problem = gatewayProblem(net, g);
+      if (problem)
+        throw new TartanError(
+          'ERR_IFACE_REQUEST',
+          `interface ${ifname} (network ${net.metadata.name}): default route gateway ${g} ${problem}`,
+        );
+    }
+    return { ifname, net, req: q, defaultRoute: [] as Family[] };
   });
+  // Per family: the interface that asks for it holds it, else the pod's first interface
+  // (a dual-stack eth0 keeps its IPv4 default when net1 asks for the IPv6 one).
+  for (const fam of [4, 6] as const) {
+    const asking = planned.filter((p) => p.req.defaultRoute && canRoute(p, fam));
+    if (asking.length > 1)
+      throw new TartanError(
+        'ERR_IFACE_REQUEST',
+        `interfaces ${asking.map((p) => p.ifname).join(' and ')} both ask for the IPv${fam} default route`,
+      );
+    const holder = asking[0] ?? (prevNames.size === 0 ? planned[0] : undefined);
+    if (holder && canRoute(holder, fam)) holder.defaultRoute.push(fam);
+  }
+  for (const p of planned)
+    if (p.req.defaultRoute && p.defaultRoute.length === 0)
+      throw new TartanError(
+        'ERR_IFACE_REQUEST',
+        `interface ${p.ifname} asks for the default route, but network ${p.net.metadata.name} has no gateway for it (and the request names none)`,
+      );
+  return planned;
+}
+
+/** Whether the interface gets an address of the family and a gateway to route it by. */
+function canRoute(p: PlannedInterface, fam: Family): boolean {
+  const range = fam === 4 ? p.net.spec.ipv4 : p.net.spec.ipv6;
+  if (!range || p.net.spec.type === 'delegate' || (fam === 4 ? p.req.ip : p.req.ip6) === 'none')
+    return false;
+  return (
+    !!range.gateway || (p.req.defaultGateways ?? []).some((g) => g.includes(':') === (fam === 6))
+  );
+}
+
+/** Why a requested default gateway cannot be the next hop over this network, if it cannot. */
+function gatewayProblem(net: Network, g: string): string | undefined {
+  const fam: Family = g.includes(':') ? 6 : 4;
+  const range = fam === 4 ? net.spec.ipv4 : net.spec.ipv6;
+  const gw = parseIp(g, fam);
+  if (gw === undefined) return `is not an IPv${fam} address`;
+  if (!range) return `is IPv${fam}, and the network has no IPv${fam} range`;
+  const c = parseCidr(range.cidr, fam);
+  return c && nextHopProblem(fam, alignDown(c[0], fam, c[1]), c[1], gw);
 }
 
 /** Whether the interface gets an address, and so a rule and routes in the network's table. */

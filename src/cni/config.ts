@@ -46,6 +46,8 @@ export const InterfaceRequestSchema = v.strictObject({
   policyRoutes: v.optional(v.array(v.object({ dst: v.string(), gw: v.optional(v.string()) }))),
   /** This interface holds the pod's default route (overrides the default network's). */
   defaultRoute: v.optional(v.boolean()),
+  /** With defaultRoute: the gateways to use (one per family) instead of the network's. */
+  defaultGateways: v.optional(v.array(v.string())),
   mac: v.optional(v.pipe(v.string(), v.check(isUnicastMac, MAC_MESSAGE))),
   // For a delegated network (NPWG 4.1.2.1): handed to its plugins as runtimeConfig
   // (portMappings, bandwidth capabilities) and as the configuration's args.cni.

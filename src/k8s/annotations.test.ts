@@ -133,6 +133,7 @@ describe('k8s.v1.cni.cncf.io/networks', () => {
       ip6: 'fd00:1::5/64',
       mac: '02:00:00:00:00:05',
       defaultRoute: true,
+      defaultGateways: ['10.1.1.1'],
       cniArgs: { foo: 'bar' },
       portMappings: [{ hostPort: 8080, containerPort: 80, protocol: 'tcp' }],
       bandwidth: { ingressRate: 1000, egressRate: 2000 },

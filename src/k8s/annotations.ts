@@ -39,6 +39,8 @@ export interface PodInterfaceRequest {
   ip6: string;
   mac?: string;
   defaultRoute?: boolean;
+  /** NPWG default-route: the gateway(s) for the pod's default route(s). */
+  defaultGateways?: string[];
   policyRoutes?: { dst: string; gw?: string }[];
   claim?: string;
   cniArgs?: Record<string, unknown>;
@@ -208,7 +210,9 @@ function fromNpwgJson(text: string, podNamespace: string): PodInterfaceRequest[]
       ip,
       ip6,
       ...(e.mac ? { mac: e.mac } : {}),
-      ...(e['default-route']?.length ? { defaultRoute: true } : {}),
+      ...(e['default-route']?.length
+        ? { defaultRoute: true, defaultGateways: e['default-route'] }
+        : {}),
       ...(e['cni-args'] ? { cniArgs: e['cni-args'] } : {}),
       ...(e.portMappings ? { portMappings: e.portMappings } : {}),
       ...(e.bandwidth ? { bandwidth: e.bandwidth } : {}),

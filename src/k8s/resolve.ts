@@ -145,6 +145,7 @@ function toRequest(
     ...(r.claim ? { claim: `${ns}/${r.claim}` } : {}),
     ...(r.policyRoutes ? { policyRoutes: r.policyRoutes } : {}),
     ...(r.defaultRoute !== undefined ? { defaultRoute: r.defaultRoute } : {}),
+    ...(r.defaultGateways ? { defaultGateways: r.defaultGateways } : {}),
     ...(r.mac ? { mac: r.mac } : {}),
     ...(r.portMappings ? { portMappings: r.portMappings } : {}),
     ...(r.bandwidth ? { bandwidth: r.bandwidth } : {}),

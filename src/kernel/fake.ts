@@ -163,7 +163,12 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
         need(s, o.dev);
         const dst = o.dst === '0.0.0.0/0' || o.dst === '::/0' ? 'default' : o.dst;
         const table = String(o.table ?? 'main');
-        s.routes = s.routes.filter((r) => !(r.dst === dst && (r.table ?? 'main') === table));
+        // `replace` within the family: an IPv6 default does not replace the IPv4 one.
+        const v6 = (r: { dst: string; gw?: string | undefined }) =>
+          r.dst.includes(':') || !!r.gw?.includes(':');
+        s.routes = s.routes.filter(
+          (r) => !(r.dst === dst && (r.table ?? 'main') === table && v6(r) === v6(o)),
+        );
         s.routes.push({ dst, dev: o.dev, table, ...(o.gw ? { gw: o.gw } : {}) });
         return;
       }
