@@ -419,6 +419,24 @@ describe('attach pipeline', () => {
     expect(k.ops.filter((o) => o.t.ns === '/dx')).toEqual([]);
   });
 
+  it('refuses a delegated network whose configuration names no usable plugin', () => {
+    const bad = (delegate: Record<string, unknown>) => {
+      try {
+        net('d', { type: 'delegate', delegate });
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(bad({ cniVersion: '1.0.0' })).toMatch(/delegate: type must name a plugin/);
+    expect(bad({ type: '../bin/x' })).toMatch(/"\.\.\/bin\/x" is not a plugin file name/);
+    expect(bad({ plugins: [] })).toMatch(/non-empty list/);
+    expect(bad({ plugins: [{ type: 'bridge' }, {}] })).toMatch(/plugins\[1\]\.type/);
+    expect(bad({ cniVersion: '1.0.0', plugins: [{ type: 'bridge' }, { type: 'tuning' }] })).toBe(
+      'accepted',
+    );
+  });
+
   /** The error parseNetwork throws for a bridge network with these fields. */
   const refusal = (spec: Record<string, unknown>): unknown => {
     try {

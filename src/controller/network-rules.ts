@@ -12,6 +12,7 @@ import { parseRange } from '../ipam/range.js';
 import type { KubeClient } from '../k8s/client.js';
 import { attachmentsPath, ipamNetworkName, type NetworkId } from '../k8s/names.js';
 import { NetworkSpecSchema } from '../network/schema.js';
+import { delegateProblem } from '../network/validate.js';
 import type { Store } from '../store/types.js';
 import type { KubeNetworkSpec } from './segments.js';
 
@@ -37,6 +38,10 @@ export function specProblem(spec: unknown): string | undefined {
       if (isTartanError(e)) return e.message;
       throw e;
     }
+  }
+  if (s.delegate) {
+    const problem = delegateProblem(s.delegate);
+    if (problem) return `spec.delegate: ${problem}`;
   }
   if (s.vxlan) {
     for (const r of s.vxlan.remotes ?? [])

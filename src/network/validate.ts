@@ -2,9 +2,36 @@ import { TartanError } from '../cni/errors.js';
 import { parseRange } from '../ipam/range.js';
 import type { Network } from './schema.js';
 
+const PLUGIN_TYPE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/**
+ * What is wrong with a delegated network's CNI configuration, if anything: it must name
+ * plugins (a conf's `type`, or a conflist's `plugins`) by file name in CNI_PATH. Refused
+ * when the network is loaded or admitted, not at every pod's ADD.
+ */
+export function delegateProblem(conf: Record<string, unknown>): string | undefined {
+  const plugins = conf.plugins ?? [conf];
+  if (!Array.isArray(plugins) || plugins.length === 0)
+    return 'plugins must be a non-empty list of plugin configurations';
+  for (const [i, p] of plugins.entries()) {
+    const at = conf.plugins ? `plugins[${i}].type` : 'type';
+    const type = (p as Record<string, unknown> | null)?.type;
+    if (typeof type !== 'string') return `${at} must name a plugin`;
+    if (!PLUGIN_TYPE.test(type))
+      return `${at} "${type}" is not a plugin file name (letters, digits, "_", "." and "-")`;
+  }
+  if (conf.cniVersion !== undefined && typeof conf.cniVersion !== 'string')
+    return 'cniVersion must be a string';
+  return undefined;
+}
+
 /** Semantic checks beyond the schema: CIDRs, pools inside the CIDR, gateway and routes. */
 export function validateNetwork(net: Network, source: string): void {
   const where = `network ${net.metadata.name} (${source})`;
+  if (net.spec.delegate) {
+    const problem = delegateProblem(net.spec.delegate);
+    if (problem) throw new TartanError('ERR_CONFIG', `${where}: delegate: ${problem}`);
+  }
   const { ipv4, ipv6 } = net.spec;
   try {
     if (ipv4) parseRange(ipv4, 4, `${where} ipv4`);
