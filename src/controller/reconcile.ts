@@ -191,14 +191,18 @@ export async function reconcileOnce(
   // TenantNetworks being deleted (admitted, so unused): free their VLAN/VNI, let them go.
   const finalized = (await finalizeTenantNetworks(client, store)).length;
   const ipam = createIpam(store);
-  const pods = await client.must<{ items: PodObj[] }>({ method: 'GET', path: '/api/v1/pods' });
-  const live = new Map(
-    pods.items.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, p.metadata.uid]),
-  );
+  // Attachments first, then pods: an Attachment is written after its pod exists, so every
+  // Attachment listed has its pod in the later list unless the pod is really gone. The other
+  // order took the Attachment of a pod created between the two lists for a stale one, and
+  // its address was freed a grace period later while the pod used it.
   const atts = await client.must<{ items: AttachmentObj[] }>({
     method: 'GET',
     path: `${API_GROUP_PATH}/attachments`,
   });
+  const pods = await client.must<{ items: PodObj[] }>({ method: 'GET', path: '/api/v1/pods' });
+  const live = new Map(
+    pods.items.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, p.metadata.uid]),
+  );
   const valid: AttachmentObj[] = [];
   let staleAttachments = 0;
   for (const a of atts.items) {

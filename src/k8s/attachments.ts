@@ -4,6 +4,7 @@
 // reference to the pod lets Kubernetes' garbage collector delete them with the pod; the
 // controller also deletes records whose pod is gone (for clusters without that collector,
 // and for a pod re-created under the same name).
+import { createHash } from 'node:crypto';
 import type { KubeClient } from './client.js';
 import { API_GROUP_PATH, ATTACHMENT_LABEL, type AttachedNetwork } from './names.js';
 
@@ -17,9 +18,19 @@ export interface AttachmentInput {
   mac?: string;
 }
 
-/** The object name: stable per pod and interface, so a repeated ADD replaces it. */
-export const attachmentName = (pod: string, ifname: string): string =>
-  `${pod}-${ifname.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`.slice(0, 253).replace(/-+$/, '');
+/**
+ * The object name: stable per pod and interface, so a repeated ADD replaces it, and one per
+ * pod and interface: readable, plus a hash of both, since the readable part alone is not
+ * (net-1 and net.1 of one pod, or pod a's b-net1 and pod a-b's net1, shared a name, and the
+ * controller's GC then freed a live interface's address).
+ */
+export const attachmentName = (pod: string, ifname: string): string => {
+  const readable = `${pod}-${ifname.toLowerCase().replace(/[^a-z0-9-]/g, '-')}`
+    .slice(0, 240)
+    .replace(/-+$/, '');
+  const hash = createHash('sha256').update(`${pod}/${ifname}`).digest('hex').slice(0, 10);
+  return `${readable}-${hash}`;
+};
 
 export function attachmentObject(a: AttachmentInput): Record<string, unknown> {
   return {

@@ -7,7 +7,7 @@ import { reconcileOnce } from '../../src/controller/reconcile.js';
 import { createIpam } from '../../src/ipam/index.js';
 import { ensureNamespace, installCrds } from '../../src/k8s/apply.js';
 import type { KubeClient } from '../../src/k8s/client.js';
-import { writeAttachment } from '../../src/k8s/attachments.js';
+import { attachmentName, writeAttachment } from '../../src/k8s/attachments.js';
 import type { NetworkSpec } from '../../src/network/schema.js';
 import { createKubernetesStore } from '../../src/store/kubernetes.js';
 import type { Store } from '../../src/store/types.js';
@@ -163,7 +163,7 @@ describe('reconcile', () => {
       metadata: { ownerReferences: { kind: string; uid: string }[] };
     }>({
       method: 'GET',
-      path: `${G}/namespaces/tenant-a/attachments/alive-net1`,
+      path: `${G}/namespaces/tenant-a/attachments/${attachmentName('alive', 'net1')}`,
     });
     expect(rec.metadata.ownerReferences).toMatchObject([{ kind: 'Pod', uid: pod.metadata.uid }]);
 
