@@ -46,16 +46,24 @@ const FINAL = new Set(['NotFound', 'Forbidden', 'Unauthorized', 'Invalid', 'BadR
 export interface RetryPolicy {
   firstDelayMs: number;
   maxDelayMs: number;
-  /** Give up after this long (the controller's GC covers what is left). */
+  /** Give up after this long (for a DEL's clean-up: the controller's GC covers what is left). */
   giveUpMs: number;
 }
 
 const DEFAULT_RETRY: RetryPolicy = { firstDelayMs: 500, maxDelayMs: 15_000, giveUpMs: 600_000 };
+/**
+ * An ADD's publication does not give up while its pod lives: its Attachments are what keep
+ * the controller's GC from freeing the pod's addresses after its grace period, so an agent
+ * cut off from the API server for longer must still publish them when it is back. Its DEL
+ * cancels it; a final answer (the pod is gone) ends it.
+ */
+const PUBLISH_RETRY: RetryPolicy = { firstDelayMs: 500, maxDelayMs: 60_000, giveUpMs: Infinity };
 
 export function podSync(
   client: KubeClient,
   log: Logger,
   retry: RetryPolicy = DEFAULT_RETRY,
+  publishRetry: RetryPolicy = PUBLISH_RETRY,
 ): PodSync {
   /** Publications still being retried, by pod and container: a DEL cancels its ADD's. */
   const publishing = new Map<string, { cancelled: boolean; done: Promise<void> }>();
@@ -68,12 +76,13 @@ export function podSync(
     fields: Record<string, unknown>,
     fn: () => Promise<void>,
     cancelled = () => false,
+    policy = retry,
   ) {
-    const end = Date.now() + retry.giveUpMs;
+    const end = Date.now() + policy.giveUpMs;
     for (
-      let delay = retry.firstDelayMs;
+      let delay = policy.firstDelayMs;
       !cancelled();
-      delay = Math.min(delay * 2, retry.maxDelayMs)
+      delay = Math.min(delay * 2, policy.maxDelayMs)
     ) {
       try {
         await fn();
@@ -123,6 +132,7 @@ export function podSync(
           });
       },
       cancelled,
+      publishRetry,
     );
 
   return {
