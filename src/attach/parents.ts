@@ -8,6 +8,7 @@ import { TartanError } from '../cni/errors.js';
 import type { Network } from '../network/schema.js';
 import { HOST, runPosition, type Kernel, type Op } from '../kernel/types.js';
 import type { HostState } from './host-state.js';
+import { sha256 } from './links.js';
 import type { ParentRecord } from './records.js';
 
 export interface ParentPlan {
@@ -17,8 +18,6 @@ export interface ParentPlan {
   create: (k: Kernel) => Promise<Op[]>;
 }
 
-const trim15 = (s: string) => s.slice(0, 15);
-
 export function vlanName(device: string, vid: number): string {
   const n = `${device}.${vid}`;
   if (n.length > 15)
@@ -27,7 +26,19 @@ export function vlanName(device: string, vid: number): string {
 }
 
 export const vxlanName = (vni: number) => `tvx${vni}`;
-export const bridgeName = (net: Network) => net.spec.bridge ?? trim15(`tbr-${net.metadata.name}`);
+/**
+ * The host bridge of a bridge network without an explicit `bridge`: tbr-<name> when that is
+ * a valid, whole link name, else tbr- and a hash of the name. Cut short, two networks
+ * sharing 11 leading characters (or two tenants' networks of one name: in a cluster the
+ * name is "<namespace>/<name>", with a "/" no link name may hold) would share a bridge.
+ */
+export const bridgeName = (net: Network): string => {
+  if (net.spec.bridge) return net.spec.bridge;
+  const name = net.metadata.name;
+  return /^[a-z0-9-]{1,11}$/.test(name)
+    ? `tbr-${name}`
+    : `tbr-${sha256(name).toString('hex').slice(0, 11)}`;
+};
 
 /** Parents a network needs, lowest first; the last is what pod interfaces attach to. */
 export function planParents(net: Network): ParentPlan[] {

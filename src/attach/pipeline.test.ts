@@ -11,6 +11,7 @@ import type { Network } from '../network/schema.js';
 import { createMemoryStore } from '../store/memory.js';
 import { planAddressing } from './addressing.js';
 import { openHostState, type HostState } from './host-state.js';
+import { bridgeName } from './parents.js';
 import { add, check, del, gc, type AttachRequest, type Deps } from './pipeline.js';
 
 const net = (name: string, spec: Record<string, unknown>): Network =>
@@ -417,6 +418,22 @@ describe('attach pipeline', () => {
         message: expect.stringMatching(msg),
       });
     expect(k.ops.filter((o) => o.t.ns === '/dx')).toEqual([]);
+  });
+
+  it('names a bridge after its network, or after a hash where the name is no link name', () => {
+    // In a cluster the agent names networks "<namespace>/<name>" (agent/cluster.ts).
+    const br = (name: string) =>
+      bridgeName({ ...net('x', { type: 'bridge' }), metadata: { name } });
+    expect(br('media')).toBe('tbr-media');
+    // Cut to 15 characters these would share a bridge; a cluster name holds a "/".
+    const long = [
+      br('signalling-a'),
+      br('signalling-b'),
+      br('tenant-a/media'),
+      br('tenant-b/media'),
+    ];
+    expect(new Set(long).size).toBe(4);
+    for (const n of long) expect(n).toMatch(/^tbr-[0-9a-f]{11}$/);
   });
 
   it('refuses a delegated network whose configuration names no usable plugin', () => {
