@@ -28,11 +28,11 @@ import { callFields, type Logger } from './log.js';
 import { createMetrics, type AgentMetrics, type PoolUsage } from './metrics.js';
 import type { ClusterView, PodNetworks } from './cluster.js';
 import { fileNetworkSource, type NetworkSource } from './networks.js';
-import { listPending, pendingDir, removePending } from './pending.js';
+import { listPending, pendingDir, pendingName, removePending, stillPending } from './pending.js';
 import { reconcileParents } from './reconcile.js';
 import { serveHttp, serveSocket } from './server.js';
 import { peerKernel, type ShimPeer } from './peer-kernel.js';
-import { WIRE_VERSIONS, type WireRequest, type WireResponse } from './wire.js';
+import { isWireRequest, WIRE_VERSIONS, type WireRequest, type WireResponse } from './wire.js';
 
 export interface AgentOptions {
   socket: string;
@@ -74,6 +74,8 @@ const tryAgain = (msg: string, details = 'ERR_AGENT_NOT_READY') =>
 
 export class Agent {
   phase: Phase = 'starting';
+  /** Why the last warm-up attempt failed: ADDs are told, at once, rather than kept waiting. */
+  private warmUpError: string | undefined;
   readonly metrics: AgentMetrics;
   private readonly gate: Gate;
   private readonly kernel: Kernel;
@@ -146,7 +148,8 @@ export class Agent {
         this.becomeReady();
         return;
       } catch (e) {
-        this.o.log.error('warm-up failed, retrying', { attempt, error: (e as Error).message });
+        this.warmUpError = (e as Error).message;
+        this.o.log.error('warm-up failed, retrying', { attempt, error: this.warmUpError });
         await new Promise((r) => setTimeout(r, Math.min(5000, 250 * attempt)));
       }
     }
@@ -172,7 +175,7 @@ export class Agent {
 
   private waitReady(): Promise<boolean> {
     if (this.phase === 'ready') return Promise.resolve(true);
-    if (this.phase !== 'starting') return Promise.resolve(false);
+    if (this.phase !== 'starting' || this.warmUpError !== undefined) return Promise.resolve(false);
     return new Promise((resolve) => {
       const t = setTimeout(() => {
         this.readyWaiters = this.readyWaiters.filter((w) => w !== done);
@@ -206,7 +209,13 @@ export class Agent {
    * of its own, the agent asks the shim (the peer) to apply this call's kernel steps
    * (peer-kernel.ts).
    */
-  async handle(req: WireRequest, via = 'socket', peer?: ShimPeer): Promise<WireResponse> {
+  async handle(
+    req: WireRequest,
+    via = 'socket',
+    peer?: ShimPeer,
+    /** A queued DEL run in its attachment's turn (by the ADD holding it, or at warm-up). */
+    inTurn = false,
+  ): Promise<WireResponse> {
     const t0 = performance.now();
     mark('agent: request');
     const kernel =
@@ -228,7 +237,7 @@ export class Agent {
     // agent, not the order in which their preparation (readiness, classification) ends. A
     // DEL sent right after its ADD (a runtime giving up on a slow ADD) must not overtake it,
     // find no record, and leave the ADD's interface and address behind.
-    const lane = key === undefined ? undefined : this.lane(key);
+    const lane = key === undefined || inTurn ? undefined : this.lane(key);
     let r: WireResponse & { error?: unknown };
     try {
       if (lane?.turn) await lane.turn;
@@ -239,9 +248,11 @@ export class Agent {
         );
       if (command === 'ADD' && !(await this.waitReady()))
         throw tryAgain(
-          this.phase === 'starting'
-            ? `the node agent is not ready after ${this.o.readyTimeoutMs} ms`
-            : 'the node agent is shutting down',
+          this.phase !== 'starting'
+            ? 'the node agent is shutting down'
+            : this.warmUpError !== undefined
+              ? `the node agent is not ready: ${this.warmUpError}`
+              : `the node agent is not ready after ${this.o.readyTimeoutMs} ms`,
         );
       let conf: PluginConfig | undefined;
       try {
@@ -249,6 +260,9 @@ export class Agent {
       } catch {
         conf = undefined; // executeCni reports it
       }
+      // A DEL the shim queued for this attachment while the agent was away came first: run
+      // it now, in this turn. Left for a later replay, it would undo this ADD.
+      if (command === 'ADD' && conf) await this.queuedDelFirst(conf.stateDir, vars);
       // One look at the networks directory per call: classify asks, then the core.
       let nets: Promise<Map<string, Network>> | undefined;
       const deps = {
@@ -353,23 +367,55 @@ export class Agent {
     return { code: r.code, stdout: r.stdout };
   }
 
+  /** Runs the queued DEL of an ADD's attachment, if any; if it fails, so does the ADD. */
+  private async queuedDelFirst(stateDir: string, vars: Record<string, string>): Promise<void> {
+    const file = join(
+      pendingDir(stateDir),
+      await pendingName(vars.CNI_CONTAINERID ?? '', vars.CNI_IFNAME ?? ''),
+    );
+    const p = listPending(pendingDir(stateDir)).find((x) => x.file === file);
+    if (!p || !isWireRequest(p.req) || p.req.env.CNI_COMMAND !== 'DEL') return;
+    const r = await this.handle(p.req, 'pending-del', undefined, true);
+    if (r.code !== 0)
+      throw tryAgain(`a DEL of this attachment queued earlier failed: ${r.stdout.trim()}`);
+    removePending(p);
+  }
+
   /** Replays DELs the shim queued while the agent was down; failures stay queued. */
   async replayPending(): Promise<number> {
     if (this.replaying) return 0;
     this.replaying = true;
     let done = 0;
+    // The agent's own state directory and any other a configuration has named since it
+    // started: a shim queues a DEL under its call's stateDir.
+    const dirs = new Set([this.o.stateDir, ...this.states.keys()]);
     try {
-      for (const p of listPending(pendingDir(this.o.stateDir))) {
+      for (const p of [...dirs].flatMap((d) => listPending(pendingDir(d)))) {
         if (this.phase === 'stopped') break;
-        if (!p.req || p.req.env?.CNI_COMMAND !== 'DEL' || typeof p.req.stdin !== 'string') {
+        if (!isWireRequest(p.req) || p.req.env.CNI_COMMAND !== 'DEL') {
           this.o.log.error('dropping unreadable pending DEL', { file: p.file });
           removePending(p);
           continue;
         }
-        const r = await this.handle(p.req, 'pending-del');
-        if (r.code === 0) {
-          removePending(p);
-          done++;
+        // In the attachment's turn, and only if still queued then: an ADD of the attachment
+        // runs its queued DEL first (queuedDelFirst), and this replay must not run it again
+        // after that ADD. While starting, an ADD in its turn waits for readiness having done
+        // nothing: the replay goes first rather than wait for it (and readiness for it).
+        const env = p.req.env;
+        const lane =
+          this.phase === 'starting'
+            ? undefined
+            : this.lane(`${env.CNI_CONTAINERID}/${env.CNI_IFNAME}`);
+        try {
+          if (lane?.turn) await lane.turn;
+          if (!stillPending(p)) continue;
+          const r = await this.handle(p.req, 'pending-del', undefined, true);
+          if (r.code === 0) {
+            removePending(p);
+            done++;
+          }
+        } finally {
+          lane?.done();
         }
       }
     } finally {

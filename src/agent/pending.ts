@@ -96,6 +96,15 @@ export function listPending(dir: string): PendingDel[] {
   return out;
 }
 
+/** Whether the entry is still queued as read (not replayed, nor replaced, meanwhile). */
+export function stillPending(p: PendingDel): boolean {
+  try {
+    return statSync(p.file).ino === p.ino;
+  } catch {
+    return false;
+  }
+}
+
 /** Removes a replayed entry unless a newer DEL replaced it since it was read. */
 export function removePending(p: PendingDel): void {
   try {

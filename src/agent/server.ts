@@ -15,9 +15,12 @@ import {
   MAX_REQUEST,
   lineReader,
   type KernelReply,
+  isWireRequest,
   type WireRequest,
   type WireResponse,
 } from './wire.js';
+
+const REQUEST_TIMEOUT_MS = 10_000;
 
 export async function serveSocket(
   path: string,
@@ -25,8 +28,9 @@ export async function serveSocket(
   log: Logger,
 ): Promise<Server> {
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  chmodSync(dir, 0o700);
+  // Only a directory made here is made private: the socket is 0600 anyway, and an existing
+  // one may be /run, which other services need to read.
+  if (mkdirSync(dir, { recursive: true, mode: 0o700 }) !== undefined) chmodSync(dir, 0o700);
   if (existsSync(path)) {
     if (await answers(path)) throw new Error(`another agent is serving ${path}`);
     unlinkSync(path); // left by an agent that was killed
@@ -82,19 +86,25 @@ function connection(
   };
   const start = (text: string, v1: boolean): boolean => {
     try {
-      const r = JSON.parse(text) as WireRequest;
-      if (typeof r !== 'object' || r === null || typeof r.stdin !== 'string')
-        throw new Error('not a request object');
-      if (typeof r.env !== 'object' || r.env === null) throw new Error('no env');
+      const r = JSON.parse(text) as unknown;
+      if (!isWireRequest(r))
+        throw new Error('not a request: {v: integer, env: {name: string}, stdin: string}');
       req = r;
     } catch (e) {
       return refuse('malformed request', { error: (e as Error).message });
     }
+    sock.setTimeout(0); // the call's own time is the shim's to bound (agentTimeoutSeconds)
     // The work goes on if the shim has gone meanwhile (killed by the runtime's timeout):
     // stopping half way would leave more to undo than finishing.
-    void handle(req, v1 || req.v < 2 ? undefined : peer).then((r) => {
-      if (!sock.destroyed) sock.end(JSON.stringify(r) + '\n');
-    });
+    void handle(req, v1 || req.v < 2 ? undefined : peer)
+      .catch((e: unknown) => {
+        // handle() answers every failure itself; this is a bug, not the caller's: say so.
+        log.error('request handling failed', { error: (e as Error).message });
+        return { code: 1, stdout: '' };
+      })
+      .then((r) => {
+        if (!sock.destroyed) sock.end(JSON.stringify(r) + '\n');
+      });
     return true;
   };
   const lines = lineReader((line) => {
@@ -109,6 +119,11 @@ function connection(
     waiting.get(r.id)?.(r);
     waiting.delete(r.id);
     return true;
+  });
+  // A peer that connects and never finishes its request would hold its socket, and the
+  // agent's shutdown, forever; the shim writes its request at once.
+  sock.setTimeout(REQUEST_TIMEOUT_MS, () => {
+    if (!req) refuse('no request within the time limit', { ms: REQUEST_TIMEOUT_MS });
   });
   sock.on('error', () => sock.destroy());
   sock.on('close', hangUp);

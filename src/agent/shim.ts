@@ -34,11 +34,25 @@ export interface ShimConfig {
 }
 
 const DEFAULT_TIMEOUT_S = 240;
+const MAX_TIMEOUT_S = 2_147_483;
+
+function versionRefused(r: WireResponse): boolean {
+  try {
+    return (
+      r.code !== 0 &&
+      (JSON.parse(r.stdout) as { details?: unknown }).details === 'ERR_AGENT_VERSION'
+    );
+  } catch {
+    return false;
+  }
+}
 
 export async function runShim(
   conf: ShimConfig,
   vars: Record<string, string>,
   stdin: string,
+  /** Tests: a shim of another version. */
+  wireVersion = WIRE_VERSION,
 ): Promise<WireResponse> {
   const command = vars.CNI_COMMAND;
   // VERSION must answer without the agent (runtimes probe it before anything else).
@@ -61,15 +75,21 @@ export async function runShim(
         ),
         conf.cniVersion,
       );
-  const req: WireRequest = { v: WIRE_VERSION, env: vars, stdin };
+  const req: WireRequest = { v: wireVersion, env: vars, stdin };
+  // A timer holds at most 2^31-1 ms (~24.8 days): above that it fires at once.
   const timeout =
     typeof conf.agentTimeoutSeconds === 'number' && conf.agentTimeoutSeconds > 0
-      ? conf.agentTimeoutSeconds
+      ? Math.min(conf.agentTimeoutSeconds, MAX_TIMEOUT_S)
       : DEFAULT_TIMEOUT_S;
   const r = await call(conf.agentSocket, req, timeout * 1000);
-  if ('response' in r) return r.response;
+  // An agent of another wire version could not take the DEL: queued as if it were down,
+  // for the agent that replaces it (a failed DEL would hold the pod until versions match).
+  if ('response' in r && !(command === 'DEL' && versionRefused(r.response))) return r.response;
 
-  const why = `the Tartan node agent at ${conf.agentSocket} ${r.sent ? 'dropped the request' : 'is not reachable'} (${r.error})`;
+  const why =
+    'response' in r
+      ? `the Tartan node agent at ${conf.agentSocket} speaks another wire version`
+      : `the Tartan node agent at ${conf.agentSocket} ${r.sent ? 'dropped the request' : 'is not reachable'} (${r.error})`;
   if (command === 'DEL') {
     const stateDir = typeof conf.stateDir === 'string' ? conf.stateDir : DEFAULT_STATE_DIR;
     try {

@@ -11,8 +11,12 @@
 export const WIRE_VERSION = 2;
 export const WIRE_VERSIONS: readonly number[] = [1, 2];
 
-/** Upper bound for a request: stdin (1 MiB, see MAX_STDIN) plus the environment. */
-export const MAX_REQUEST = (1 << 20) + (64 << 10);
+/**
+ * Upper bound for a request: stdin (1 MiB, see MAX_STDIN) as a JSON string, which escaping
+ * can double (every quote and backslash of a configuration gains a backslash), plus the
+ * environment.
+ */
+export const MAX_REQUEST = 2 * (1 << 20) + (64 << 10);
 
 export const DEFAULT_SOCKET = '/run/tartan/agent.sock';
 export const DEFAULT_STATE_DIR = '/var/lib/tartan';
@@ -56,6 +60,21 @@ export function cniVars(env: NodeJS.ProcessEnv): Record<string, string> {
   for (const [k, v] of Object.entries(env))
     if (v !== undefined && (k.startsWith('CNI_') || k === 'TARTAN_DEBUG')) out[k] = v;
   return out;
+}
+
+/** A request as the shim sends it: anything else (a foreign or garbled client) is refused. */
+export function isWireRequest(v: unknown): v is WireRequest {
+  const r = v as WireRequest | null;
+  return (
+    typeof r === 'object' &&
+    r !== null &&
+    Number.isInteger(r.v) &&
+    typeof r.stdin === 'string' &&
+    typeof r.env === 'object' &&
+    r.env !== null &&
+    !Array.isArray(r.env) &&
+    Object.values(r.env).every((x) => typeof x === 'string')
+  );
 }
 
 export function isWireResponse(v: unknown): v is WireResponse {
