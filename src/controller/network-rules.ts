@@ -80,7 +80,11 @@ export async function inUse(
     method: 'GET',
     path: attachmentsPath(id),
   });
-  const attachments = att.status === 200 ? att.body.items.length : 0;
+  // Fails closed: delegated and L2-only networks hold no addresses, so an unanswered list
+  // would otherwise let a network in use be deleted or moved.
+  if (att.status !== 200)
+    throw new Error(`cannot list the network's attachments: HTTP ${att.status}`);
+  const attachments = att.body.items.length;
   if (held === 0 && attachments === 0) return undefined;
   const parts: string[] = [];
   if (held) parts.push(`${held} address${held === 1 ? '' : 'es'} allocated`);

@@ -7,6 +7,7 @@ import type { KubeClient, KubeRequest, KubeResponse } from '../k8s/client.js';
 import { API_GROUP_PATH as G } from '../k8s/names.js';
 import type { NetworkSpec } from '../network/schema.js';
 import { createMemoryStore } from '../store/memory.js';
+import { inUse } from './network-rules.js';
 import { reconcileOnce } from './reconcile.js';
 
 type Obj = { metadata: { name: string; namespace?: string; resourceVersion?: string } };
@@ -120,5 +121,22 @@ describe('controller GC', () => {
     expect(new Set(names).size).toBe(4);
     expect(attachmentName('sig', 'net-1')).toMatch(/^sig-net-1-[0-9a-f]{10}$/);
     expect(attachmentName('sig', 'net-1')).toBe(names[0]); // stable: a repeated ADD replaces it
+  });
+});
+
+describe('the webhook\'s "network in use" check', () => {
+  it('fails closed when the Attachments cannot be listed', async () => {
+    const api = fakeApi();
+    const client: KubeClient = {
+      ...api.client,
+      request: (async (req: KubeRequest) =>
+        req.path.includes('/attachments')
+          ? { status: 503, body: {} }
+          : api.client.request(req)) as KubeClient['request'],
+    };
+    // A delegated network holds no addresses: its Attachments are all there is to go by.
+    await expect(
+      inUse(client, createMemoryStore(), { kind: 'ClusterNetwork', name: 'sriov' }),
+    ).rejects.toThrow(/cannot list the network's attachments: HTTP 503/);
   });
 });

@@ -21,6 +21,8 @@ import {
 import type { KubeNetworkSpec, TenantConfig } from './segments.js';
 import { tenantConfigProblem } from './tenant-rules.js';
 
+const DNS_LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
 export interface AdmissionRequest {
   uid: string;
   kind: { group: string; version: string; kind: string };
@@ -114,6 +116,14 @@ export async function validate(
       ? `TenantNetwork ${id.namespace}/${id.name}`
       : `ClusterNetwork ${id.name}`;
   if (req.operation === 'CREATE' || req.operation === 'UPDATE') {
+    // The CNI core names networks by DNS label (network/schema.ts); a name it refuses would
+    // be admitted here and fail every pod's ADD on the node.
+    if (req.operation === 'CREATE' && !DNS_LABEL.test(id.name))
+      return deny(
+        req.uid,
+        `${label}: metadata.name must be a DNS label (at most 63 lower-case letters, digits and "-")`,
+        422,
+      );
     const problem = specProblem(req.object?.spec);
     if (problem) return deny(req.uid, `${label}: ${problem}`, 422);
   }

@@ -20,9 +20,23 @@ type Cfg = {
 
 export function loadKubeconfig(path: string): KubeConnection {
   const cfg = parse(readFileSync(path, 'utf8')) as Cfg;
-  const ctx = cfg.contexts?.find((c) => c.name === cfg['current-context']) ?? cfg.contexts?.[0];
-  const cluster = cfg.clusters?.find((c) => c.name === ctx?.context?.cluster) ?? cfg.clusters?.[0];
-  const user = cfg.users?.find((u) => u.name === ctx?.context?.user) ?? cfg.users?.[0];
+  // As kubectl: a context, cluster or user that is named must exist. Falling back to the
+  // first one would send one cluster's credentials to another, or act on the wrong cluster.
+  const named = <T extends { name?: string }>(
+    list: T[] | undefined,
+    name: string,
+    what: string,
+  ) => {
+    const found = list?.find((x) => x.name === name);
+    if (!found) throw new Error(`${path}: no ${what} named "${name}"`);
+    return found;
+  };
+  const current = cfg['current-context'];
+  const ctx = current ? named(cfg.contexts, current, 'context') : cfg.contexts?.[0];
+  const cluster = ctx?.context?.cluster
+    ? named(cfg.clusters, ctx.context.cluster, 'cluster')
+    : cfg.clusters?.[0];
+  const user = ctx?.context?.user ? named(cfg.users, ctx.context.user, 'user') : cfg.users?.[0];
   const c = cluster?.cluster ?? {};
   const u = user?.user ?? {};
   const base = dirname(path);

@@ -166,6 +166,12 @@ describe('network validation', () => {
     expect(msg).toContain(message);
   });
 
+  it('refuses a network name the CNI core would refuse (not a DNS label)', async () => {
+    const spec = { type: 'bridge', ipv4: { cidr: '10.0.0.0/24' } };
+    const msg = await denied('POST', `${G}/clusternetworks`, cnet('oam.v1', spec));
+    expect(msg).toContain('metadata.name must be a DNS label');
+  });
+
   it('keeps a network in use from being deleted or moved, and frees it once unused', async () => {
     const spec = { type: 'macvlan', device: 'eth1', vlan: 10, ipv4: { cidr: '10.50.0.0/24' } };
     expect((await send('POST', `${G}/clusternetworks`, cnet('oam', spec))).status).toBe(201);
