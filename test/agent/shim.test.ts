@@ -280,7 +280,7 @@ describe('shim and agent', () => {
     expect(await agent!.line((l) => l.via === 'pending-del' && l.msg === 'DEL done')).toBeDefined();
   });
 
-  it('holds ADD until the agent is ready (bounded: then 11) and serves DEL meanwhile', async () => {
+  it('answers ADD 11 with the reason while warm-up fails, and serves DEL meanwhile', async () => {
     await agent!.kill('SIGKILL');
     // An agent whose own datastore cannot open never finishes warming up.
     writeFileSync(join(f.dir, 'not-a-dir'), '');
@@ -303,13 +303,14 @@ describe('shim and agent', () => {
       await new Promise((r) => setTimeout(r, 50));
     }
     expect((await agent.get('/readyz')).status).toBe(503);
+    // Once a warm-up attempt has failed, an ADD is told why at once rather than held for
+    // the ready timeout (a slow but healthy warm-up still holds it, up to that bound).
+    expect(await agent.line((l) => l.msg === 'warm-up failed, retrying')).toBeDefined();
     const t0 = Date.now();
     const add = await cni('ADD', 'n1', pod, { conf: viaAgent(iface('dynamic')) });
-    const waited = Date.now() - t0;
-    expect(waited).toBeGreaterThanOrEqual(800);
-    expect(waited).toBeLessThan(5000);
+    expect(Date.now() - t0).toBeLessThan(800);
     expect((add.out as { code: number; msg: string }).code).toBe(11);
-    expect((add.out as { msg: string }).msg).toContain('not ready after 800 ms');
+    expect((add.out as { msg: string }).msg).toMatch(/not ready: .*not-a-dir/);
     // DEL does not wait for readiness: served now (the request names a store that works).
     const del = await cni('DEL', 'n1', pod, { conf: viaAgent() });
     expect(del.code, del.stdout).toBe(0);

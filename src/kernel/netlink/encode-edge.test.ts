@@ -67,10 +67,11 @@ describe('requests beyond the plain captures', () => {
     expect(bytes(b.subarray(16, 32))).toBe('00 00 00 00 0b 00 00 00 00 00 00 00 01 00 00 00');
   });
 
-  it('a name lookup is RTM_GETLINK without stats, as ip sends it', () => {
+  it('a name lookup is RTM_GETLINK without stats and without the VF list', () => {
+    // As ip sends it, but for the mask: RTEXT_FILTER_SKIP_STATS (8) alone, not | VF (1).
     expect(bytes(getLinkByName('eth0'))).toBe(
       '34 00 00 00 12 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 ' +
-        '00 00 00 00 08 00 1d 00 09 00 00 00 09 00 03 00 65 74 68 30 00 00 00 00',
+        '00 00 00 00 08 00 1d 00 08 00 00 00 09 00 03 00 65 74 68 30 00 00 00 00',
     );
   });
 });

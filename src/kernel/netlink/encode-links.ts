@@ -145,14 +145,18 @@ function linkSet(o: Extract<Op, { op: 'link-set' }>, ctx: EncodeContext): Uint8A
   });
 }
 
-/** RTM_GETLINK by name, as iproute2 resolves a name (no stats, no VF list in the answer). */
+/**
+ * RTM_GETLINK by name, without stats and without the VF list (iproute2 asks for VFs with
+ * RTEXT_FILTER_VF; only the index is needed here, and a NIC with a few hundred SR-IOV VFs
+ * answers with more than a 64 KiB read).
+ */
 export function getLinkByName(name: string): Uint8Array {
   return encodeMessage({
     type: C.RTM_GETLINK,
     flags: C.NLM_F_REQUEST,
     head: ifinfomsg({}),
     attrs: [
-      attr.u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_VF | C.RTEXT_FILTER_SKIP_STATS),
+      attr.u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS),
       attr.str(C.IFLA_IFNAME, ifname(name)),
     ],
   });

@@ -36,6 +36,8 @@ const O_CLOEXEC = 0x80000;
 const CLONE_NEWNET = 0x40000000;
 const EAGAIN = 11;
 const EINVAL = 22;
+const EMSGSIZE = 90;
+const MSG_TRUNC = 0x20;
 
 export interface Libc {
   socket(domain: number, type: number, protocol: number): number;
@@ -216,12 +218,20 @@ export class NetlinkSocket {
   private answer(seq: number, mode: Mode): NlMessage[] {
     const out: NlMessage[] = [];
     for (;;) {
-      const n = this.c.recv(this.fd, this.rx, this.rx.length, 0);
+      // MSG_TRUNC: the datagram's whole length, so a reply cut short by the buffer is an
+      // error that says so, not a parse that finds nothing and waits for the timeout.
+      const n = this.c.recv(this.fd, this.rx, this.rx.length, MSG_TRUNC);
       if (n < 0) {
         const e = this.c.errno();
         if (e === EINTR) continue;
         throw new SysError(e, undefined, e === EAGAIN ? 'no answer from the kernel' : 'recv');
       }
+      if (n > this.rx.length)
+        throw new SysError(
+          EMSGSIZE,
+          undefined,
+          `netlink reply of ${n} bytes is larger than the ${this.rx.length}-byte buffer`,
+        );
       for (const m of parseMessages(this.rx.slice(0, n))) {
         if (m.seq !== seq) continue;
         if (m.type === NLMSG_ERROR) {

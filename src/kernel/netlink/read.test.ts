@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import * as C from './constants.js';
 import { parseIp } from './addr.js';
+import { NetlinkSocket, type Libc } from './ffi.js';
 import { ifaddrmsg, ifinfomsg } from './headers.js';
 import { attr, encodeMessage, parseMessages, type NlMessage } from './message.js';
 import {
@@ -81,5 +82,42 @@ describe('address dump', () => {
     const [l] = parseMessages(linkDumpRequest());
     const [a] = parseMessages(addrDumpRequest());
     expect([l!.type, l!.flags, a!.type, a!.flags]).toEqual([18, 0x301, 22, 0x301]);
+  });
+});
+
+describe('a reply larger than the receive buffer', () => {
+  it('is an error that says so, not a wait for the timeout', () => {
+    // A netlink socket copies what fits and, with MSG_TRUNC, returns the whole length.
+    const MSG_TRUNC = 0x20;
+    let reply: Uint8Array | undefined;
+    const libc = {
+      socket: () => 7,
+      setsockopt: () => 0,
+      close: () => 0,
+      send: (_fd: number, b: Uint8Array) => {
+        const seq = new DataView(b.buffer, b.byteOffset).getUint32(8, true);
+        // A NIC with a few hundred VFs, had their list been asked for.
+        reply = encodeMessage({
+          type: 16,
+          flags: 0,
+          seq,
+          head: ifinfomsg({ index: 42 }),
+          attrs: [attr.str(3, 'ens1f0'), attr.bytes(22, new Uint8Array(340 * 196))],
+        });
+        return b.length;
+      },
+      recv: (_fd: number, buf: Uint8Array, len: number, flags: number) => {
+        const d = reply;
+        if (!d) return -1; // the rest was dropped: nothing more comes (EAGAIN at SO_RCVTIMEO)
+        reply = undefined;
+        buf.set(d.subarray(0, Math.min(len, d.length)));
+        return flags & MSG_TRUNC ? d.length : Math.min(len, d.length);
+      },
+      errno: () => 11,
+    } as unknown as Libc;
+    const sock = NetlinkSocket.open(libc);
+    expect(() => sock.transact(linkDumpRequest(), 'dump')).toThrow(
+      /netlink reply of \d+ bytes is larger than the 65536-byte buffer/,
+    );
   });
 });

@@ -15,7 +15,8 @@ export function linkDumpRequest(): Uint8Array {
     type: C.RTM_GETLINK,
     flags: DUMP,
     head: ifinfomsg({}),
-    attrs: [attr.u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_VF | C.RTEXT_FILTER_SKIP_STATS)],
+    // No VF lists (see getLinkByName): names, indexes and kinds are all that is read.
+    attrs: [attr.u32(C.IFLA_EXT_MASK, C.RTEXT_FILTER_SKIP_STATS)],
   });
 }
 
