@@ -2,7 +2,7 @@
 // Each write is one etcd transaction comparing the key's mod_revision, which is exactly
 // the single-key compare-and-swap of the Store contract; mod_revision is cluster-wide
 // and never reused, so it serves as the opaque rev.
-import { Etcd3, type IKeyValue, type Namespace } from 'etcd3';
+import { Etcd3, Range, type IKeyValue, type Namespace } from 'etcd3';
 import { TartanError } from '../cni/errors.js';
 import { decodeValue, encodeValue } from './codec.js';
 import type { Entry, Store } from './types.js';
@@ -13,6 +13,8 @@ export interface EtcdStoreOptions {
   prefix?: string;
   /** Per-request deadline. A CNI ADD must fail in bounded time when etcd is away. */
   timeoutMs?: number;
+  /** Keys per range request of a list (default 250: ~2 MB even of full /26 blocks). */
+  pageSize?: number;
 }
 
 const DEFAULT_PREFIX = '/tartan/';
@@ -24,6 +26,7 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<Store> {
     throw new TartanError('ERR_STORE', 'etcd store: no endpoints configured');
   }
   const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const pageSize = opts.pageSize ?? 250;
   const where = `etcd ${opts.endpoints.join(',')}`;
   // The client's default policy retries a failed call up to 3 times. A retried write whose
   // first attempt did commit then reports a conflict: the caller re-reads, which the
@@ -58,11 +61,25 @@ export async function createEtcdStore(opts: EtcdStoreOptions): Promise<Store> {
         const kv = res.kvs[0];
         return kv ? entry(key, kv) : undefined;
       }),
-    list: (prefix) =>
+    list: <T>(prefix: string) =>
       guard('list', prefix, async () => {
-        // The multi-key range strips the namespace from the returned keys.
-        const res = await ns.getAll().prefix(prefix).sort('Key', 'Ascend').exec();
-        return res.kvs.map((kv) => entry(kv.key.toString('utf8'), kv));
+        // In pages, all at the first page's revision (one consistent view): one answer for a
+        // network's records passes gRPC's 4 MiB message limit at ~30,000 addresses.
+        const out: Entry<T>[] = [];
+        const end = Range.prefix(prefix).end;
+        let start = Buffer.from(prefix, 'utf8');
+        let revision: string | undefined;
+        for (;;) {
+          let q = ns.getAll().inRange({ start, end }).sort('Key', 'Ascend').limit(pageSize);
+          if (revision) q = q.revision(revision);
+          const res = await q.exec();
+          revision ??= res.header.revision;
+          // The multi-key range strips the namespace from the returned keys.
+          for (const kv of res.kvs) out.push(entry<T>(kv.key.toString('utf8'), kv));
+          const last = res.kvs.at(-1);
+          if (!res.more || !last) return out;
+          start = Buffer.concat([last.key, Buffer.from([0])]);
+        }
       }),
     create: (key, value) =>
       guard('create', key, async () => {

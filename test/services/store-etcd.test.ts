@@ -62,6 +62,25 @@ describe('etcd store', () => {
     }
   });
 
+  it('lists more than one gRPC message holds (4 MiB), exactly the keys under the prefix', async () => {
+    const prefix = `/tartan-test/${randomUUID()}/`;
+    const s = await createEtcdStore({ endpoints: [etcd.endpoint], prefix });
+    try {
+      // 600 records of 8 KB (a full /26 block is ~7.5 KB): ~4.8 MB in all.
+      const keys = Array.from({ length: 600 }, (_, i) => `ipam/n/b${String(i).padStart(3, '0')}`);
+      const pad = 'x'.repeat(8000);
+      for (let i = 0; i < keys.length; i += 50)
+        await Promise.all(keys.slice(i, i + 50).map((k) => s.create(k, { k, pad })));
+      await s.create('ipam/n0', 'a neighbour prefix, not listed');
+      const got = await s.list<{ k: string }>('ipam/n/');
+      expect(got.map((e) => e.key)).toEqual(keys);
+      expect(got.every((e) => e.value.k === e.key)).toBe(true);
+    } finally {
+      await s.close();
+      await raw.delete().prefix(prefix);
+    }
+  });
+
   it('reports an unreachable etcd as ERR_STORE naming the endpoint, in bounded time', async () => {
     const [port] = await freePorts(1);
     const endpoint = `http://127.0.0.1:${port}`;
