@@ -163,7 +163,12 @@ export async function mutate(deps: WebhookDeps, req: AdmissionRequest): Promise<
   const namespace = req.namespace ?? req.object.metadata.namespace ?? '';
   const name = req.object.metadata.name ?? '';
   // An invalid spec is denied by /validate anyway; deny it here before reserving anything.
-  const problem = specProblem(spec);
+  // The VNI is the field this webhook fills in: checked as if it had been.
+  const problem = specProblem(
+    spec.vxlan && spec.vxlan.vni === undefined
+      ? { ...spec, vxlan: { ...spec.vxlan, vni: 1 } }
+      : spec,
+  );
   if (problem) return deny(req.uid, `TenantNetwork ${namespace}/${name}: ${problem}`, 422);
   const tenant = await tenantOf(deps.client, namespace);
   const r = await reserveSegment(

@@ -313,13 +313,21 @@ describe('tenants and VNI assignment', () => {
       `tenant-a/${victim.metadata.name}`,
     ]);
     expect((await send('GET', victimPath)).status).toBe(404);
+    // A vxlan without a VNI (its remotes only) gets one assigned too.
     const again = await send(
       'POST',
       tnets('tenant-a'),
-      tnet('tenant-a', 'again', { type: 'macvlan', device: 'eth1' }),
+      tnet('tenant-a', 'again', {
+        type: 'macvlan',
+        device: 'eth1',
+        vxlan: { remotes: ['192.0.2.9'] },
+      }),
     );
-    expect(again.status).toBe(201);
-    expect(again.body.spec!.vxlan!.vni).toBe(victim.spec.vxlan!.vni);
+    expect(again.status, JSON.stringify(again.body)).toBe(201);
+    expect(again.body.spec!.vxlan).toMatchObject({
+      vni: victim.spec.vxlan!.vni,
+      remotes: ['192.0.2.9'],
+    });
     // Another tenant's VNIs come from its own range.
     const b = await send(
       'POST',
