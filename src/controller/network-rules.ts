@@ -93,6 +93,17 @@ export async function inUse(
   return parts.join(', ');
 }
 
+/** JSON with sorted keys: the API server may hand an object back in another key order. */
+function canonical(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
+  if (typeof v === 'object' && v !== null)
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
+  return JSON.stringify(v) ?? 'undefined';
+}
+
 /** The fields whose change would cut the pods on the network off. */
 export function movedFields(before: KubeNetworkSpec, after: KubeNetworkSpec): string[] {
   const out: string[] = [];
@@ -105,6 +116,9 @@ export function movedFields(before: KubeNetworkSpec, after: KubeNetworkSpec): st
   if (before.devicePool !== after.devicePool)
     out.push(`devicePool ${before.devicePool ?? 'none'} -> ${after.devicePool ?? 'none'}`);
   if (before.type !== after.type) out.push(`type ${before.type} -> ${after.type}`);
+  if (before.bridge !== after.bridge)
+    out.push(`bridge ${before.bridge ?? 'none'} -> ${after.bridge ?? 'none'}`);
+  if (canonical(before.delegate) !== canonical(after.delegate)) out.push('delegate');
   // IPAM blocks were cut from the old CIDR in the old block size (see ipam/records.ts).
   for (const f of ['ipv4', 'ipv6'] as const) {
     if (before[f]?.cidr !== after[f]?.cidr)

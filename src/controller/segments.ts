@@ -85,6 +85,16 @@ export async function reserveSegment(
       `namespace ${namespace} belongs to no TenantConfig: an operator must create a TenantConfig listing it before TenantNetworks can be made there`,
     );
   const t = tenant.metadata.name;
+  // Both would reach past what the tenant is offered: a named bridge may be the operator's
+  // (its pods would join that L2), and a delegate's configuration names any host device.
+  if (spec.bridge !== undefined)
+    throw new Denied(
+      `a TenantNetwork cannot name a host bridge (${spec.bridge}): Tartan names it for the network`,
+    );
+  if (spec.type === 'delegate')
+    throw new Denied(
+      `a TenantNetwork cannot delegate to a CNI configuration (it could name any host device); use a NetworkAttachmentDefinition`,
+    );
   if (spec.devicePool !== undefined && !(tenant.spec.devicePools ?? []).includes(spec.devicePool))
     throw new Denied(`device pool ${spec.devicePool} is not offered to tenant ${t}`);
   if (!spec.device) {

@@ -367,6 +367,17 @@ describe('tenants and VNI assignment', () => {
     expect(await denied('PATCH', `${tnets('tenant-a')}/l1`, { spec: { vlan: 101 } })).toContain(
       'vlan 100 -> 101: the VLAN/VNI and device of a TenantNetwork are fixed at creation',
     );
+    // Nothing past the offer: the operator's bridge, or a delegate naming any host device.
+    expect(await msg('l8', { type: 'bridge', bridge: 'br-oam' })).toContain(
+      'a TenantNetwork cannot name a host bridge (br-oam)',
+    );
+    expect(
+      await msg('l9', { type: 'delegate', delegate: { type: 'macvlan', master: 'eth9' } }),
+    ).toContain('a TenantNetwork cannot delegate to a CNI configuration');
+    expect((await mk('l10', { type: 'bridge' })).status).toBe(201);
+    expect(
+      await denied('PATCH', `${tnets('tenant-a')}/l10`, { spec: { bridge: 'cni0' } }),
+    ).toContain('bridge none -> cni0');
   });
 });
 
