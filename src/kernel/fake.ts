@@ -98,6 +98,9 @@ export function createFakeKernel(hostLinks: string[] = ['lo', 'eth0']): FakeKern
         });
         return;
       case 'veth-add':
+        // Both ends or neither, as the kernel makes a pair.
+        if (space(o.peerNs ?? t).links.has(o.peer))
+          throw new TartanError('ERR_KERNEL', `RTNETLINK answers: File exists (${o.peer})`);
         addLink(s, {
           ifname: o.name,
           kind: 'veth',
