@@ -74,11 +74,17 @@ export function buildScript(
               })}; echo ${safe(v!)} > /proc/sys/${k}`,
           )
           .join('; ');
-        // /proc/sys/net shows the namespace of the process that opens it: write from inside.
+        // /proc/sys/net shows the namespace of the process that opens it: write from inside,
+        // after a mark outside for the group's first op, which names the failure when the
+        // netns cannot be entered at all.
         lines.push(
           t.ns === undefined
             ? writes
-            : `${inNs(t, 'sh')} -c '${opts.bestEffort ? 'set +e' : 'set -e'}; ${writes}'`,
+            : `${marker({
+                label: `${pre}sysctl ${group[0]![0]}=${group[0]![1]} in ${where}`,
+                at: { step: index, op: first },
+                batch: false,
+              })}; ${inNs(t, 'sh')} -c '${opts.bestEffort ? 'set +e' : 'set -e'}; ${writes}'`,
         );
         continue;
       }
