@@ -51,11 +51,22 @@ async function status(st: LabState): Promise<boolean> {
 }
 
 async function main(): Promise<number> {
+  // [up|status|down|run] [--scenario file.yaml], in either order.
   const args = process.argv.slice(2);
-  const cmd = args.find((a) => !a.startsWith('--')) ?? 'run';
   const si = args.indexOf('--scenario');
+  const file = si >= 0 ? args[si + 1] : undefined;
+  const rest = args.filter((_, i) => si < 0 || (i !== si && i !== si + 1));
+  const usable =
+    rest.length <= 1 &&
+    !rest.some((a) => a.startsWith('--')) &&
+    (si < 0 || (file !== undefined && !file.startsWith('--')));
+  const cmd = usable ? (rest[0] ?? 'run') : 'usage';
+  if (cmd === 'usage') {
+    console.error(`usage: lab [up|status|down|run] [--scenario file.yaml]`);
+    return 2;
+  }
   const { scenario, networks } =
-    si >= 0 ? loadScenario(args[si + 1]!) : parseScenario(DEFAULT_SCENARIO, 'embedded default');
+    file !== undefined ? loadScenario(file) : parseScenario(DEFAULT_SCENARIO, 'embedded default');
   const tartan = process.env.TARTAN_BIN ?? join(dirname(fileURLToPath(import.meta.url)), 'tartan');
   if (process.getuid?.() !== 0) {
     console.error('the lab needs root (it creates network namespaces)');

@@ -43,4 +43,13 @@ describe('lab', () => {
     }
     expect(await listNetns('tt-lab-')).toEqual([]);
   });
+
+  it('runs a scenario file given alone, as the README shows (npm run lab -- --scenario FILE)', async () => {
+    const r = await lab('--scenario', join(root, 'docs/examples/two-sites.yaml'));
+    expect(r.code, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/(\d+)\/\1 probes as expected/);
+    expect(r.stdout).toMatch(/nothing left/);
+    expect(await listNetns('tt-lab-')).toEqual([]);
+    expect((await lab('--scenario')).code).toBe(2);
+  });
 });
