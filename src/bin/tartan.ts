@@ -125,11 +125,60 @@ async function withoutCore(input: Input): Promise<{ code: number; stores: boolea
 
 async function inProcess(input: Input): Promise<{ code: number; stores: boolean }> {
   const { executeCni } = await import('../agent/execute.js');
+  const t0 = performance.now();
   const r = await executeCni(process.env, input, { oneShot: true });
   await writeAll(r.stdout);
   if (r.error !== undefined && process.env.TARTAN_DEBUG)
     await Bun.write(Bun.stderr, `${(r.error as Error).stack}\n`);
+  logCall(r, performance.now() - t0);
   return { code: r.code, stores: true };
+}
+
+const LEVELS = ['debug', 'info', 'warn', 'error'];
+
+/**
+ * The configuration's logFile: one JSON line per call, a failure at "error", a success at
+ * "info" (kept when logLevel allows), for operators who cannot see a runtime's stderr. The
+ * agent logs calls it serves to its own output instead. A log that cannot be written costs
+ * the call nothing.
+ */
+function logCall(
+  r: {
+    code: number;
+    stdout: string;
+    env?: { command: string; containerId: string; ifname: string; netns: string };
+    raw?: Record<string, unknown>;
+  },
+  ms: number,
+): void {
+  const file = r.raw?.logFile;
+  if (typeof file !== 'string' || !file.startsWith('/')) return;
+  const level = r.code === 0 ? 'info' : 'error';
+  const min = typeof r.raw?.logLevel === 'string' ? LEVELS.indexOf(r.raw.logLevel) : 1;
+  if (LEVELS.indexOf(level) < min) return;
+  let failure: Record<string, unknown> = {};
+  if (r.code !== 0)
+    try {
+      const e = JSON.parse(r.stdout) as { code?: number; msg?: string };
+      failure = { code: e.code, error: e.msg };
+    } catch {
+      failure = { code: r.code };
+    }
+  const line = JSON.stringify({
+    ts: new Date().toISOString(),
+    level,
+    msg: r.code === 0 ? `${r.env?.command} done` : `${r.env?.command ?? 'call'} failed`,
+    containerId: r.env?.containerId,
+    ifname: r.env?.ifname,
+    netns: r.env?.netns,
+    ms: Math.round(ms * 100) / 100,
+    ...failure,
+  });
+  try {
+    process.getBuiltinModule('node:fs').appendFileSync(file, `${line}\n`, { mode: 0o600 });
+  } catch {
+    // No log is not a failed call.
+  }
 }
 
 /**

@@ -8,7 +8,9 @@ import {
   existsSync,
   mkdirSync,
   openSync,
+  readFileSync,
   rmSync,
+  statSync,
   writeFileSync,
   writeSync,
 } from 'node:fs';
@@ -280,6 +282,35 @@ describe('DEL and CHECK', () => {
     expect(b.out).toEqual(a.out);
     expect((await podLinks(pod)).filter((l) => l.ifname !== 'lo')).toHaveLength(1);
     expect((await f.cni('DEL', 'n1', pod, { conf })).code).toBe(0);
+  });
+});
+
+describe('logFile', () => {
+  it('gets a line per call: failures at error, successes when logLevel allows', async () => {
+    const logFile = join(f.dir, 'tt-cni.log');
+    rmSync(logFile, { force: true });
+    const lines = () =>
+      readFileSync(logFile, 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const conf = (extra: Record<string, unknown>) =>
+      f.conf('n1', { logFile, interfaces: [{ network: 'good' }], ...extra });
+    const bad = f.conf('n1', { logFile, interfaces: [{ network: 'nope' }] });
+    expect((await f.cni('ADD', 'n1', pod, { conf: bad })).code).toBe(1);
+    expect((await f.cni('ADD', 'n1', pod, { conf: conf({}) })).code).toBe(0);
+    expect((await f.cni('DEL', 'n1', pod, { conf: conf({ logLevel: 'error' }) })).code).toBe(0);
+    expect(lines()).toEqual([
+      expect.objectContaining({
+        level: 'error',
+        msg: 'ADD failed',
+        code: 7,
+        error: 'unknown network nope',
+        ifname: 'eth0',
+      }),
+      expect.objectContaining({ level: 'info', msg: 'ADD done', ms: expect.any(Number) }),
+    ]);
+    expect(statSync(logFile).mode & 0o777).toBe(0o600);
   });
 });
 
