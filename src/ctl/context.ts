@@ -1,4 +1,5 @@
 // Where tartanctl finds things: a running lab (--lab), or explicit paths on a node.
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadLabState } from '../lab/lab.js';
 import { loadNetworks } from '../network/load.js';
@@ -71,13 +72,22 @@ export async function openContext(o: ContextOpts): Promise<Context> {
   const storeCfg: StoreConfig = o.etcd
     ? { type: 'etcd', endpoints: o.etcd.split(',') }
     : { type: 'file', path: o.storePath ?? '/var/lib/tartan/ipam.db' };
+  // A node of a cluster has no networks directory (its networks are API objects): the
+  // default one may be absent, which leaves the views by network empty and `check` (which
+  // reads the node's records) working. One that is named must be there.
+  const networks =
+    o.networksDir === undefined && !existsSync(DEFAULT_NETWORKS_DIR)
+      ? new Map<string, Network>()
+      : await loadNetworks(o.networksDir ?? DEFAULT_NETWORKS_DIR);
   return {
-    networks: await loadNetworks(o.networksDir ?? '/etc/tartan/networks'),
+    networks,
     store: await openStore(storeCfg),
     nodes: [{ name: o.node ?? 'local', stateDir: o.stateDir ?? '/var/lib/tartan' }],
     pods: new Map(),
   };
 }
+
+const DEFAULT_NETWORKS_DIR = '/etc/tartan/networks';
 
 type Obj = { metadata: { name: string; namespace?: string }; spec: Record<string, unknown> };
 

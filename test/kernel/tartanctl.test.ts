@@ -1,6 +1,7 @@
 // tartanctl against a running lab: the views read the real store and node state, `check`
 // compares them with the kernel and reports drift, `topology` draws the picture.
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listNetns, run, sh } from '../../src/lab/sh.js';
@@ -59,6 +60,28 @@ describe('tartanctl', () => {
     expect(drift.stdout).toMatch(
       /DRIFT node2 lab-smf eth0 \(oam\): .*address 10\.10\.0\.20\/24 is missing/,
     );
+  });
+
+  it('check runs on a node with no networks directory (a cluster node)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tt-ctl-'));
+    try {
+      const args = ['check', '--state-dir', dir, '--store-path', join(dir, 'ipam.db')];
+      const r = await run('node', [join(root, 'dist/tartanctl.js'), ...args], undefined, {
+        ...process.env,
+      });
+      expect(r.code, r.stdout + r.stderr).toBe(0);
+      // A directory that is named must be there.
+      const named = await run(
+        'node',
+        [join(root, 'dist/tartanctl.js'), ...args, '--networks-dir', join(dir, 'nope')],
+        undefined,
+        process.env,
+      );
+      expect(named.code).toBe(1);
+      expect(named.stderr).toMatch(/cannot read networks directory/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('topology: DOT and SVG of nodes, pods and networks', async () => {
