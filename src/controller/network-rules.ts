@@ -24,6 +24,8 @@ export function specProblem(spec: unknown): string | undefined {
   const raw = spec as KubeNetworkSpec;
   if (raw.devicePool !== undefined && s.type !== 'host-device')
     return `spec.devicePool: only type host-device takes a device from a pool (got type ${s.type})`;
+  if (raw.devicePool !== undefined)
+    return 'spec.devicePool: device-plugin pools (SR-IOV) are not supported yet; name the device';
   for (const [fam, range] of [
     [4, s.ipv4],
     [6, s.ipv6],

@@ -1,7 +1,10 @@
 // The admission webhook registered with a real API server (Validating- and
 // MutatingWebhookConfiguration pointing at a loopback URL, the cluster CA as caBundle):
 // every refusal below is the API server's answer to a client, as kubectl would show it.
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseDocument } from 'yaml';
 import { registerWebhooks, webhookConfigurations } from '../../src/controller/registration.js';
 import { finalizeTenantNetworks } from '../../src/controller/segments.js';
 import { startWebhook, type WebhookServer } from '../../src/controller/webhook.js';
@@ -378,6 +381,20 @@ describe('tenants and VNI assignment', () => {
     expect(
       await denied('PATCH', `${tnets('tenant-a')}/l10`, { spec: { bridge: 'cni0' } }),
     ).toContain('bridge none -> cni0');
+  });
+});
+
+describe('the documented examples', () => {
+  it('admits the TenantConfig and the TenantNetwork of docs/examples/cluster', async () => {
+    const doc = (f: string) =>
+      parseDocument(
+        readFileSync(join(import.meta.dirname, '../../docs/examples/cluster', f), 'utf8'),
+      ).toJS() as { metadata: { name: string; namespace?: string } };
+    await ensureNamespace(admin, 'telco-a');
+    const tc = await send('POST', `${G}/tenantconfigs`, doc('tenant-config.yaml'));
+    expect(tc.status, JSON.stringify(tc.body)).toBe(201);
+    const tn = await send('POST', tnets('telco-a'), doc('tenant-network.yaml'));
+    expect(tn.status, JSON.stringify(tn.body)).toBe(201);
   });
 });
 
