@@ -8,7 +8,15 @@
 import { TartanError } from '../cni/errors.js';
 import { allocDynamic, allocFixed } from './blocks.js';
 import { findHandle, releaseOne } from './release.js';
-import { allocationOf, type Ctx, type Fam, type Got, type Owner, rebind } from './state.js';
+import {
+  allocationOf,
+  existing,
+  type Ctx,
+  type Fam,
+  type Got,
+  type Owner,
+  rebind,
+} from './state.js';
 import { cidrStart, formatIp, parseIp } from './ip.js';
 import { type Claim, type ClaimRef, getBlock, getClaim, keys } from './records.js';
 import { CONFLICT, type Conflict, retrying } from './retry.js';
@@ -47,10 +55,7 @@ export function allocWithClaim(
         throw refused(`it points at ${target.address} but ${o.handle} already holds ${mineAddr}`);
       if (mine.a.claim !== undefined && mine.a.claim !== o.claim)
         throw refused(`${o.handle} already holds ${mineAddr} under claim ${mine.a.claim}`);
-      got =
-        mine.a.claim === o.claim
-          ? { alloc: allocationOf(r, mine.e, mine.off, mine.a), created: false }
-          : await rebind(ctx, fam, mine, o);
+      got = await existing(ctx, fam, mine, o);
     } else if (target) {
       got = await rebind(ctx, fam, target, o);
     } else {

@@ -158,14 +158,15 @@ function step(
     return { alloc: a, created: true };
   };
   const mine = m.of(handle, f)[0];
+  // Asked for again by its handle: not garbage (a GC mark goes).
+  const again = (a: MAlloc) => (delete a.gcMark, { alloc: a, created: false });
   if (claim === undefined) {
     if (want === 'dynamic') {
-      if (mine) return { alloc: mine, created: false };
+      if (mine) return again(mine);
       return m.full(f) ? { code: 'ERR_IPAM_EXHAUSTED' } : create('?');
     }
     const held = m.held(f, addressOf(want));
-    if (held)
-      return held.handle === handle ? { alloc: held, created: false } : { code: 'ERR_IPAM_TAKEN' };
+    if (held) return held.handle === handle ? again(held) : { code: 'ERR_IPAM_TAKEN' };
     return create(addressOf(want));
   }
   const target = m.target(claim, f);
@@ -173,11 +174,8 @@ function step(
   if (mine) {
     if ((target && target !== mine) || (mine.claim !== undefined && mine.claim !== claim))
       return { code: 'ERR_IPAM_CLAIM' };
-    if (mine.claim !== claim) {
-      mine.claim = claim;
-      delete mine.gcMark;
-    }
-    got = { alloc: mine, created: false };
+    mine.claim = claim;
+    got = again(mine);
   } else if (target) {
     if (target.handle !== handle) seen.claimTakeover!++;
     Object.assign(target, { handle, node });

@@ -488,6 +488,39 @@ describe('gc', () => {
   });
 });
 
+describe('gc and a repeated ADD', () => {
+  it('an address asked for again by its handle starts a new grace period', async () => {
+    const { store, req } = setup();
+    const gc = (now: number) =>
+      createIpam(store).gc({
+        network: 'blue',
+        spec: spec4,
+        node: 'n1',
+        valid: [],
+        graceMs: 1000,
+        now,
+      });
+    // An ADD died after allocating, before the pod was recorded: GC marks its address.
+    const [a] = await createIpam(store).allocate(req({ containerId: 'c1' }));
+    expect(await gc(0)).toEqual({ marked: 1, released: 0 });
+    // The runtime repeats the ADD just before the grace period ends (and GC's list was
+    // taken before it): the address is the pod's again, not garbage seen 1 s from now.
+    const [b] = await createIpam(store).allocate(req({ containerId: 'c1' }));
+    expect(b!.address).toBe(a!.address);
+    expect(await gc(1000)).toEqual({ marked: 1, released: 0 });
+    // The same with a claim.
+    const [c] = await createIpam(store).allocate(req({ containerId: 'c2', claim: 'db-0' }));
+    await createIpam(store).release({
+      network: 'blue',
+      spec: spec4,
+      containerId: 'c2',
+      ifname: 'eth0',
+    });
+    const [d] = await createIpam(store).allocate(req({ containerId: 'c3', claim: 'db-0' }));
+    expect(d!.address).toBe(c!.address);
+  });
+});
+
 describe('store records', () => {
   it('reports a corrupt block as ERR_STORE_CORRUPT naming the key', async () => {
     // The first block is the range's lowest (10.0.0.0/26), never the one claimed below.

@@ -138,10 +138,21 @@ export async function rebind(ctx: Ctx, fam: Fam, f: Found, o: Owner): Promise<Go
   return { alloc: allocationOf(fam.r, e, off, a), created: false };
 }
 
-/** The handle already holds this alloc: return it, binding it to the request's claim. */
+/**
+ * The handle already holds this alloc: return it, binding it to the request's claim. A GC
+ * mark on it goes: the handle is asking for it now (a repeated ADD after one that died
+ * before the pod was recorded anywhere), and the mark's time would let the next GC free it
+ * long before a grace period has passed since then.
+ */
 export async function existing(ctx: Ctx, fam: Fam, f: Found, o: Owner): Promise<Got | Conflict> {
-  if (o.claim === undefined || f.a.claim === o.claim)
+  if (o.claim === undefined || f.a.claim === o.claim) {
+    if (f.a.gcMark !== undefined) {
+      const { gcMark: _mark, ...a } = f.a;
+      const next: Block = { ...f.e.value, allocs: { ...f.e.value.allocs, [f.off]: a } };
+      if ((await ctx.store.update(f.e.key, next, f.e.rev)) === undefined) return CONFLICT;
+    }
     return { alloc: allocationOf(fam.r, f.e, f.off, f.a), created: false };
+  }
   if (f.a.claim !== undefined)
     throw new TartanError(
       'ERR_IPAM_CLAIM',
