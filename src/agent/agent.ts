@@ -9,6 +9,7 @@ import { podOf, type PodSync } from './pods.js';
 import { performance } from 'node:perf_hooks';
 import type { Server as HttpServer } from 'node:http';
 import type { Server } from 'node:net';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { openHostState, type HostState } from '../attach/host-state.js';
 import { needsNetworks } from '../attach/plugin.js';
@@ -373,6 +374,7 @@ export class Agent {
       pendingDir(stateDir),
       await pendingName(vars.CNI_CONTAINERID ?? '', vars.CNI_IFNAME ?? ''),
     );
+    if (!existsSync(file)) return; // the common case: one stat per ADD
     const p = listPending(pendingDir(stateDir)).find((x) => x.file === file);
     if (!p || !isWireRequest(p.req) || p.req.env.CNI_COMMAND !== 'DEL') return;
     const r = await this.handle(p.req, 'pending-del', undefined, true);
