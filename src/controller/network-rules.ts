@@ -18,14 +18,19 @@ import type { KubeNetworkSpec } from './segments.js';
 
 /** A message for the person who wrote the spec, or undefined when it is valid. */
 export function specProblem(spec: unknown): string | undefined {
+  // Before the core schema, which would only say that host-device needs a device.
+  if (
+    (spec as KubeNetworkSpec | null)?.devicePool !== undefined &&
+    (spec as KubeNetworkSpec).type === 'host-device'
+  )
+    return 'spec.devicePool: device-plugin pools (SR-IOV) are not supported yet; name the device';
   const r = v.safeParse(NetworkSpecSchema, spec);
   if (!r.success) return issuesText(r.issues.slice(0, 1), 'spec');
   const s = r.output;
   const raw = spec as KubeNetworkSpec;
   if (raw.devicePool !== undefined && s.type !== 'host-device')
     return `spec.devicePool: only type host-device takes a device from a pool (got type ${s.type})`;
-  if (raw.devicePool !== undefined)
-    return 'spec.devicePool: device-plugin pools (SR-IOV) are not supported yet; name the device';
+
   for (const [fam, range] of [
     [4, s.ipv4],
     [6, s.ipv6],

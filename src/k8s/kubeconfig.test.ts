@@ -2,16 +2,18 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, expect, it } from 'vitest';
+import { afterEach, beforeEach, expect, it } from 'vitest';
 import { loadKubeconfig } from './kubeconfig.js';
 
 let dir = '';
+let n = 0;
+beforeEach(() => (dir = mkdtempSync(join(tmpdir(), 'tartan-unit-'))));
 afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
 const write = (text: string) => {
-  dir = mkdtempSync(join(tmpdir(), 'tartan-unit-'));
-  writeFileSync(join(dir, 'kubeconfig'), text);
-  return join(dir, 'kubeconfig');
+  const file = join(dir, `kubeconfig-${n++}`);
+  writeFileSync(file, text);
+  return file;
 };
 
 const config = (current: string, cluster: string) => `

@@ -163,6 +163,10 @@ describe('network validation', () => {
       { type: 'bridge', devicePool: 'intel.com/vf' },
       'only type host-device takes a device from a pool',
     ],
+    [
+      { type: 'host-device', devicePool: 'intel.com/vf' },
+      'device-plugin pools (SR-IOV) are not supported yet',
+    ],
   ])('refuses %j', async (spec, message) => {
     const msg = await denied('POST', `${G}/clusternetworks`, cnet('bad', spec));
     expect(msg).toContain('admission webhook "networks.tartan.io" denied the request');
