@@ -138,7 +138,9 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
     return { ifname, net, req: q, defaultRoute: [] as Family[] };
   });
   // Per family: the interface that asks for it holds it, else the pod's first interface
-  // (a dual-stack eth0 keeps its IPv4 default when net1 asks for the IPv6 one).
+  // (a dual-stack eth0 keeps its IPv4 default when net1 asks for the IPv6 one). A delegated
+  // network that asks (its family unknown here) keeps the first interface from holding one.
+  const delegateAsks = planned.some((p) => p.req.defaultRoute && p.net.spec.type === 'delegate');
   for (const fam of [4, 6] as const) {
     const asking = planned.filter((p) => p.req.defaultRoute && canRoute(p, fam));
     if (asking.length > 1)
@@ -146,11 +148,13 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
         'ERR_IFACE_REQUEST',
         `interfaces ${asking.map((p) => p.ifname).join(' and ')} both ask for the IPv${fam} default route`,
       );
-    const holder = asking[0] ?? (prevNames.size === 0 ? planned[0] : undefined);
+    const holder = asking[0] ?? (prevNames.size === 0 && !delegateAsks ? planned[0] : undefined);
     if (holder && canRoute(holder, fam)) holder.defaultRoute.push(fam);
   }
+  // A delegated network's routes are its plugins' (as before: its request's default route
+  // is theirs to honour, not refused here).
   for (const p of planned)
-    if (p.req.defaultRoute && p.defaultRoute.length === 0)
+    if (p.req.defaultRoute && p.defaultRoute.length === 0 && p.net.spec.type !== 'delegate')
       throw new TartanError(
         'ERR_IFACE_REQUEST',
         `interface ${p.ifname} asks for the default route, but network ${p.net.metadata.name} has no gateway for it (and the request names none)`,
