@@ -1,6 +1,6 @@
 // Pod-side configuration of one interface: addresses, link up, routes and the per-attachment
 // policy routing, as one op list; plus the pod-wide sysctl defaults every link inherits.
-import { parseRange, type Allocation } from '../ipam/index.js';
+import type { Allocation } from '../ipam/index.js';
 import { type Family, formatIp, parseCidr, parseIp } from '../ipam/ip.js';
 import type { Op } from '../kernel/types.js';
 import type { InterfaceRequest } from '../cni/config.js';
@@ -51,11 +51,14 @@ export function planAddressing(
     const a = allocs.find((x) => x.family === fam);
     if (!a) continue;
     const spec = fam === 4 ? net.spec.ipv4 : net.spec.ipv6;
-    // Canonical text, as the kernel reads routes back (RFC 5952): CHECK compares them as text.
-    const range = spec && parseRange(spec, fam, `network ${net.metadata.name} ipv${fam}`);
     const gw = a.gateway;
-    for (const r of range?.routes ?? [])
-      routes.push({ dst: r.dst, ...((r.gw ?? gw) ? { gw: (r.gw ?? gw)! } : {}) });
+    // Canonical text, as the kernel reads routes back (RFC 5952): CHECK compares them as text.
+    // The network was validated when loaded, so its texts parse.
+    const own = (spec?.routes ?? []).map((r) => {
+      const via = r.gw !== undefined ? canonicalIp(r.gw, fam) : gw;
+      return { dst: canonicalCidr(r.dst, fam), ...(via ? { gw: via } : {}) };
+    });
+    routes.push(...own);
     if (holdsDefaultRoute.includes(fam)) {
       // The request's gateway of this family (NPWG default-route), else the network's.
       const asked = req.defaultGateways?.find((g) => g.includes(':') === (fam === 6));
@@ -66,11 +69,9 @@ export function planAddressing(
     if (table !== undefined) {
       // Replies leave through the interface the request came in on: a rule for the
       // attachment's source address selects a table that only knows this interface.
-      const cidr = range?.cidr;
-      if (cidr) routes.push({ dst: cidr, table });
+      if (spec) routes.push({ dst: canonicalCidr(spec.cidr, fam), table });
       if (gw) routes.push({ dst: fam === 4 ? '0.0.0.0/0' : '::/0', gw, table });
-      for (const r of range?.routes ?? [])
-        routes.push({ dst: r.dst, table, ...((r.gw ?? gw) ? { gw: (r.gw ?? gw)! } : {}) });
+      for (const r of own) routes.push({ ...r, table });
       for (const r of req.policyRoutes ?? [])
         if (r.dst.includes(':') === (fam === 6))
           routes.push({
@@ -97,7 +98,7 @@ export function planAddressing(
   return { ops, rules, routes };
 }
 
-// Policy routes were checked by policyRoutesProblem (plan.ts); anything else passes unchanged.
+// Checked before (network load, policyRoutesProblem in plan.ts); anything else passes unchanged.
 function canonicalCidr(s: string, f: Family): string {
   const c = parseCidr(s, f);
   return c ? `${formatIp(c[0], f)}/${c[1]}` : s;

@@ -4,8 +4,8 @@ import { isUnicastMac, type InterfaceRequest } from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
 import type { CniResult } from '../cni/spec.js';
 import type { Ipam } from '../ipam/index.js';
-import { alignDown, parseCidr, parseIp } from '../ipam/ip.js';
-import { nextHopProblem } from '../ipam/range.js';
+import { parseIp } from '../ipam/ip.js';
+import { nextHopProblemIn } from '../ipam/range.js';
 import type { Kernel } from '../kernel/types.js';
 import { policyRoutesProblem } from '../network/policy-routes.js';
 import type { Network } from '../network/schema.js';
@@ -179,8 +179,7 @@ function gatewayProblem(net: Network, g: string): string | undefined {
   const gw = parseIp(g, fam);
   if (gw === undefined) return `is not an IPv${fam} address`;
   if (!range) return `is IPv${fam}, and the network has no IPv${fam} range`;
-  const c = parseCidr(range.cidr, fam);
-  return c && nextHopProblem(fam, alignDown(c[0], fam, c[1]), c[1], gw);
+  return nextHopProblemIn(range.cidr, fam, gw);
 }
 
 /** Whether the interface gets an address, and so a rule and routes in the network's table. */

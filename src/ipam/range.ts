@@ -48,6 +48,12 @@ const LINK_LOCAL6 = 0xfe80n << 112n;
  * IPv6, if it is link-local: the route ops always name the device); anything else passes
  * validation and then fails every ADD late with "Nexthop has invalid gateway".
  */
+/** nextHopProblem for a network given as CIDR text (host bits ignored), or undefined. */
+export function nextHopProblemIn(cidr: string, family: Family, gw: bigint): string | undefined {
+  const c = parseCidr(cidr, family);
+  return c && nextHopProblem(family, alignDown(c[0], family, c[1]), c[1], gw);
+}
+
 export function nextHopProblem(
   family: Family,
   base: bigint,

@@ -2,7 +2,7 @@
 // the admission webhook (k8s/resolve.ts), so a pod is refused the same way at either.
 import type { InterfaceRequest } from '../cni/config.js';
 import { alignDown, parseCidr, parseIp, type Family } from '../ipam/ip.js';
-import { nextHopProblem } from '../ipam/range.js';
+import { nextHopProblemIn } from '../ipam/range.js';
 import type { NetworkSpec } from './schema.js';
 
 /**
@@ -30,11 +30,8 @@ export function policyRoutesProblem(
     const range = family === 4 ? spec.ipv4 : spec.ipv6;
     if (!range)
       return `policyRoutes[${i}] is IPv${family}, and the network has no IPv${family} range`;
-    const net = parseCidr(range.cidr, family);
-    if (gw !== undefined && net) {
-      const problem = nextHopProblem(family, alignDown(net[0], family, net[1]), net[1], gw);
-      if (problem) return `policyRoutes[${i}].gw ${r.gw} ${problem}`;
-    }
+    const problem = gw === undefined ? undefined : nextHopProblemIn(range.cidr, family, gw);
+    if (problem) return `policyRoutes[${i}].gw ${r.gw} ${problem}`;
   }
   return undefined;
 }
