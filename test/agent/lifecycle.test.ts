@@ -98,9 +98,12 @@ async function connected(
     s.on('error', reject);
   });
   return {
+    // A version 2 frame: the agent takes the request at its newline, as written. (A version 1
+    // request ends at the half-close, and two sockets' FINs leave in no fixed order: CI on
+    // b39f708 saw the DEL's first.)
     send: () => {
-      s.end(JSON.stringify({ v: 1, env, stdin: JSON.stringify(c) }));
-      return answer;
+      s.write(JSON.stringify({ v: 2, env, stdin: JSON.stringify(c) }) + '\n');
+      return answer.finally(() => s.destroy());
     },
   };
 }
