@@ -5,7 +5,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { TartanError } from '../cni/errors.js';
-import { openSqlite, type SqliteDriver } from '../store/sqlite-driver.js';
+import { openSqlite, useWal, type SqliteDriver } from '../store/sqlite-driver.js';
 import type { AttachmentRecord, ParentRecord } from './records.js';
 
 export interface HostState {
@@ -24,6 +24,9 @@ export interface HostState {
   close(): void;
 }
 
+// How long a process waits for another's transaction on the node state (a stuck process).
+const BUSY_TIMEOUT_MS = 10_000;
+
 const attKey = (cid: string, ifname: string) => `att/${cid}/${ifname}`;
 
 export async function openHostState(stateDir: string): Promise<HostState> {
@@ -31,8 +34,8 @@ export async function openHostState(stateDir: string): Promise<HostState> {
   try {
     mkdirSync(stateDir, { recursive: true, mode: 0o700 });
     db = await openSqlite(join(stateDir, 'state.db'));
-    db.exec('PRAGMA busy_timeout = 10000');
-    db.exec('PRAGMA journal_mode = WAL');
+    db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    await useWal(db, BUSY_TIMEOUT_MS);
     // NORMAL survives a process crash; after a power loss every pod these records describe
     // is gone too, and GC reconciles what is left (see ADR 0002).
     db.exec('PRAGMA synchronous = NORMAL');

@@ -4,7 +4,7 @@
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { TartanError } from '../cni/errors.js';
-import { openSqlite, type Row, type SqliteDriver } from './sqlite-driver.js';
+import { isBusy, openSqlite, useWal, type Row, type SqliteDriver } from './sqlite-driver.js';
 import { decodeValue, encodeValue } from './codec.js';
 import type { Entry, Store } from './types.js';
 
@@ -19,7 +19,7 @@ export async function createFileStore(path: string): Promise<Store> {
   try {
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
     db = await openSqlite(path);
-    init(db);
+    await init(db);
   } catch (e) {
     try {
       db?.close();
@@ -31,11 +31,10 @@ export async function createFileStore(path: string): Promise<Store> {
   return fileStore(db, path);
 }
 
-function init(db: SqliteDriver): void {
-  // Set first so that even switching to WAL waits for a concurrently starting process.
+async function init(db: SqliteDriver): Promise<void> {
   db.exec(`PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS}`);
   // WAL: readers never block the writer, and a commit is one append to the log.
-  db.exec('PRAGMA journal_mode = WAL');
+  await useWal(db, BUSY_TIMEOUT_MS);
   // NORMAL, not FULL: a commit survives a crash of any process (the log is in the page
   // cache), and the file stays consistent after a power loss, which may roll back the
   // last commits. This store is local to one host, so every pod those commits described
@@ -207,7 +206,7 @@ function storeError(e: unknown, path: string, what: string): TartanError {
       cause: e,
     });
   }
-  if (code === 'SQLITE_BUSY') {
+  if (isBusy(e)) {
     return new TartanError(
       'ERR_STORE',
       `file store ${path}: ${what}: still locked by another process after ${BUSY_TIMEOUT_MS} ms`,

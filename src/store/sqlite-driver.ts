@@ -47,6 +47,31 @@ type DatabaseCtor = new (path: string, opts?: Record<string, unknown>) => Databa
 const BUN_SQLITE = 'bun:sqlite';
 const BETTER_SQLITE3 = 'better-sqlite3';
 
+/**
+ * Switches the file to WAL, waiting up to timeoutMs for other processes. Changing the
+ * journal mode needs an exclusive lock, and while the file is still in rollback mode
+ * SQLite answers SQLITE_BUSY at once, without the busy handler, when another connection
+ * holds the write lock (its deadlock avoidance): processes that create a fresh file together,
+ * such as a node's first pods, race here (measured: 1 open in ~250 failed). Once the file
+ * is WAL, which the header keeps, the first try succeeds.
+ */
+export async function useWal(db: SqliteDriver, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (let pauseMs = 1; ; pauseMs = Math.min(pauseMs * 2, 50)) {
+    try {
+      db.exec('PRAGMA journal_mode = WAL');
+      return;
+    } catch (e) {
+      if (!isBusy(e) || Date.now() >= deadline) throw e;
+    }
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+  }
+}
+
+/** SQLITE_BUSY or one of its extended codes, as both drivers report them. */
+export const isBusy = (e: unknown): boolean =>
+  String((e as { code?: unknown } | null)?.code ?? '').startsWith('SQLITE_BUSY');
+
 export const isBun = (): boolean => typeof process !== 'undefined' && !!process.versions.bun;
 
 export async function openSqlite(path: string): Promise<SqliteDriver> {
