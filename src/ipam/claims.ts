@@ -18,9 +18,9 @@ import {
   rebind,
 } from './state.js';
 import { cidrStart, formatIp, parseIp } from './ip.js';
-import { type Claim, type ClaimRef, getBlock, getClaim, keys } from './records.js';
+import { asClaim, type Claim, type ClaimRef, getBlock, getClaim, keys } from './records.js';
 import { CONFLICT, type Conflict, retrying } from './retry.js';
-import type { Allocation } from './types.js';
+import type { Allocation, ClaimInfo } from './types.js';
 
 /**
  * Allocates (or re-binds) the claim's address of one family for this owner. A handle that
@@ -152,4 +152,46 @@ async function unclaim(ctx: Ctx, net: string, f: 4 | 6, name: string, ref: Claim
       ? CONFLICT
       : undefined;
   });
+}
+
+/**
+ * The network's claims: each name, the addresses it keeps (address/prefix of the network's
+ * range), and the handle of the pod interface that holds each now, if one does.
+ */
+export async function listClaims(
+  ctx: Ctx,
+  net: string,
+  prefixOf: (f: 4 | 6) => number | undefined,
+): Promise<ClaimInfo[]> {
+  const prefix = keys.claims(net);
+  const out: ClaimInfo[] = [];
+  for (const e of await ctx.store.list(prefix)) {
+    const c = asClaim(e).value;
+    const info: ClaimInfo = {
+      name: decodeURIComponent(e.key.slice(prefix.length)),
+      ips: [],
+      holders: [],
+    };
+    for (const f of [4, 6] as const) {
+      const ref = c[f === 4 ? 'v4' : 'v6'];
+      const len = prefixOf(f);
+      if (!ref || len === undefined) continue;
+      info.ips.push(`${ref.address}/${len}`);
+      const start = parseIp(ref.block.slice(0, ref.block.indexOf('/')), f);
+      const ip = parseIp(ref.address, f);
+      if (start === undefined || ip === undefined) continue;
+      const b = await getBlock(ctx.store, keys.block(net, f, ref.blockNode, ref.block), f);
+      const a = b?.value.allocs[String(ip - start)];
+      if (
+        a &&
+        a.claim === info.name &&
+        a.seq === ref.seq &&
+        a.handle !== null &&
+        !info.holders.includes(a.handle)
+      )
+        info.holders.push(a.handle);
+    }
+    out.push(info);
+  }
+  return out;
 }

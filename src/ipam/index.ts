@@ -5,7 +5,7 @@ import type { Store } from '../store/types.js';
 import { checkFixed } from './allocator.js';
 import { allocDynamic, allocFixed, warmNode } from './blocks.js';
 import { NodeCache } from './cache.js';
-import { allocWithClaim, dropClaimRef, releaseClaim } from './claims.js';
+import { allocWithClaim, dropClaimRef, listClaims, releaseClaim } from './claims.js';
 import { collect, DEFAULT_GC_GRACE_MS, usageOf } from './gc.js';
 import { parseRange, type ParsedRange } from './range.js';
 import { asMeta, handleOf, keys, NO_NODE } from './records.js';
@@ -199,6 +199,11 @@ export function createIpam(backing: Store, opts: IpamOptions = {}): Ipam {
 
     async releaseClaim(network, _spec, claim) {
       await releaseClaim(ctx, network, claim);
+    },
+
+    async claims(network, spec) {
+      const ranges = rangesOf(network, spec);
+      return listClaims(ctx, network, (f) => ranges.find((r) => r.family === f)?.prefix);
     },
 
     async usage(network, spec) {

@@ -449,6 +449,19 @@ describe('claims', () => {
     expect(auditIpam([...store.dump().values()]).held).toEqual([]);
     expect(await ipam.allocate(req({ containerId: 'c9', ip: '10.0.0.40' }))).toHaveLength(1);
   });
+  it('lists claims with their addresses and current holders', async () => {
+    const { ipam, req } = setup();
+    expect(await ipam.claims('blue', dual)).toEqual([]);
+    const [v4, v6] = await ipam.allocate(req({ spec: dual, claim: 'ns/db-0', containerId: 'p1' }));
+    await ipam.allocate(req({ spec: dual, claim: 'ns/db-1', containerId: 'p2', ip6: 'none' }));
+    await ipam.release({ network: 'blue', spec: dual, containerId: 'p2', ifname: 'eth0' });
+    expect(await ipam.claims('blue', dual)).toEqual([
+      { name: 'ns/db-0', ips: [`${v4!.address}/24`, `${v6!.address}/64`], holders: ['p1/eth0'] },
+      { name: 'ns/db-1', ips: [expect.stringMatching(/^10\.1\.0\.\d+\/24$/)], holders: [] },
+    ]);
+    await ipam.releaseClaim('blue', dual, 'ns/db-1');
+    expect((await ipam.claims('blue', dual)).map((c) => c.name)).toEqual(['ns/db-0']);
+  });
 });
 
 describe('gc', () => {

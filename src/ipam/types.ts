@@ -45,6 +45,15 @@ export interface ReleaseRequest {
   node?: string;
 }
 
+/** A persistent claim as listed (Ipam.claims). */
+export interface ClaimInfo {
+  name: string;
+  /** The addresses it keeps, address/prefix. */
+  ips: string[];
+  /** Handles ("<containerId>/<ifname>") of the pod interfaces holding them now. */
+  holders: string[];
+}
+
 export interface GcRequest {
   network: string;
   spec: NetworkSpec;
@@ -77,6 +86,8 @@ export interface Ipam {
   ): Promise<Allocation[]>;
   gc(req: GcRequest): Promise<{ marked: number; released: number }>;
   releaseClaim(network: string, spec: NetworkSpec, claim: string): Promise<void>;
+  /** The network's persistent claims. */
+  claims(network: string, spec: NetworkSpec): Promise<ClaimInfo[]>;
   usage(network: string, spec: NetworkSpec): Promise<Usage[]>;
 }
 
