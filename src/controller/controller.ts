@@ -34,6 +34,8 @@ export function startController(o: ControllerOptions): Controller {
   };
   let timer: NodeJS.Timeout | undefined;
   let round: Promise<void> = Promise.resolve();
+  // Said once, not every round, while the IPAMClaim CRD is missing.
+  let claimsSkipped = false;
 
   const run = () => {
     if (!elector.isLeader()) return;
@@ -41,10 +43,17 @@ export function startController(o: ControllerOptions): Controller {
       try {
         const r = await reconcileOnce(deps);
         const freed = await reconcileSegments(o.client, o.store, o.gcGraceMs ?? 5 * 60_000);
+        const { created, released, skipped } = r.claims;
         if (r.released || r.staleAttachments || r.finalized || freed.length)
           log(
             `released ${r.released} addresses, ${r.staleAttachments} stale attachments, segments ${freed.join(' ')}`,
           );
+        if (created.length || released.length)
+          log(
+            `IPAMClaims created: ${created.join(' ') || '-'}; released: ${released.join(' ') || '-'}`,
+          );
+        if (skipped && !claimsSkipped) log(`claims not reconciled: ${skipped}`);
+        claimsSkipped = skipped !== undefined;
       } catch (e) {
         log(`reconcile failed: ${e instanceof Error ? e.message : String(e)}`);
       }

@@ -2,6 +2,7 @@
 // garbage collection against the pods that exist, and events for what it changed.
 import { createIpam } from '../ipam/index.js';
 import type { Ipam } from '../ipam/types.js';
+import { handleOf } from '../ipam/records.js';
 import type { KubeClient } from '../k8s/client.js';
 import {
   API_GROUP_PATH,
@@ -12,6 +13,7 @@ import {
 } from '../k8s/names.js';
 import type { NetworkSpec } from '../network/schema.js';
 import type { Store } from '../store/types.js';
+import { reconcileClaims, type ClaimRound } from './claims.js';
 import { specProblem } from './network-rules.js';
 import { finalizeTenantNetworks } from './segments.js';
 
@@ -178,15 +180,21 @@ export async function updateNetworkStatus(
     );
 }
 
+export interface RoundResult {
+  released: number;
+  staleAttachments: number;
+  finalized: number;
+  claims: ClaimRound;
+}
+
 /**
  * One round: deleted TenantNetworks are finalized, attachments whose pod is gone are
  * deleted, then every network's addresses
  * not held by a live attachment are collected (two sightings a grace period apart, as the
- * CNI GC does), then statuses are written. Returns what was released, for logs and tests.
+ * CNI GC does), then statuses are written, then claims are matched with their IPAMClaim
+ * objects (claims.ts). Returns what was done, for logs and tests.
  */
-export async function reconcileOnce(
-  deps: ReconcileDeps,
-): Promise<{ released: number; staleAttachments: number; finalized: number }> {
+export async function reconcileOnce(deps: ReconcileDeps): Promise<RoundResult> {
   const { client, store } = deps;
   // TenantNetworks being deleted (admitted, so unused): free their VLAN/VNI, let them go.
   const finalized = (await finalizeTenantNetworks(client, store)).length;
@@ -218,7 +226,8 @@ export async function reconcileOnce(
     if (res.status === 200) staleAttachments++;
   }
   let released = 0;
-  for (const { id, obj } of await listNetworks(client)) {
+  const networks = await listNetworks(client);
+  for (const { id, obj } of networks) {
     const mine = valid.filter((a) =>
       id.kind === 'ClusterNetwork'
         ? a.metadata.labels?.[ATTACHMENT_LABEL.ClusterNetwork] === id.name
@@ -251,5 +260,15 @@ export async function reconcileOnce(
     }
     await updateNetworkStatus(deps, ipam, id, obj, mine.length);
   }
-  return { released, staleAttachments, finalized };
+  const podOfHandle = new Map<string, string>(
+    valid.map((a) => [handleOf(a.spec.containerId, a.spec.ifname), a.spec.pod]),
+  );
+  const claims = await reconcileClaims(
+    client,
+    store,
+    networks.filter((n) => !specProblem(n.obj.spec)).map((n) => ({ id: n.id, spec: n.obj.spec })),
+    (handle) => podOfHandle.get(handle),
+    ipam,
+  );
+  return { released, staleAttachments, finalized, claims };
 }

@@ -20,6 +20,8 @@ import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openHostState } from '../../src/attach/host-state.js';
+import { reconcileOnce } from '../../src/controller/reconcile.js';
+import { createIpam } from '../../src/ipam/index.js';
 import { createFileStore } from '../../src/store/file.js';
 import { borrowPointers, heldByPods } from '../harness/ipam.js';
 import { startHostAgent, type HostAgent } from './agent-proc.js';
@@ -464,6 +466,75 @@ for (const mode of ['in-process', 'shim+agent'] as Mode[])
         expect(m).toMatch(/tartan_cni_requests_total\{[^}]*command="ADD"[^}]*\} [1-9]/);
         expect(m).toMatch(/tartan_cni_requests_total\{[^}]*command="DEL"[^}]*\} [1-9]/);
       }
+    });
+
+    it('a claim keeps its address across pod deletion and re-creation; deleting its IPAMClaim gives it back', async () => {
+      const c = cluster!;
+      const claimed = (name: string, claim?: string) => ({
+        metadata: {
+          name,
+          annotations: {
+            'tartan.io/interfaces': JSON.stringify([
+              {
+                network: 'oam',
+                kind: 'ClusterNetwork',
+                ifname: 'net1',
+                ...(claim ? { claim } : {}),
+              },
+            ]),
+          },
+        },
+      });
+      const net1Of = async (name: string) => {
+        const pod = await c.waitPodRunning(NS, name);
+        return bare(ipv4Of(await addrsIn((await c.sandbox(pod)).netns), 'net1')[0]!);
+      };
+      await c.createPod(NS, claimed('tt-e2e-db-0', 'db-0'));
+      const kept = await net1Of('tt-e2e-db-0');
+      await c.deletePod(NS, 'tt-e2e-db-0');
+      // While no pod holds it, the claim keeps it: another pod gets another address.
+      await c.createPod(NS, claimed('tt-e2e-other'));
+      expect(await net1Of('tt-e2e-other')).not.toBe(kept);
+      await c.createPod(NS, claimed('tt-e2e-db-0', 'db-0'));
+      expect(await net1Of('tt-e2e-db-0')).toBe(kept);
+      for (const name of ['tt-e2e-db-0', 'tt-e2e-other']) await c.deletePod(NS, name);
+      expect(await heldAddresses()).toEqual([]);
+      const claims = async () => {
+        const store = await createFileStore(paths.store);
+        try {
+          return await createIpam(store).claims('oam', {
+            type: 'macvlan',
+            ipv4: { cidr: '10.61.0.0/24' },
+          });
+        } finally {
+          await store.close();
+        }
+      };
+      // The namespace qualifies the claim: another namespace's db-0 is another claim.
+      expect(await claims()).toEqual([{ name: `${NS}/db-0`, ips: [`${kept}/24`], holders: [] }]);
+      if (!cni) return;
+
+      // The controller gives the claim its IPAMClaim object; deleting it releases the address.
+      const admin = c.kube.client();
+      const path = `/apis/k8s.cni.cncf.io/v1alpha1/namespaces/${NS}/ipamclaims/db-0`;
+      const round = async () => {
+        const store = await createFileStore(paths.store);
+        try {
+          return (await reconcileOnce({ client: admin, store, gcGraceMs: 3_600_000 })).claims;
+        } finally {
+          await store.close();
+        }
+      };
+      expect(await round()).toEqual({ created: [`${NS}/db-0`], released: [] });
+      expect(await admin.must({ method: 'GET', path })).toMatchObject({
+        metadata: { finalizers: ['tartan.io/claim'] },
+        spec: { network: 'oam' },
+        status: { ips: [`${kept}/24`] },
+      });
+      await admin.must({ method: 'DELETE', path });
+      expect(await round()).toEqual({ created: [], released: [`${NS}/db-0`] });
+      expect((await admin.request({ method: 'GET', path })).status).toBe(404);
+      expect(await claims()).toEqual([]);
     });
 
     it('API server frozen (SIGSTOP) during a pod deletion: DEL still runs, nothing leaks after it returns', async () => {

@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startController } from '../../src/controller/controller.js';
 import { startLeaderElection } from '../../src/controller/leader.js';
+import { CLAIM_FINALIZER } from '../../src/controller/claims.js';
 import { reconcileOnce } from '../../src/controller/reconcile.js';
 import { createIpam } from '../../src/ipam/index.js';
 import { ensureNamespace, installCrds } from '../../src/k8s/apply.js';
@@ -169,7 +170,12 @@ describe('reconcile', () => {
 
     let t = Date.now();
     const deps = { client: admin, store, gcGraceMs: 60_000, now: () => t };
-    expect(await reconcileOnce(deps)).toEqual({ released: 0, staleAttachments: 1, finalized: 0 });
+    expect(await reconcileOnce(deps)).toEqual({
+      released: 0,
+      staleAttachments: 1,
+      finalized: 0,
+      claims: { created: [], released: [] },
+    });
     const status = async () =>
       (
         await admin.must<{ status: Record<string, unknown> }>({
@@ -190,7 +196,12 @@ describe('reconcile', () => {
     });
 
     t += 61_000; // the second sighting, past the grace period
-    expect(await reconcileOnce(deps)).toEqual({ released: 2, staleAttachments: 0, finalized: 0 });
+    expect(await reconcileOnce(deps)).toEqual({
+      released: 2,
+      staleAttachments: 0,
+      finalized: 0,
+      claims: { created: [], released: [] },
+    });
     expect(await status()).toMatchObject({ inUse: { ipv4: 1 }, attachments: 1 });
     expect((await ipam.find('gcnet', spec, 'c-alive', 'net1')).map((a) => a.address)).toEqual(
       kept.map((a) => a.address),
@@ -288,5 +299,123 @@ describe('reconcile', () => {
     } finally {
       await standby.stop();
     }
+  });
+});
+
+describe('claims and their IPAMClaim objects', () => {
+  const NPWG = '/apis/k8s.cni.cncf.io/v1alpha1';
+  const spec: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.83.0.0/28' } };
+  interface ClaimObj {
+    metadata: { finalizers?: string[]; deletionTimestamp?: string };
+    spec: { network: string; interface: string };
+    status?: { ips?: string[]; ownerPod?: { name: string } };
+  }
+  const getClaim = (ns: string, name: string) =>
+    admin.request({ method: 'GET', path: `${NPWG}/namespaces/${ns}/ipamclaims/${name}` });
+  const claimObj = async (ns: string, name: string) => (await getClaim(ns, name)).body as ClaimObj;
+  const round = () => reconcileOnce({ client: admin, store, gcGraceMs: 3_600_000 });
+
+  it('gives every claim an object, keeps its address while it exists, releases it on delete', async () => {
+    await admin.must({
+      method: 'POST',
+      path: `${G}/clusternetworks`,
+      body: {
+        apiVersion: 'tartan.io/v1alpha1',
+        kind: 'ClusterNetwork',
+        metadata: { name: 'claimnet' },
+        spec,
+      },
+    });
+    const pod = await admin.must<{ metadata: { uid: string } }>({
+      method: 'POST',
+      path: '/api/v1/namespaces/tenant-a/pods',
+      body: {
+        apiVersion: 'v1',
+        kind: 'Pod',
+        metadata: { name: 'db-0' },
+        spec: { containers: [{ name: 'c', image: 'busybox' }] },
+      },
+    });
+    const ipam = createIpam(store);
+    const alloc = (containerId: string, claim: string) =>
+      ipam.allocate({ network: 'claimnet', spec, node: 'n1', containerId, ifname: 'net1', claim });
+    // The agent qualifies claim names with the pod's namespace (src/k8s/resolve.ts).
+    const [first] = await alloc('c-db0', 'tenant-a/db-0');
+    await writeAttachment(admin, {
+      pod: { name: 'db-0', namespace: 'tenant-a', uid: pod.metadata.uid },
+      node: 'n1',
+      containerId: 'c-db0',
+      ifname: 'net1',
+      network: { kind: 'ClusterNetwork', name: 'claimnet' },
+      ips: [first!.address],
+    });
+
+    expect((await round()).claims).toEqual({ created: ['tenant-a/db-0'], released: [] });
+    expect(await claimObj('tenant-a', 'db-0')).toMatchObject({
+      metadata: { finalizers: [CLAIM_FINALIZER] },
+      spec: { network: 'claimnet', interface: 'net1' },
+      status: { ips: [`${first!.address}/28`], ownerPod: { name: 'db-0' } },
+    });
+    expect((await round()).claims).toEqual({ created: [], released: [] });
+
+    // The pod goes (its DEL released its handle; the claim keeps the address) and comes back.
+    await ipam.release({ network: 'claimnet', spec, containerId: 'c-db0', ifname: 'net1' });
+    await admin.must({ method: 'DELETE', path: '/api/v1/namespaces/tenant-a/pods/db-0' });
+    await round();
+    expect((await claimObj('tenant-a', 'db-0')).status).toEqual({
+      ips: [`${first!.address}/28`],
+    });
+    const [again] = await alloc('c-db0-b', 'tenant-a/db-0');
+    expect(again!.address).toBe(first!.address);
+    await ipam.release({ network: 'claimnet', spec, containerId: 'c-db0-b', ifname: 'net1' });
+
+    // Deleting the object waits for the finalizer: the controller releases the claim first.
+    await admin.must({ method: 'DELETE', path: `${NPWG}/namespaces/tenant-a/ipamclaims/db-0` });
+    expect((await claimObj('tenant-a', 'db-0')).metadata.deletionTimestamp).toBeDefined();
+    expect((await round()).claims).toEqual({ created: [], released: ['tenant-a/db-0'] });
+    expect((await getClaim('tenant-a', 'db-0')).status).toBe(404);
+    expect(await ipam.claims('claimnet', spec)).toEqual([]);
+    const [usage] = await ipam.usage('claimnet', spec);
+    expect(usage!.inUse).toBe(0);
+  });
+
+  it('puts the finalizer on an object made before the claim', async () => {
+    await admin.must({
+      method: 'POST',
+      path: `${NPWG}/namespaces/tenant-a/ipamclaims`,
+      body: {
+        apiVersion: 'k8s.cni.cncf.io/v1alpha1',
+        kind: 'IPAMClaim',
+        metadata: { name: 'vm-1' },
+        spec: { network: 'claimnet', interface: 'net1' },
+      },
+    });
+    expect((await round()).claims).toEqual({ created: [], released: [] });
+    expect((await claimObj('tenant-a', 'vm-1')).metadata.finalizers).toBeUndefined();
+    await createIpam(store).allocate({
+      network: 'claimnet',
+      spec,
+      node: 'n1',
+      containerId: 'c-vm1',
+      ifname: 'net1',
+      claim: 'tenant-a/vm-1',
+    });
+    expect((await round()).claims).toEqual({ created: [], released: [] });
+    expect((await claimObj('tenant-a', 'vm-1')).metadata.finalizers).toEqual([CLAIM_FINALIZER]);
+  });
+
+  it('releases the claims of a namespace that is gone', async () => {
+    const ipam = createIpam(store);
+    await ipam.allocate({
+      network: 'claimnet',
+      spec,
+      node: 'n1',
+      containerId: 'c-ghost',
+      ifname: 'net1',
+      claim: 'gone-ns/db-0',
+    });
+    await ipam.release({ network: 'claimnet', spec, containerId: 'c-ghost', ifname: 'net1' });
+    expect((await round()).claims).toEqual({ created: [], released: ['gone-ns/db-0'] });
+    expect((await ipam.claims('claimnet', spec)).map((c) => c.name)).toEqual(['tenant-a/vm-1']);
   });
 });

@@ -252,6 +252,38 @@ describe('the controller service account', () => {
     ['reads TenantConfigs', { method: 'GET', path: `${G}/tenantconfigs` }, 200],
     ['writes a TartanRecord in tartan-system', rec('ctl-ok'), 201],
     [
+      "creates a claim's IPAMClaim",
+      {
+        method: 'POST',
+        path: '/apis/k8s.cni.cncf.io/v1alpha1/namespaces/tenant-a/ipamclaims',
+        body: {
+          apiVersion: 'k8s.cni.cncf.io/v1alpha1',
+          kind: 'IPAMClaim',
+          metadata: { name: 'db-0' },
+          spec: { network: 'oam', interface: 'net1' },
+        },
+      },
+      201,
+    ],
+    [
+      'puts its finalizer on an IPAMClaim',
+      {
+        method: 'PATCH',
+        path: '/apis/k8s.cni.cncf.io/v1alpha1/namespaces/tenant-a/ipamclaims/db-0',
+        body: { metadata: { finalizers: ['tartan.io/claim'] } },
+      },
+      200,
+    ],
+    [
+      "writes an IPAMClaim's status",
+      {
+        method: 'PATCH',
+        path: '/apis/k8s.cni.cncf.io/v1alpha1/namespaces/tenant-a/ipamclaims/db-0/status',
+        body: { status: { ips: ['10.0.0.5/24'] } },
+      },
+      200,
+    ],
+    [
       'drops the segment finalizer of a TenantNetwork',
       {
         method: 'PATCH',
@@ -278,6 +310,13 @@ describe('the controller service account', () => {
       },
     ],
     ['create attachment records', attachment('a2')],
+    [
+      'delete an IPAMClaim',
+      {
+        method: 'DELETE',
+        path: '/apis/k8s.cni.cncf.io/v1alpha1/namespaces/tenant-a/ipamclaims/db-0',
+      },
+    ],
     ['read secrets', { method: 'GET', path: '/api/v1/namespaces/tartan-system/secrets' }],
     [
       'update another Lease',
