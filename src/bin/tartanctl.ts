@@ -4,7 +4,15 @@ import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { checkInterface } from '../attach/check.js';
 import { openContext } from '../ctl/context.js';
-import { networksView, podView, poolsView, records, topologyDot } from '../ctl/commands.js';
+import {
+  claimsView,
+  networksView,
+  podView,
+  poolsView,
+  records,
+  releaseClaimOf,
+  topologyDot,
+} from '../ctl/commands.js';
 import { createKernel } from '../kernel/iproute.js';
 import { table } from '../lab/lab.js';
 
@@ -12,6 +20,10 @@ const USAGE = `usage: tartanctl <command> [options]
 commands:
   networks                 networks with type, segment, capacity and usage
   pools <network>          the network's address blocks: node affinity and use
+  claims <network>         the network's persistent claims, their addresses and holders
+  release-claim <network> <claim>
+                           give a claim's addresses back (in a cluster: delete its
+                           IPAMClaim object instead)
   pod <name|containerId>   a pod's interfaces as Tartan recorded them
   check                    every recorded attachment against the kernel
   topology --out F         nodes, pods and networks as a picture (.svg, .png or .dot)
@@ -38,18 +50,20 @@ async function main(): Promise<number> {
       help: { type: 'boolean', short: 'h' },
     },
   });
-  const [cmd, arg] = positionals;
+  const [cmd, arg, arg2] = positionals;
   if (!cmd || values.help) {
     console.log(USAGE);
     return cmd ? 0 : 2;
   }
   // The command line is checked before any datastore or cluster is opened: a typo should
   // not be reported as a missing networks directory.
-  if (!['networks', 'pools', 'pod', 'check', 'topology'].includes(cmd)) {
+  if (!['networks', 'pools', 'claims', 'release-claim', 'pod', 'check', 'topology'].includes(cmd)) {
     console.error(`tartanctl: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
     return 2;
   }
-  if (cmd === 'pools' && !arg) throw new Error('pools needs a network name');
+  if ((cmd === 'pools' || cmd === 'claims') && !arg) throw new Error(`${cmd} needs a network name`);
+  if (cmd === 'release-claim' && !arg2)
+    throw new Error('release-claim needs a network name and a claim name');
   if (cmd === 'pod' && !arg) throw new Error('pod needs a pod name or container id');
   const ctx = await openContext({
     ...(values.lab ? { lab: values.lab } : {}),
@@ -78,6 +92,13 @@ async function main(): Promise<number> {
             await poolsView(ctx, arg!),
           ),
         );
+        return 0;
+      case 'claims':
+        console.log(table(['CLAIM', 'ADDRESSES', 'HELD BY'], await claimsView(ctx, arg!)));
+        return 0;
+      case 'release-claim':
+        await releaseClaimOf(ctx, arg!, arg2!);
+        console.log(`released claim ${arg2} of network ${arg}`);
         return 0;
       case 'pod':
         console.log(

@@ -1,5 +1,6 @@
-// tartanctl's read-only views: networks and their usage, pools (blocks), a pod's
-// interfaces, a check of recorded intent against the kernel, and a topology graph.
+// tartanctl's views: networks and their usage, pools (blocks), claims, a pod's interfaces,
+// a check of recorded intent against the kernel, and a topology graph; and its one write,
+// releasing a claim outside a cluster.
 import { existsSync } from 'node:fs';
 import { openHostState } from '../attach/host-state.js';
 import type { AttachmentRecord } from '../attach/records.js';
@@ -64,6 +65,47 @@ export async function poolsView(ctx: Context, name: string): Promise<string[][]>
     }
   }
   return rows;
+}
+
+/** The network's persistent claims: the addresses each keeps, and who holds them now. */
+export async function claimsView(ctx: Context, name: string): Promise<string[][]> {
+  const n = ctx.networks.get(name);
+  if (!n) throw new Error(`unknown network ${name}`);
+  const pods = new Map<string, string>();
+  for (const [pod, p] of ctx.pods) pods.set(p.containerId, pod);
+  for (const a of ctx.attachments ?? []) pods.set(a.containerId, `${a.namespace}/${a.pod}`);
+  const who = (handle: string) => {
+    const slash = handle.lastIndexOf('/');
+    const pod = pods.get(handle.slice(0, slash));
+    return pod ? `${pod} ${handle.slice(slash + 1)}` : handle;
+  };
+  return (await createIpam(ctx.store).claims(name, n.spec)).map((c) => [
+    c.name,
+    c.ips.join(' '),
+    c.holders.map(who).join(', ') || '-',
+  ]);
+}
+
+/**
+ * Gives a claim's addresses back (one a pod still holds stays with it until its DEL). In a
+ * cluster the claim is an IPAMClaim object, and deleting that is the way: the controller
+ * releases it and drops its finalizer (src/controller/claims.ts).
+ */
+export async function releaseClaimOf(ctx: Context, name: string, claim: string): Promise<void> {
+  if (ctx.attachments) {
+    const slash = claim.indexOf('/');
+    throw new Error(
+      slash < 0
+        ? 'in a cluster a claim is released by deleting its IPAMClaim object'
+        : `in a cluster a claim is released by deleting its IPAMClaim object: kubectl delete ipamclaim -n ${claim.slice(0, slash)} ${claim.slice(slash + 1)}`,
+    );
+  }
+  const n = ctx.networks.get(name);
+  if (!n) throw new Error(`unknown network ${name}`);
+  const ipam = createIpam(ctx.store);
+  if (!(await ipam.claims(name, n.spec)).some((c) => c.name === claim))
+    throw new Error(`network ${name} has no claim ${JSON.stringify(claim)}`);
+  await ipam.releaseClaim(name, n.spec, claim);
 }
 
 export async function records(

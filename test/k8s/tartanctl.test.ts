@@ -56,6 +56,8 @@ beforeAll(async () => {
       node,
       containerId: `c-${pod}`,
       ifname: 'net1',
+      // du-0 keeps its address in a claim (the agent qualifies it with the namespace).
+      ...(pod === 'du-0' ? { claim: 'ran/du-0' } : {}),
     });
     await writeAttachment(admin, {
       pod: { name: pod, namespace: 'ran', uid: `uid-${pod}` },
@@ -100,6 +102,16 @@ describe('tartanctl --kubeconfig', () => {
     } finally {
       rmSync(out, { force: true });
     }
+  });
+
+  it('claims: the holder named from its Attachment; release-claim points at the IPAMClaim', async () => {
+    const r = await ctl('claims', 'oam');
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/ran\/du-0\s+10\.77\.0\.\d+\/24\s+ran\/du-0 net1/);
+    const rel = await ctl('release-claim', 'oam', 'ran/du-0');
+    expect(rel.code).toBe(1);
+    expect(rel.stderr).toMatch(/kubectl delete ipamclaim -n ran du-0/);
+    expect((await ctl('claims', 'oam')).stdout).toMatch(/ran\/du-0/);
   });
 
   it('check refuses to run against the cluster (it is node-local)', async () => {

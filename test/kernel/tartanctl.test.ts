@@ -4,7 +4,11 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { writeFileSync } from 'node:fs';
+import { createIpam } from '../../src/ipam/index.js';
 import { listNetns, run, sh } from '../../src/lab/sh.js';
+import type { NetworkSpec } from '../../src/network/schema.js';
+import { createFileStore } from '../../src/store/file.js';
 
 const root = join(import.meta.dirname, '../..');
 const lab = (...a: string[]) =>
@@ -117,5 +121,72 @@ describe('tartanctl', () => {
     expect(pools.stderr).toMatch(/pools needs a network name/);
     const pod = await bare('pod');
     expect(pod.stderr).toMatch(/pod needs a pod name or container id/);
+  });
+});
+
+describe('tartanctl claims and release-claim (a host without a cluster)', () => {
+  it('lists a claim with its holder, refuses an unknown one, releases it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tt-ctl-claims-'));
+    try {
+      const spec: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.77.0.0/24' } };
+      const nets = join(dir, 'networks');
+      await sh('mkdir', [nets]);
+      writeFileSync(
+        join(nets, 'db.json'),
+        JSON.stringify({
+          apiVersion: 'tartan.io/v1alpha1',
+          kind: 'ClusterNetwork',
+          metadata: { name: 'db' },
+          spec,
+        }),
+      );
+      const path = join(dir, 'ipam.db');
+      const store = await createFileStore(path);
+      const ipam = createIpam(store);
+      const alloc = (containerId: string, claim: string) =>
+        ipam.allocate({ network: 'db', spec, node: 'h1', containerId, ifname: 'net1', claim });
+      const [held] = await alloc('c-live', 'db-0');
+      const [kept] = await alloc('c-gone', 'db-1');
+      await ipam.release({ network: 'db', spec, containerId: 'c-gone', ifname: 'net1' });
+      await store.close();
+      const local = (...a: string[]) =>
+        run(
+          'node',
+          [join(root, 'dist/tartanctl.js'), ...a, '--networks-dir', nets, '--store-path', path],
+          undefined,
+          process.env,
+        );
+
+      const list = await local('claims', 'db');
+      expect(list.code, list.stderr).toBe(0);
+      expect(list.stdout).toMatch(new RegExp(`db-0\\s+${held!.address}/24\\s+c-live/net1`));
+      expect(list.stdout).toMatch(new RegExp(`db-1\\s+${kept!.address}/24\\s+-`));
+
+      const unknown = await local('release-claim', 'db', 'db-9');
+      expect(unknown.code).toBe(1);
+      expect(unknown.stderr).toMatch(/network db has no claim "db-9"/);
+
+      const released = await local('release-claim', 'db', 'db-1');
+      expect(released.code, released.stderr).toBe(0);
+      const after = await local('claims', 'db');
+      expect(after.stdout).not.toMatch(/db-1/);
+      // The address is free again: a fixed request for it succeeds.
+      const again = await createFileStore(path);
+      try {
+        const [got] = await createIpam(again).allocate({
+          network: 'db',
+          spec,
+          node: 'h1',
+          containerId: 'c-new',
+          ifname: 'net1',
+          ip: kept!.address,
+        });
+        expect(got!.address).toBe(kept!.address);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
