@@ -7,6 +7,13 @@
 // that mark. An alloc whose attachment is valid again has its mark cleared. GC lists every
 // block (it is periodic, not per pod, so a full list is affordable) and so also finds allocs
 // the per-node index no longer points at.
+//
+// Borrow pointers (nodes/<node>/borrowed/<handle>) are written before the alloc they point
+// at, so one whose alloc never came (a lost race, a failed store write, a crash) is left
+// behind, and every allocation on that node reads it from then on. GC treats them like
+// allocs: marked when first seen leading to no alloc of their handle, deleted at that
+// revision a grace period later if the block, read again, still holds none. Re-pointing
+// writes a new revision, which saves it.
 import { type Ctx, dropPointer } from './state.js';
 import { cidrStart, type Family, formatIp } from './ip.js';
 import type { ParsedRange } from './range.js';
@@ -19,8 +26,11 @@ import {
   handleOf,
   keys,
   listBlocks,
+  listNodes,
+  type PointerEntry,
 } from './records.js';
 import { CONFLICT, retrying } from './retry.js';
+import type { Entry } from '../store/types.js';
 import type { Usage } from './types.js';
 
 export const DEFAULT_GC_GRACE_MS = 5 * 60_000;
@@ -42,7 +52,8 @@ export async function collect(ctx: Ctx, g: GcInput): Promise<{ marked: number; r
   let marked = 0;
   let released = 0;
   for (const f of [4, 6] as const) {
-    for (const first of await listBlocks(ctx.store, g.net, f)) {
+    const { blocks, pointers } = await listNodes(ctx.store, g.net, f);
+    for (const first of blocks) {
       let e: typeof first | undefined = first;
       const dropped: Alloc[] = [];
       await retrying(ctx.retry, `network ${g.net}: gc of ${first.value.cidr}`, async (n) => {
@@ -59,8 +70,36 @@ export async function collect(ctx: Ctx, g: GcInput): Promise<{ marked: number; r
         if (a.handle !== null && a.node !== first.value.node)
           await dropPointer(ctx, g.net, f, a.node, a.handle, first.value.cidr);
     }
+    await sweepPointers(ctx, g, f, blocks, pointers);
   }
   return { marked, released };
+}
+
+async function sweepPointers(
+  ctx: Ctx,
+  g: GcInput,
+  f: Family,
+  blocks: Entry<Block>[],
+  pointers: PointerEntry[],
+): Promise<void> {
+  const byKey = new Map(blocks.map((b) => [b.key, b.value]));
+  const holds = (b: Block | undefined, handle: string) =>
+    b !== undefined && Object.values(b.allocs).some((a) => a.handle === handle);
+  for (const { node, handle, e } of pointers) {
+    if (g.node !== undefined && node !== g.node) continue;
+    const { block, blockNode, gcMark } = e.value;
+    const at = keys.block(g.net, f, blockNode, block);
+    // Updates and deletes are compare-and-swaps at the listed revision: a pointer changed
+    // since is left for the next run.
+    if (holds(byKey.get(at), handle)) {
+      if (gcMark !== undefined) await ctx.store.update(e.key, { block, blockNode }, e.rev);
+    } else if (gcMark === undefined) {
+      await ctx.store.update(e.key, { block, blockNode, gcMark: g.now }, e.rev);
+    } else if (g.now - gcMark >= g.graceMs) {
+      if (!holds((await getBlock(ctx.store, at, f))?.value, handle))
+        await ctx.store.delete(e.key, e.rev);
+    }
+  }
 }
 
 function sweep(b: Block, f: Family, g: GcInput, valid: Set<string>, claims: Map<string, Claim>) {

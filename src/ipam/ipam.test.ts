@@ -465,6 +465,73 @@ describe('claims', () => {
 });
 
 describe('gc', () => {
+  it('deletes borrow pointers left by failed allocations, after two sightings, and no other', async () => {
+    const { store, req } = setup();
+    const tiny: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.3.0.0/28', blockPrefix: 30 } };
+    // Block writes fail on demand, after the pointer to the borrowed block is written.
+    let failBlockWrite = false;
+    const flaky: Store = {
+      ...store,
+      update: async (key, value, rev) => {
+        if (failBlockWrite && key.includes('/blocks/')) {
+          failBlockWrite = false;
+          throw new Error('injected store failure');
+        }
+        return store.update(key, value, rev);
+      },
+    };
+    const ipam = createIpam(flaky);
+    const r = (c: string, node: string) => req({ spec: tiny, node, containerId: c });
+    const live: string[] = [];
+    for (let i = 0; i < 14; i++) live.push(`c${i}`);
+    for (const c of live) await ipam.allocate(r(c, 'a'));
+    for (const c of ['c3', 'c4']) {
+      await ipam.release({ network: 'blue', spec: tiny, containerId: c, ifname: 'eth0' });
+      live.splice(live.indexOf(c), 1);
+    }
+    // Node a's blocks hold every block: b borrows.
+    await ipam.allocate(r('c100', 'b'));
+    live.push('c100');
+    failBlockWrite = true;
+    await expect(ipam.allocate(r('c200', 'b'))).rejects.toThrow(/injected/);
+    failBlockWrite = true;
+    await expect(ipam.allocate(r('c201', 'b'))).rejects.toThrow(/injected/);
+    const pointer = (c: string) => `ipam/blue/v4/nodes/b/borrowed/${c}%2Feth0`;
+    const pointers = () => [...store.dump().keys()].filter((k) => k.includes('/borrowed/')).sort();
+    expect(pointers()).toEqual([pointer('c100'), pointer('c200'), pointer('c201')]);
+
+    const valid = () => live.map((c) => ({ containerId: c, ifname: 'eth0' }));
+    const gc = (now: number, node?: string) =>
+      ipam.gc({
+        network: 'blue',
+        spec: tiny,
+        valid: valid(),
+        graceMs: 1000,
+        now,
+        ...(node ? { node } : {}),
+      });
+    await gc(10_000);
+    expect(store.dump().get(pointer('c200'))!.value).toMatchObject({ gcMark: 10_000 });
+    expect(store.dump().get(pointer('c100'))!.value).not.toHaveProperty('gcMark');
+    // c201 is tried again between the sightings and fails again: its marked pointer was
+    // written again first, and that new revision is what the next run sees.
+    failBlockWrite = true;
+    await expect(ipam.allocate(r('c201', 'b'))).rejects.toThrow(/injected/);
+    await gc(11_000, 'a'); // another node's GC leaves b's records alone
+    expect(pointers()).toHaveLength(3);
+    await gc(11_000);
+    expect(pointers()).toEqual([pointer('c100'), pointer('c201')]);
+    expect(store.dump().get(pointer('c201'))!.value).toMatchObject({ gcMark: 11_000 });
+    // Now it succeeds, and the next run finds the pointer leads to its alloc.
+    const [got] = await ipam.allocate(r('c201', 'b'));
+    live.push('c201');
+    expect(await ipam.find('blue', tiny, 'c201', 'eth0', 'b')).toEqual([got]);
+    await gc(20_000);
+    expect(pointers()).toEqual([pointer('c100'), pointer('c201')]);
+    expect(store.dump().get(pointer('c201'))!.value).not.toHaveProperty('gcMark');
+    expect(await ipam.find('blue', tiny, 'c100', 'eth0', 'b')).toHaveLength(1);
+  });
+
   it('frees only after two observations a grace period apart, never a valid attachment', async () => {
     const { store, req } = setup();
     const ipam = createIpam(store);

@@ -59,7 +59,12 @@ const BlockSchema = v.object({
 });
 
 const CidrSchema = v.object({ cidr: v.string(), node: v.nullable(v.string()) });
-const BorrowedSchema = v.object({ block: v.string(), blockNode: v.nullable(v.string()) });
+const BorrowedSchema = v.object({
+  block: v.string(),
+  blockNode: v.nullable(v.string()),
+  // When GC first saw the pointer lead to no alloc of its handle (see gc.ts).
+  gcMark: v.optional(v.pipe(v.number(), v.finite())),
+});
 const ClaimRefSchema = v.object({
   block: v.string(),
   blockNode: v.nullable(v.string()),
@@ -208,6 +213,32 @@ export async function listCidrs(
 
 /** Every block of the network and family (the rare paths only). */
 export async function listBlocks(s: Store, net: string, f: Family): Promise<Entry<Block>[]> {
-  const all = await s.list(keys.nodes(net, f));
-  return all.filter((e) => /\/blocks\/[^/]+$/.test(e.key)).map((e) => asBlock(e, f));
+  return (await listNodes(s, net, f)).blocks;
+}
+
+export interface PointerEntry {
+  node: string;
+  handle: string;
+  e: Entry<Borrowed>;
+}
+
+/** Every block and every borrow pointer of the network and family, in one list (GC). */
+export async function listNodes(
+  s: Store,
+  net: string,
+  f: Family,
+): Promise<{ blocks: Entry<Block>[]; pointers: PointerEntry[] }> {
+  const prefix = keys.nodes(net, f);
+  const out: { blocks: Entry<Block>[]; pointers: PointerEntry[] } = { blocks: [], pointers: [] };
+  for (const e of await s.list(prefix)) {
+    const m = /^([^/]+)\/(blocks|borrowed)\/([^/]+)$/.exec(e.key.slice(prefix.length));
+    if (m?.[2] === 'blocks') out.blocks.push(asBlock(e, f));
+    else if (m)
+      out.pointers.push({
+        node: decodeURIComponent(m[1]!),
+        handle: decodeURIComponent(m[3]!),
+        e: asBorrowed(e),
+      });
+  }
+  return out;
 }

@@ -101,7 +101,15 @@ export async function pointAt(
 ) {
   const key = keys.borrowed(fam.net, fam.r.family, o.node, o.handle);
   const e = cur === null ? undefined : (cur ?? (await getBorrowed(ctx.store, key)));
-  if (e && e.value.block === to.block && e.value.blockNode === to.blockNode) return true;
+  // A pointer GC has marked is written again: the new revision is what keeps GC from
+  // deleting it (it deletes only the revision it marked).
+  if (
+    e &&
+    e.value.block === to.block &&
+    e.value.blockNode === to.blockNode &&
+    e.value.gcMark === undefined
+  )
+    return true;
   const rev = e ? await ctx.store.update(key, to, e.rev) : await ctx.store.create(key, to);
   return rev === undefined ? CONFLICT : true;
 }
