@@ -23,12 +23,16 @@ export interface TenantConfig {
   };
 }
 
+/** Who holds a segment: a TenantNetwork, or (namespace '') a ClusterNetwork. */
 export interface Reservation {
   namespace: string;
   name: string;
   tenant: string;
   at: number;
 }
+
+const holderOf = (h: Reservation) =>
+  h.namespace ? `TenantNetwork ${h.namespace}/${h.name}` : `ClusterNetwork ${h.name}`;
 
 export type Segment = { type: 'vlan'; device: string; id: number } | { type: 'vni'; id: number };
 
@@ -146,7 +150,7 @@ export async function reserveSegment(
       const holder = (await store.get<Reservation>(keyOf(seg(asked))))?.value;
       if (!holder || holder.namespace !== namespace || holder.name !== name)
         throw new Denied(
-          `${describe(seg(asked))} is already used by ${holder ? `${holder.namespace}/${holder.name}` : 'another network'}`,
+          `${describe(seg(asked))} is already used by ${holder ? holderOf(holder) : 'another network'}`,
         );
     }
     return mine;
@@ -165,6 +169,31 @@ export async function reserveSegment(
   throw new Denied(
     `tenant ${t} has no free ${type === 'vlan' ? 'VLAN' : 'VNI'} left on ${dev.name} (ranges ${fmt(ranges)})`,
   );
+}
+
+/**
+ * Reserves a ClusterNetwork's VLAN or VNI against TenantNetworks: a tenant given a segment
+ * that an operator's network carries would put its pods on that network's L2. ClusterNetworks
+ * may share a segment with each other (the operator's own choice); the record names the
+ * first, and the controller keeps it while any ClusterNetwork carries it (reconcileSegments).
+ */
+export async function reserveClusterSegment(
+  store: Store,
+  net: { name: string; spec: NetworkSpec },
+  dryRun: boolean,
+): Promise<void> {
+  const s = segmentOf(net.spec);
+  if (!s) return;
+  const mine: Reservation = { namespace: '', name: net.name, tenant: '', at: Date.now() };
+  // A holder that goes between the create and the read is gone: try again.
+  for (let i = 0; i < 3; i++) {
+    if (!dryRun && (await store.create(keyOf(s), mine)) !== undefined) return;
+    const holder = (await store.get<Reservation>(keyOf(s)))?.value;
+    if (holder?.namespace)
+      throw new Denied(`${describe(s)} is already used by ${holderOf(holder)}`);
+    if (holder || dryRun) return;
+  }
+  throw new Error(`${describe(s)}: its reservation keeps changing; try again`);
 }
 
 /**
@@ -188,7 +217,9 @@ export async function releaseSegment(
 
 /**
  * Releases reservations whose network is gone or now carries another id, older than graceMs
- * (a create admitted moments ago may not be stored yet). For the controller's GC.
+ * (a create admitted moments ago may not be stored yet), and reserves the segments of
+ * ClusterNetworks that have none (made before reservations existed, or while the webhook
+ * was bypassed). For the controller's GC.
  */
 export async function reconcileSegments(
   client: KubeClient,
@@ -197,8 +228,25 @@ export async function reconcileSegments(
   now = Date.now(),
 ): Promise<string[]> {
   const released: string[] = [];
-  for (const e of await store.list<Reservation>(segmentKeys.all)) {
+  const carried = new Map<string, string>();
+  const cns = await client.must<{ items: { metadata: { name: string }; spec: NetworkSpec }[] }>({
+    method: 'GET',
+    path: `${API_GROUP_PATH}/clusternetworks`,
+  });
+  for (const cn of cns.items) {
+    const s = segmentOf(cn.spec);
+    if (s && !carried.has(keyOf(s))) carried.set(keyOf(s), cn.metadata.name);
+  }
+  const records = await store.list<Reservation>(segmentKeys.all);
+  const held = new Set(records.map((e) => e.key));
+  for (const [key, name] of carried)
+    if (!held.has(key)) await store.create(key, { namespace: '', name, tenant: '', at: now });
+  for (const e of records) {
     if (now - e.value.at < graceMs) continue;
+    if (e.value.namespace === '') {
+      if (!carried.has(e.key) && (await store.delete(e.key, e.rev))) released.push(e.key);
+      continue;
+    }
     const path = `${API_GROUP_PATH}/namespaces/${e.value.namespace}/tenantnetworks/${e.value.name}`;
     const res = await client.request<{ spec: NetworkSpec }>({ method: 'GET', path });
     if (res.status === 200) {

@@ -14,6 +14,7 @@ import { inUse, movedFields, specProblem } from './network-rules.js';
 import {
   Denied,
   listTenantConfigs,
+  reserveClusterSegment,
   reserveSegment,
   SEGMENT_FINALIZER,
   tenantOf,
@@ -127,6 +128,13 @@ export async function validate(
     const problem = specProblem(req.object?.spec);
     if (problem) return deny(req.uid, `${label}: ${problem}`, 422);
   }
+  const reserve = () =>
+    reserveClusterSegment(
+      deps.store,
+      { name: id.name, spec: req.object!.spec as KubeNetworkSpec },
+      req.dryRun ?? false,
+    );
+  if (kind === 'ClusterNetwork' && req.operation === 'CREATE') await reserve();
   if (req.operation === 'UPDATE') {
     const moved = movedFields(
       req.oldObject!.spec as KubeNetworkSpec,
@@ -145,6 +153,8 @@ export async function validate(
         req.uid,
         `${label} is in use (${why}): ${moved.join(', ')} would cut those pods off; detach them first`,
       );
+    // The old segment's record goes with the controller's next round (reconcileSegments).
+    await reserve();
     return ok;
   }
   if (req.operation === 'DELETE') {

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
 import { registerWebhooks, webhookConfigurations } from '../../src/controller/registration.js';
-import { finalizeTenantNetworks } from '../../src/controller/segments.js';
+import { finalizeTenantNetworks, reconcileSegments } from '../../src/controller/segments.js';
 import { startWebhook, type WebhookServer } from '../../src/controller/webhook.js';
 import { createIpam } from '../../src/ipam/index.js';
 import { ensureNamespace, installCrds } from '../../src/k8s/apply.js';
@@ -354,7 +354,7 @@ describe('tenants and VNI assignment', () => {
     const msg = async (name: string, spec: Record<string, unknown>) =>
       (await mk(name, spec)).body.message;
     expect(await msg('l3', { type: 'ipvlan', device: 'eth2', vlan: 101 })).toContain(
-      'VLAN 101 on eth2 is already used by tenant-a/l2',
+      'VLAN 101 on eth2 is already used by TenantNetwork tenant-a/l2',
     );
     expect(await msg('l4', { type: 'ipvlan', device: 'eth2', vlan: 300 })).toContain(
       "VLAN 300 on eth2 is outside tenant tenant-a's VLAN ranges (100-101)",
@@ -385,6 +385,58 @@ describe('tenants and VNI assignment', () => {
     expect(
       await denied('PATCH', `${tnets('tenant-a')}/l10`, { spec: { bridge: 'cni0' } }),
     ).toContain('bridge none -> cni0');
+  });
+});
+
+describe('segments shared between ClusterNetworks and TenantNetworks', () => {
+  it("never gives a tenant a ClusterNetwork's VLAN or VNI, nor the reverse", async () => {
+    await ensureNamespace(admin, 'tenant-c');
+    await send('POST', `${G}/tenantconfigs`, {
+      apiVersion: 'tartan.io/v1alpha1',
+      kind: 'TenantConfig',
+      metadata: { name: 'tenant-c' },
+      spec: {
+        namespaces: ['tenant-c'],
+        hostDevices: [
+          { name: 'eth5', vlans: [{ start: 200, end: 201 }] },
+          { name: 'eth6', vnis: [{ start: 3000, end: 3001 }] },
+        ],
+      },
+    });
+    const cn = (name: string, spec: Record<string, unknown>) =>
+      send('POST', `${G}/clusternetworks`, cnet(name, spec));
+    const tn = (name: string, spec: Record<string, unknown>) =>
+      send('POST', tnets('tenant-c'), tnet('tenant-c', name, spec));
+    const vlan200 = { type: 'ipvlan', device: 'eth5', vlan: 200 };
+    expect((await cn('op-200', vlan200)).status).toBe(201);
+    // Two operator networks on one VLAN: the operator's own choice.
+    expect((await cn('op-200b', vlan200)).status).toBe(201);
+    expect((await tn('t-auto', { type: 'ipvlan', device: 'eth5' })).body.spec!.vlan).toBe(201);
+    expect((await tn('t-200', vlan200)).body.message).toContain(
+      'VLAN 200 on eth5 is already used by ClusterNetwork op-200',
+    );
+    expect(
+      (await cn('op-201', { type: 'ipvlan', device: 'eth5', vlan: 201 })).body.message,
+    ).toContain('VLAN 201 on eth5 is already used by TenantNetwork tenant-c/t-auto');
+    expect(
+      (await cn('op-vni', { type: 'macvlan', device: 'eth6', vxlan: { vni: 3000 } })).status,
+    ).toBe(201);
+    expect((await tn('t-vni', { type: 'macvlan', device: 'eth6' })).body.spec!.vxlan!.vni).toBe(
+      3001,
+    );
+    // A ClusterNetwork made before reservations existed (its record is missing) gets one.
+    const vniKey = 'segments/vni/3000';
+    const rec = (await store.get(vniKey))!;
+    expect(await store.delete(vniKey, rec.rev)).toBe(true);
+    await reconcileSegments(admin, store, 60_000);
+    expect((await store.get(vniKey))?.value).toMatchObject({ namespace: '', name: 'op-vni' });
+    // The record stays while any ClusterNetwork carries the VLAN, and goes with the last.
+    const vlanKey = 'segments/vlan/eth5/200';
+    await send('DELETE', `${G}/clusternetworks/op-200`);
+    expect(await reconcileSegments(admin, store, 0)).not.toContain(vlanKey);
+    await send('DELETE', `${G}/clusternetworks/op-200b`);
+    expect(await reconcileSegments(admin, store, 0)).toContain(vlanKey);
+    expect((await tn('t-200', vlan200)).status).toBe(201);
   });
 });
 
