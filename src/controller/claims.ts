@@ -11,7 +11,10 @@
 // - a claim whose namespace is gone is released (a later namespace of the same name is
 //   another tenant).
 // An object's absence alone never releases anything: a claim made between two rounds just
-// gets its object in the next one.
+// gets its object in the next one. So an object deleted before it got the finalizer, or a
+// claim an ADD makes again while it is being released, comes back as a new object.
+// Each claim is handled on its own: one that fails (a namespace being deleted refuses new
+// objects) is reported and retried next round, and the others go on.
 import { createIpam } from '../ipam/index.js';
 import type { ClaimInfo, Ipam } from '../ipam/types.js';
 import type { KubeClient } from '../k8s/client.js';
@@ -21,6 +24,8 @@ import type { Store } from '../store/types.js';
 
 export const CLAIM_FINALIZER = 'tartan.io/claim';
 const NPWG_PATH = '/apis/k8s.cni.cncf.io/v1alpha1';
+const CRD_PATH =
+  '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ipamclaims.k8s.cni.cncf.io';
 
 interface ClaimObj {
   metadata: {
@@ -43,21 +48,33 @@ interface Held {
   info: ClaimInfo;
 }
 
+/** A network as the round sees it; valid: its spec passes the rules (its claims are listed). */
+export interface ClaimNetwork {
+  id: NetworkId;
+  spec: NetworkSpec;
+  valid: boolean;
+}
+
 export interface ClaimRound {
   created: string[];
   released: string[];
   /** Why the round did not look at claims at all (the IPAMClaim CRD is not installed). */
   skipped?: string;
+  /** What went wrong for single claims or networks; the rest of the round went on. */
+  errors?: string[];
 }
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e));
 
 export async function reconcileClaims(
   client: KubeClient,
   store: Store,
-  networks: { id: NetworkId; spec: NetworkSpec }[],
+  networks: ClaimNetwork[],
   podOf: PodOfHandle = () => undefined,
   ipam: Ipam = createIpam(store),
 ): Promise<ClaimRound> {
   const round: ClaimRound = { created: [], released: [] };
+  const errors: string[] = [];
   const res = await client.request({ method: 'GET', path: `${NPWG_PATH}/ipamclaims` });
   if (res.status === 404) return { ...round, skipped: 'the IPAMClaim CRD is not installed' };
   if (res.status !== 200)
@@ -71,38 +88,65 @@ export async function reconcileClaims(
 
   // Claims by "<namespace>/<name>"; names without a namespace were not made in a cluster.
   const held = new Map<string, Held[]>();
-  for (const { id, spec } of networks) {
+  for (const { id, spec, valid } of networks) {
+    if (!valid) continue;
     const net = ipamNetworkName(id);
-    for (const info of await ipam.claims(net, spec)) {
-      if (!info.name.includes('/')) continue;
-      held.set(info.name, [...(held.get(info.name) ?? []), { net, spec, info }]);
+    try {
+      for (const info of await ipam.claims(net, spec)) {
+        if (!info.name.includes('/')) continue;
+        held.set(info.name, [...(held.get(info.name) ?? []), { net, spec, info }]);
+      }
+    } catch (e) {
+      errors.push(`network ${net}: ${message(e)}`);
     }
   }
 
+  // On every network, valid or not (releasing needs no spec): a claim left on one would
+  // outlive the object that was its only handle.
   const release = async (key: string) => {
-    const mine = held.get(key) ?? [];
-    for (const h of mine) await ipam.releaseClaim(h.net, h.spec, key);
-    if (mine.length) round.released.push(key);
+    for (const { id, spec } of networks) await ipam.releaseClaim(ipamNetworkName(id), spec, key);
+    if (held.has(key)) round.released.push(key);
+  };
+
+  // Deleting the CRD deletes every IPAMClaim: that is a reinstall, not an instruction to
+  // give every kept address away. The finalizers go, the claims stay, and the objects
+  // come back with the CRD.
+  let crdGoing: boolean | undefined;
+  const crdIsGoing = async () => {
+    if (crdGoing === undefined) {
+      const crd = await client.request<{ metadata?: { deletionTimestamp?: string } }>({
+        method: 'GET',
+        path: CRD_PATH,
+      });
+      if (crd.status !== 200 && crd.status !== 404)
+        throw new Error(`reading the IPAMClaim CRD: HTTP ${crd.status}`);
+      crdGoing = crd.status === 404 || crd.body.metadata?.deletionTimestamp !== undefined;
+    }
+    return crdGoing;
   };
 
   for (const [key, obj] of objects) {
     const m = obj.metadata;
     const finalizers = m.finalizers ?? [];
-    if (m.deletionTimestamp) {
-      if (!finalizers.includes(CLAIM_FINALIZER)) continue;
-      await release(key);
-      await setFinalizers(
-        client,
-        obj,
-        finalizers.filter((f) => f !== CLAIM_FINALIZER),
-      );
-      continue;
+    try {
+      if (m.deletionTimestamp) {
+        if (!finalizers.includes(CLAIM_FINALIZER)) continue;
+        if (!(await crdIsGoing())) await release(key);
+        await setFinalizers(
+          client,
+          obj,
+          finalizers.filter((f) => f !== CLAIM_FINALIZER),
+        );
+        continue;
+      }
+      const mine = held.get(key);
+      if (!mine) continue;
+      if (!finalizers.includes(CLAIM_FINALIZER))
+        await setFinalizers(client, obj, [...finalizers, CLAIM_FINALIZER]);
+      await writeStatus(client, obj, mine, podOf);
+    } catch (e) {
+      errors.push(`IPAMClaim ${key}: ${message(e)}`);
     }
-    const mine = held.get(key);
-    if (!mine) continue;
-    if (!finalizers.includes(CLAIM_FINALIZER))
-      await setFinalizers(client, obj, [...finalizers, CLAIM_FINALIZER]);
-    await writeStatus(client, obj, mine, podOf);
   }
 
   for (const [key, mine] of held) {
@@ -110,46 +154,51 @@ export async function reconcileClaims(
     const slash = key.indexOf('/');
     const [namespace, name] = [key.slice(0, slash), key.slice(slash + 1)];
     const holder = mine.flatMap((h) => h.info.holders)[0];
-    const created = await client.request({
-      method: 'POST',
-      path: `${NPWG_PATH}/namespaces/${namespace}/ipamclaims`,
-      body: {
-        apiVersion: 'k8s.cni.cncf.io/v1alpha1',
-        kind: 'IPAMClaim',
-        metadata: { name, namespace, finalizers: [CLAIM_FINALIZER] },
-        spec: {
-          network: mine[0]!.net,
-          interface: holder ? holder.slice(holder.lastIndexOf('/') + 1) : '',
+    try {
+      const created = await client.request<ClaimObj & { details?: { kind?: string } }>({
+        method: 'POST',
+        path: `${NPWG_PATH}/namespaces/${namespace}/ipamclaims`,
+        body: {
+          apiVersion: 'k8s.cni.cncf.io/v1alpha1',
+          kind: 'IPAMClaim',
+          metadata: { name, namespace, finalizers: [CLAIM_FINALIZER] },
+          spec: {
+            network: mine[0]!.net,
+            interface: holder ? holder.slice(holder.lastIndexOf('/') + 1) : '',
+          },
         },
-      },
-    });
-    if (created.status === 201) {
-      round.created.push(key);
-      await writeStatus(client, created.body as ClaimObj, mine, podOf);
-    } else if (created.status === 404) {
-      // The namespace is gone, and every pod with it.
-      await release(key);
-    } else if (created.status !== 409) {
-      throw new Error(
-        `creating IPAMClaim ${key}: HTTP ${created.status} ${JSON.stringify(created.body)}`,
-      );
+      });
+      if (created.status === 201) {
+        round.created.push(key);
+        await writeStatus(client, created.body, mine, podOf);
+      } else if (created.status === 404 && created.body.details?.kind === 'namespaces') {
+        // The namespace is gone, and every pod with it.
+        await release(key);
+      } else if (created.status !== 409) {
+        // A namespace being deleted (403) gets no new objects: its claims wait for it to go.
+        throw new Error(`HTTP ${created.status} ${JSON.stringify(created.body)}`);
+      }
+    } catch (e) {
+      errors.push(`creating IPAMClaim ${key}: ${message(e)}`);
     }
   }
-  return round;
+  return errors.length ? { ...round, errors } : round;
 }
 
-/** Replaces the finalizer list if the object is unchanged since it was read (else next round). */
+/** Sets the finalizer list if the object is unchanged since it was read (else next round). */
 async function setFinalizers(client: KubeClient, obj: ClaimObj, finalizers: string[]) {
   const m = obj.metadata;
-  await client.request({
+  const res = await client.request({
     method: 'PATCH',
     patchType: 'json',
     path: `${NPWG_PATH}/namespaces/${m.namespace}/ipamclaims/${m.name}`,
     body: [
       { op: 'test', path: '/metadata/resourceVersion', value: m.resourceVersion },
-      { op: 'replace', path: '/metadata/finalizers', value: finalizers },
+      // add, not replace: it sets the member whether or not the object has one yet.
+      { op: 'add', path: '/metadata/finalizers', value: finalizers },
     ],
   });
+  if (res.status !== 200) throw new Error(`setting finalizers: HTTP ${res.status}`);
 }
 
 /** status.ips (address/prefix, every network) and ownerPod, written when they change. */
@@ -163,10 +212,11 @@ async function writeStatus(client: KubeClient, obj: ClaimObj, mine: Held[], podO
   const have = obj.status ?? {};
   if (JSON.stringify(have.ips ?? []) === JSON.stringify(ips) && have.ownerPod?.name === pod) return;
   const m = obj.metadata;
-  await client.request({
+  const res = await client.request({
     method: 'PATCH',
     path: `${NPWG_PATH}/namespaces/${m.namespace}/ipamclaims/${m.name}/status`,
     // A merge patch cannot remove a key by leaving it out: null does.
     body: { status: { ...want, ...(pod ? {} : { ownerPod: null }) } },
   });
+  if (res.status !== 200) throw new Error(`writing status: HTTP ${res.status}`);
 }

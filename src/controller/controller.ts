@@ -40,22 +40,31 @@ export function startController(o: ControllerOptions): Controller {
   const run = () => {
     if (!elector.isLeader()) return;
     round = (async () => {
+      const failed = (what: string, e: unknown) =>
+        log(`${what} failed: ${e instanceof Error ? e.message : String(e)}`);
+      // Each its own try: one failing must not stop the other.
       try {
         const r = await reconcileOnce(deps);
-        const freed = await reconcileSegments(o.client, o.store, o.gcGraceMs ?? 5 * 60_000);
-        const { created, released, skipped } = r.claims;
-        if (r.released || r.staleAttachments || r.finalized || freed.length)
+        const { created, released, skipped, errors } = r.claims;
+        if (r.released || r.staleAttachments || r.finalized)
           log(
-            `released ${r.released} addresses, ${r.staleAttachments} stale attachments, segments ${freed.join(' ')}`,
+            `released ${r.released} addresses, ${r.staleAttachments} stale attachments, ${r.finalized} TenantNetworks finalized`,
           );
         if (created.length || released.length)
           log(
             `IPAMClaims created: ${created.join(' ') || '-'}; released: ${released.join(' ') || '-'}`,
           );
+        for (const e of errors ?? []) log(`claims: ${e}`);
         if (skipped && !claimsSkipped) log(`claims not reconciled: ${skipped}`);
         claimsSkipped = skipped !== undefined;
       } catch (e) {
-        log(`reconcile failed: ${e instanceof Error ? e.message : String(e)}`);
+        failed('reconcile', e);
+      }
+      try {
+        const freed = await reconcileSegments(o.client, o.store, o.gcGraceMs ?? 5 * 60_000);
+        if (freed.length) log(`segments released: ${freed.join(' ')}`);
+      } catch (e) {
+        failed('segment reconcile', e);
       }
     })().finally(() => {
       if (elector.isLeader()) timer = setTimeout(run, o.intervalMs ?? 30_000);

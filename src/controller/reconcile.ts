@@ -266,7 +266,7 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<RoundResult> {
   const claims = await reconcileClaims(
     client,
     store,
-    networks.filter((n) => !specProblem(n.obj.spec)).map((n) => ({ id: n.id, spec: n.obj.spec })),
+    networks.map((n) => ({ id: n.id, spec: n.obj.spec, valid: !specProblem(n.obj.spec) })),
     (handle) => podOfHandle.get(handle),
     ipam,
   );

@@ -404,6 +404,65 @@ describe('claims and their IPAMClaim objects', () => {
     expect((await claimObj('tenant-a', 'vm-1')).metadata.finalizers).toEqual([CLAIM_FINALIZER]);
   });
 
+  it('goes on past a claim whose namespace refuses new objects (being deleted)', async () => {
+    // No namespace controller runs here: a deleted namespace stays Terminating, and the API
+    // server refuses to create objects in it (403).
+    await ensureNamespace(admin, 'a-term');
+    await admin.must({ method: 'DELETE', path: '/api/v1/namespaces/a-term' });
+    const ipam = createIpam(store);
+    for (const [containerId, claim] of [
+      ['c-term', 'a-term/db-0'], // listed first: its failure must not stop the next
+      ['c-late', 'tenant-a/late-0'],
+    ] as const)
+      await ipam.allocate({
+        network: 'claimnet',
+        spec,
+        node: 'n1',
+        containerId,
+        ifname: 'net1',
+        claim,
+      });
+    const { claims } = await round();
+    expect(claims.created).toEqual(['tenant-a/late-0']);
+    expect(claims.errors).toEqual([
+      expect.stringMatching(/^creating IPAMClaim a-term\/db-0: HTTP 403/),
+    ]);
+    expect((await ipam.claims('claimnet', spec)).map((c) => c.name)).toContain('a-term/db-0');
+  });
+
+  it('releases a claim on a network whose spec is no longer valid when its object goes', async () => {
+    const bad: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.84.0.0/28' } };
+    await admin.must({
+      method: 'POST',
+      path: `${G}/clusternetworks`,
+      body: {
+        apiVersion: 'tartan.io/v1alpha1',
+        kind: 'ClusterNetwork',
+        metadata: { name: 'laternet' },
+        spec: bad,
+      },
+    });
+    await createIpam(store).allocate({
+      network: 'laternet',
+      spec: bad,
+      node: 'n1',
+      containerId: 'c-lt',
+      ifname: 'net1',
+      claim: 'tenant-a/lt-0',
+    });
+    expect((await round()).claims.created).toContain('tenant-a/lt-0');
+    // Made invalid behind the webhook's back (none runs here).
+    await admin.must({
+      method: 'PATCH',
+      path: `${G}/clusternetworks/laternet`,
+      body: { spec: { ipv4: { cidr: '10.84.0.0/33' } } },
+    });
+    await admin.must({ method: 'DELETE', path: `${NPWG}/namespaces/tenant-a/ipamclaims/lt-0` });
+    expect((await round()).claims.errors ?? []).not.toContainEqual(expect.stringMatching(/lt-0/));
+    expect((await getClaim('tenant-a', 'lt-0')).status).toBe(404);
+    expect(await store.get('ipam/laternet/claims/tenant-a%2Flt-0')).toBeUndefined();
+  });
+
   it('releases the claims of a namespace that is gone', async () => {
     const ipam = createIpam(store);
     await ipam.allocate({
@@ -415,7 +474,32 @@ describe('claims and their IPAMClaim objects', () => {
       claim: 'gone-ns/db-0',
     });
     await ipam.release({ network: 'claimnet', spec, containerId: 'c-ghost', ifname: 'net1' });
-    expect((await round()).claims).toEqual({ created: [], released: ['gone-ns/db-0'] });
-    expect((await ipam.claims('claimnet', spec)).map((c) => c.name)).toEqual(['tenant-a/vm-1']);
+    expect((await round()).claims).toMatchObject({ created: [], released: ['gone-ns/db-0'] });
+    expect((await ipam.claims('claimnet', spec)).map((c) => c.name)).not.toContain('gone-ns/db-0');
+  });
+
+  it('keeps the claims when the IPAMClaim CRD itself is deleted (a reinstall)', async () => {
+    const CRD =
+      '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ipamclaims.k8s.cni.cncf.io';
+    expect((await claimObj('tenant-a', 'vm-1')).metadata.finalizers).toEqual([CLAIM_FINALIZER]);
+    await admin.must({ method: 'DELETE', path: CRD });
+    // The API server deletes every IPAMClaim; the finalizer holds them, and so the CRD.
+    await until('IPAMClaims being deleted', async () =>
+      Boolean((await claimObj('tenant-a', 'vm-1')).metadata.deletionTimestamp),
+    );
+    expect((await round()).claims.released).toEqual([]);
+    await until(
+      'the CRD gone',
+      async () => (await admin.request({ method: 'GET', path: CRD })).status === 404,
+    );
+    const ipam = createIpam(store);
+    expect((await ipam.claims('claimnet', spec)).map((c) => c.name)).toContain('tenant-a/vm-1');
+    // Installed again, the objects come back for the claims that are still there.
+    await installCrds(admin);
+    await until(
+      'IPAMClaims served again',
+      async () => (await getClaim('tenant-a', 'vm-1')).status === 404,
+    );
+    expect((await round()).claims.created).toContain('tenant-a/vm-1');
   });
 });

@@ -275,6 +275,14 @@ describe('the controller service account', () => {
       200,
     ],
     [
+      'reads the IPAMClaim CRD',
+      {
+        method: 'GET',
+        path: '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ipamclaims.k8s.cni.cncf.io',
+      },
+      200,
+    ],
+    [
       "writes an IPAMClaim's status",
       {
         method: 'PATCH',
