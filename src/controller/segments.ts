@@ -188,9 +188,14 @@ export async function reserveClusterSegment(
   // A holder that goes between the create and the read is gone: try again.
   for (let i = 0; i < 3; i++) {
     if (!dryRun && (await store.create(keyOf(s), mine)) !== undefined) return;
-    const holder = (await store.get<Reservation>(keyOf(s)))?.value;
+    const e = await store.get<Reservation>(keyOf(s));
+    const holder = e?.value;
     if (holder?.namespace)
       throw new Denied(`${describe(s)} is already used by ${holderOf(holder)}`);
+    if (e && !dryRun)
+      // Shared with a ClusterNetwork, perhaps one deleted a moment ago: a new revision keeps
+      // the controller from releasing the record on a list taken before this network.
+      await store.update(e.key, { ...e.value, at: mine.at }, e.rev);
     if (holder || dryRun) return;
   }
   throw new Error(`${describe(s)}: its reservation keeps changing; try again`);

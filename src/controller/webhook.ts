@@ -16,6 +16,7 @@ import {
   listTenantConfigs,
   reserveClusterSegment,
   reserveSegment,
+  segmentOf,
   SEGMENT_FINALIZER,
   tenantOf,
 } from './segments.js';
@@ -153,8 +154,11 @@ export async function validate(
         req.uid,
         `${label} is in use (${why}): ${moved.join(', ')} would cut those pods off; detach them first`,
       );
-    // The old segment's record goes with the controller's next round (reconcileSegments).
-    await reserve();
+    // A new segment is reserved; the old one's record goes with the controller's next round
+    // (reconcileSegments). An unchanged one is not checked again: it was admitted before.
+    const was = segmentOf(req.oldObject!.spec as KubeNetworkSpec);
+    const is = segmentOf(req.object!.spec as KubeNetworkSpec);
+    if (is && JSON.stringify(was) !== JSON.stringify(is)) await reserve();
     return ok;
   }
   if (req.operation === 'DELETE') {

@@ -233,11 +233,12 @@ export async function listNodes(
   for (const e of await s.list(prefix)) {
     const m = /^([^/]+)\/(blocks|borrowed)\/([^/]+)$/.exec(e.key.slice(prefix.length));
     if (m?.[2] === 'blocks') out.blocks.push(asBlock(e, f));
-    else if (m)
+    else if (m && v.is(BorrowedSchema, e.value))
+      // A damaged pointer is left alone (GC cannot judge it); the blocks are the truth.
       out.pointers.push({
         node: decodeURIComponent(m[1]!),
         handle: decodeURIComponent(m[3]!),
-        e: asBorrowed(e),
+        e: e as Entry<Borrowed>,
       });
   }
   return out;

@@ -430,6 +430,14 @@ describe('segments shared between ClusterNetworks and TenantNetworks', () => {
     expect(await store.delete(vniKey, rec.rev)).toBe(true);
     await reconcileSegments(admin, store, 60_000);
     expect((await store.get(vniKey))?.value).toMatchObject({ namespace: '', name: 'op-vni' });
+    // An overlap from before reservations (record gone, a tenant took the VNI): changing the
+    // ClusterNetwork without changing its segment is not refused for it.
+    expect(await store.delete(vniKey, (await store.get(vniKey))!.rev)).toBe(true);
+    expect(
+      (await tn('t-3000', { type: 'macvlan', device: 'eth6', vxlan: { vni: 3000 } })).status,
+    ).toBe(201);
+    const moved = await send('PATCH', `${G}/clusternetworks/op-vni`, { spec: { type: 'ipvlan' } });
+    expect(moved.status, JSON.stringify(moved.body)).toBe(200);
     // The record stays while any ClusterNetwork carries the VLAN, and goes with the last.
     const vlanKey = 'segments/vlan/eth5/200';
     await send('DELETE', `${G}/clusternetworks/op-200`);
