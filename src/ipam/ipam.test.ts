@@ -465,6 +465,19 @@ describe('claims', () => {
 });
 
 describe('gc', () => {
+  it('leaves a damaged borrow pointer alone: usage and GC of the network go on', async () => {
+    const { store, ipam, req } = setup();
+    await ipam.allocate(req({ containerId: 'live' }));
+    const key = 'ipam/blue/v4/nodes/n2/borrowed/x%2Feth0';
+    await store.create(key, { not: 'a pointer' });
+    expect((await ipam.usage('blue', spec4))[0]).toMatchObject({ inUse: 1 });
+    const valid = [{ containerId: 'live', ifname: 'eth0' }];
+    for (const now of [0, 10_000_000])
+      await ipam.gc({ network: 'blue', spec: spec4, valid, graceMs: 1000, now });
+    expect(store.dump().get(key)?.value).toEqual({ not: 'a pointer' });
+    expect(await ipam.find('blue', spec4, 'live', 'eth0')).toHaveLength(1);
+  });
+
   it('deletes borrow pointers left by failed allocations, after two sightings, and no other', async () => {
     const { store, req } = setup();
     const tiny: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.3.0.0/28', blockPrefix: 30 } };
