@@ -10,6 +10,7 @@
 import { attachmentParents } from './parent-plans.js';
 import { HOST, type Kernel, type Op } from '../kernel/types.js';
 import type { HostState } from '../attach/host-state.js';
+import { ensureOps } from '../attach/parents.js';
 import type { Logger } from './log.js';
 
 export interface ReconcileReport {
@@ -57,7 +58,20 @@ export async function reconcileParents(
     // Missing parents that still have users, lowest first (a VLAN before the bridge on it).
     const wanted = new Set(state.listParents().map((p) => p.name));
     for (const plan of live.plans) {
-      if (!wanted.has(plan.name) || (await k.linkExists(plan.name))) continue;
+      if (!wanted.has(plan.name)) continue;
+      if (await k.linkExists(plan.name)) {
+        // A lower link re-created above under a bridge that stayed: put it back in.
+        const ensure = ensureOps(plan);
+        if (ensure.length && (await k.linkExists(plan.lower!)))
+          await k.apply(HOST, ensure).catch((e: unknown) => {
+            report.failed.push(plan.name);
+            log.error('cannot put the lower link back in its bridge', {
+              parent: plan.name,
+              error: (e as Error).message,
+            });
+          });
+        continue;
+      }
       try {
         const ops: Op[] = await plan.create(k);
         // The bridge came back empty: put the host ends of its pods' veths in it again.

@@ -16,7 +16,17 @@ export interface ParentPlan {
   kind: ParentRecord['kind'];
   /** Builds the ops that create it (some need kernel facts such as the local address). */
   create: (k: Kernel) => Promise<Op[]>;
+  /** A bridge's lower link (VLAN, VXLAN or the device), which must be in the bridge. */
+  lower?: string;
 }
+
+/**
+ * What must hold of a parent that already exists: a bridge's lower link is in it. A lower
+ * link re-created under an existing bridge (deleted by someone, or an operator's bridge
+ * named by the network) is otherwise left outside, and the bridge's pods cut off.
+ */
+export const ensureOps = (p: ParentPlan): Op[] =>
+  p.lower ? [{ op: 'link-set', name: p.lower, master: p.name, up: true }] : [];
 
 export function vlanName(device: string, vid: number): string {
   const n = `${device}.${vid}`;
@@ -84,6 +94,7 @@ export function planParents(net: Network): ParentPlan[] {
     plans.push({
       name,
       kind: 'bridge',
+      ...(lower ? { lower } : {}),
       create: async () => [
         { op: 'bridge-add', name, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
         ...(lower ? [{ op: 'link-set' as const, name: lower, master: name, up: true }] : []),
@@ -147,7 +158,15 @@ export async function acquireParents(
       return !present;
     });
     taken.push(p.name);
-    if (!create) continue;
+    if (!create) {
+      const ensure = ensureOps(p);
+      if (ensure.length)
+        await state.withLock(async () => {
+          if ((await k.linkExists(p.name)) && (await k.linkExists(p.lower!)))
+            await k.apply(HOST, ensure);
+        });
+      continue;
+    }
     let madeNothing = false;
     try {
       await state.withLock(async () => {

@@ -25,6 +25,16 @@ const nets = [
   },
   // A bridge is a host parent: created on first use, ref-counted, repaired, removed.
   { name: 'br', spec: { type: 'bridge', bridge: 'tbr-agent', ipv4: { cidr: '10.73.0.0/24' } } },
+  // A bridge over a VXLAN device (eth1 gets its underlay address in the test that uses it).
+  {
+    name: 'bvx',
+    spec: {
+      type: 'bridge',
+      device: 'eth1',
+      vxlan: { vni: 7676, port: 4789, remotes: ['192.168.76.2'] },
+      ipv4: { cidr: '10.76.0.0/24' },
+    },
+  },
 ];
 
 const start = (extra: string[] = []) => {
@@ -204,6 +214,26 @@ describe('agent', () => {
     );
     for (const p of [a, b]) expect((await cni('DEL', 'n1', p, { conf: conf('br') })).code).toBe(0);
     expect(await nodeLinks()).toEqual([]);
+  });
+
+  it('puts a VXLAN device it re-creates back in the bridge that stayed', async () => {
+    const node = f.node('n1');
+    await sh('ip', ['-n', node, 'addr', 'add', '192.168.76.1/24', 'dev', 'eth1']);
+    const masterOf = async () =>
+      (await nsjson<{ master?: string }[]>(node, 'link', 'show', 'dev', 'tvx7676'))[0]?.master;
+    const p = await f.pod('vx');
+    try {
+      expect((await cni('ADD', 'n1', p, { conf: conf('bvx') })).code).toBe(0);
+      expect(await masterOf()).toBe('tbr-bvx');
+      await sh('ip', ['-n', node, 'link', 'del', 'tvx7676']);
+      await until('the VXLAN device back in its bridge', async () =>
+        (await nodeLinks()).includes('tvx7676') ? (await masterOf()) === 'tbr-bvx' : false,
+      );
+      expect((await cni('DEL', 'n1', p, { conf: conf('bvx') })).code).toBe(0);
+      expect(await nodeLinks()).toEqual([]);
+    } finally {
+      await sh('ip', ['-n', node, 'addr', 'del', '192.168.76.1/24', 'dev', 'eth1']);
+    }
   });
 
   it('leaks nothing when killed with SIGKILL in a burst of ADD/DEL, restarted and GC run', async () => {

@@ -1,0 +1,73 @@
+// Kernel tier: a bridge network whose lower link is a VXLAN device. The lower link is in
+// the bridge however it came to be: made with the bridge, re-made under a bridge that
+// stayed, or made under an operator's bridge that the network names.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nsjson, sh } from '../../src/lab/sh.js';
+import { makeFixture, type Fixture } from './fixture.js';
+
+let f: Fixture;
+let node = '';
+
+const masterOf = async (link: string) =>
+  (await nsjson<{ master?: string }[]>(node, 'link', 'show', 'dev', link))[0]?.master;
+
+beforeAll(async () => {
+  f = await makeFixture('pa', [
+    { name: 'n1', nics: [{ name: 'eth2', segment: 'under', address: '192.168.74.1/24' }] },
+  ]);
+  node = f.node('n1');
+  f.writeNetworks([
+    {
+      name: 'l2',
+      spec: {
+        type: 'bridge',
+        device: 'eth2',
+        vxlan: { vni: 7474, port: 4789, remotes: ['192.168.74.2'] },
+        ipv4: { cidr: '10.74.0.0/24' },
+      },
+    },
+    {
+      name: 'opl2',
+      spec: {
+        type: 'bridge',
+        bridge: 'op-br',
+        device: 'eth2',
+        vxlan: { vni: 7475, port: 4789, remotes: ['192.168.74.2'] },
+        ipv4: { cidr: '10.75.0.0/24' },
+      },
+    },
+  ]);
+});
+
+afterAll(async () => {
+  await f?.destroy();
+});
+
+describe('a bridge over a VXLAN device', () => {
+  it('puts a re-made VXLAN device back in the bridge that stayed', async () => {
+    const a = await f.pod('a');
+    const b = await f.pod('b');
+    const conf = f.conf('n1', { interfaces: [{ network: 'l2' }] });
+    expect((await f.cni('ADD', 'n1', a, { conf })).code).toBe(0);
+    expect(await masterOf('tvx7474')).toBe('tbr-l2');
+    // Someone deletes the VXLAN device; the bridge and pod a stay.
+    await sh('ip', ['-n', node, 'link', 'del', 'tvx7474']);
+    const r = await f.cni('ADD', 'n1', b, { conf });
+    expect(r.code, JSON.stringify(r.out)).toBe(0);
+    expect(await masterOf('tvx7474')).toBe('tbr-l2');
+    for (const p of [a, b]) expect((await f.cni('DEL', 'n1', p, { conf })).code).toBe(0);
+  });
+
+  it("makes the VXLAN device a port of the operator's bridge the network names", async () => {
+    await sh('ip', ['-n', node, 'link', 'add', 'op-br', 'type', 'bridge']);
+    const c = await f.pod('c');
+    const conf = f.conf('n1', { interfaces: [{ network: 'opl2' }] });
+    expect((await f.cni('ADD', 'n1', c, { conf })).code).toBe(0);
+    expect(await masterOf('tvx7475')).toBe('op-br');
+    expect((await f.cni('DEL', 'n1', c, { conf })).code).toBe(0);
+    // The operator's bridge stays; the VXLAN device Tartan made goes with its last user.
+    const links = (await nsjson<{ ifname: string }[]>(node, 'link', 'show')).map((l) => l.ifname);
+    expect(links).toContain('op-br');
+    expect(links).not.toContain('tvx7475');
+  });
+});
