@@ -18,6 +18,13 @@ export interface ParentPlan {
   create: (k: Kernel) => Promise<Op[]>;
   /** A bridge's lower link (VLAN, VXLAN or the device), which must be in the bridge. */
   lower?: string;
+  /**
+   * What networks sharing the link must agree on, where its name does not say it all: a
+   * VXLAN device's VNI names it, but two networks of one VNI with another port or device
+   * would share whichever was made first; a bridge named by two networks with different
+   * lower links would join their segments.
+   */
+  settings?: string;
 }
 
 /**
@@ -74,6 +81,7 @@ export function planParents(net: Network): ParentPlan[] {
     plans.push({
       name,
       kind: 'vxlan',
+      settings: `VXLAN ${vni} over ${device}, UDP port ${port}${group ? `, group ${group}` : ''}`,
       create: async (k) => {
         const local = await localAddress(k, device, group ?? remotes?.[0]);
         const ops: Op[] = [
@@ -95,6 +103,7 @@ export function planParents(net: Network): ParentPlan[] {
       name,
       kind: 'bridge',
       ...(lower ? { lower } : {}),
+      settings: lower ? `a bridge with ${lower} in it` : 'a bridge without an uplink',
       create: async () => [
         { op: 'bridge-add', name, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
         ...(lower ? [{ op: 'link-set' as const, name: lower, master: name, up: true }] : []),
@@ -146,11 +155,18 @@ export async function acquireParents(
               `not the ${p.kind} this network needs`,
           );
       }
-      const rec = known ?? {
+      if (known?.settings && p.settings && known.settings !== p.settings)
+        throw new TartanError(
+          'ERR_CONFIG',
+          `host link ${p.name} is in use as ${known.settings} (by ${known.users.join(', ')}); ` +
+            `this network needs ${p.settings}`,
+        );
+      const rec: ParentRecord = known ?? {
         name: p.name,
         kind: p.kind,
         external: present,
         users: [],
+        ...(p.settings ? { settings: p.settings } : {}),
       };
       if (!rec.users.includes(user)) rec.users.push(user);
       if (!present) rec.external = false;

@@ -63,4 +63,6 @@ export interface ParentRecord {
   users: string[];
   /** Parents this one depends on (e.g. a VLAN enslaved to a bridge). */
   lower?: string;
+  /** What it was made for (ParentPlan.settings), while it has users. */
+  settings?: string;
 }

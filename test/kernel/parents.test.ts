@@ -1,6 +1,7 @@
-// Kernel tier: a bridge network whose lower link is a VXLAN device. The lower link is in
+// Kernel tier: host parents shared by networks. A bridge's lower link (a VXLAN device) is in
 // the bridge however it came to be: made with the bridge, re-made under a bridge that
-// stayed, or made under an operator's bridge that the network names.
+// stayed, or made under an operator's bridge that the network names. Two networks that
+// would share a VXLAN device with different settings are refused, not merged.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nsjson, sh } from '../../src/lab/sh.js';
 import { makeFixture, type Fixture } from './fixture.js';
@@ -27,6 +28,25 @@ beforeAll(async () => {
       },
     },
     {
+      name: 'mvx',
+      spec: {
+        type: 'macvlan',
+        device: 'eth2',
+        vxlan: { vni: 7477, port: 4789, remotes: ['192.168.74.2'] },
+        ipv4: { cidr: '10.77.0.0/24' },
+      },
+    },
+    {
+      // The VNI of mvx, but another UDP port: never the same device.
+      name: 'mvxport',
+      spec: {
+        type: 'macvlan',
+        device: 'eth2',
+        vxlan: { vni: 7477, port: 8472, remotes: ['192.168.74.2'] },
+        ipv4: { cidr: '10.76.0.0/24' },
+      },
+    },
+    {
       name: 'opl2',
       spec: {
         type: 'bridge',
@@ -43,7 +63,7 @@ afterAll(async () => {
   await f?.destroy();
 });
 
-describe('a bridge over a VXLAN device', () => {
+describe('host parents shared by networks', () => {
   it('puts a re-made VXLAN device back in the bridge that stayed', async () => {
     const a = await f.pod('a');
     const b = await f.pod('b');
@@ -56,6 +76,36 @@ describe('a bridge over a VXLAN device', () => {
     expect(r.code, JSON.stringify(r.out)).toBe(0);
     expect(await masterOf('tvx7474')).toBe('tbr-l2');
     for (const p of [a, b]) expect((await f.cni('DEL', 'n1', p, { conf })).code).toBe(0);
+  });
+
+  it('refuses a network that wants the VXLAN device of another with other settings', async () => {
+    const [a, d] = [await f.pod('a2'), await f.pod('d')];
+    const l2 = f.conf('n1', { interfaces: [{ network: 'mvx' }] });
+    const l2port = f.conf('n1', { interfaces: [{ network: 'mvxport' }] });
+    expect((await f.cni('ADD', 'n1', a, { conf: l2 })).code).toBe(0);
+    const r = await f.cni('ADD', 'n1', d, { conf: l2port });
+    expect(r.code).toBe(1);
+    expect(r.out).toMatchObject({
+      code: 7,
+      msg: expect.stringMatching(
+        /host link tvx7477 is in use as VXLAN 7477 over eth2, UDP port 4789 .*needs VXLAN 7477 over eth2, UDP port 8472/,
+      ),
+    });
+    const inPod = await nsjson<{ ifname: string }[]>(d, 'link', 'show');
+    expect(inPod.map((l) => l.ifname)).toEqual(['lo']);
+    // Once the first network's pod is gone, the device is made for the other one.
+    expect((await f.cni('DEL', 'n1', a, { conf: l2 })).code).toBe(0);
+    expect((await f.cni('ADD', 'n1', d, { conf: l2port })).code).toBe(0);
+    const vx = await nsjson<{ linkinfo?: { info_data?: { port?: number } } }[]>(
+      node,
+      '-d',
+      'link',
+      'show',
+      'dev',
+      'tvx7477',
+    );
+    expect(vx[0]?.linkinfo?.info_data?.port).toBe(8472);
+    expect((await f.cni('DEL', 'n1', d, { conf: l2port })).code).toBe(0);
   });
 
   it("makes the VXLAN device a port of the operator's bridge the network names", async () => {
