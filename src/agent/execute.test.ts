@@ -1,7 +1,7 @@
 // The CNI commands end to end through executeCni (what the binary and the agent run), against
 // the fake kernel and the memory store: GC's list of valid attachments, versions, and what a
 // delegated network is given on ADD, DEL and CHECK.
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -191,6 +191,29 @@ describe('a delegated network', () => {
 });
 
 describe('CHECK', () => {
+  it('is refused for a version without it (code 1) before any datastore or state is opened', async () => {
+    const stateDir = join(dir, 'never-made');
+    const r = await executeCni(
+      {
+        CNI_COMMAND: 'CHECK',
+        CNI_CONTAINERID: 'c1',
+        CNI_NETNS: '/ns-c1',
+        CNI_IFNAME: 'eth0',
+      },
+      {
+        text: JSON.stringify({
+          cniVersion: '0.3.1',
+          name: 'tartan',
+          type: 'tartan',
+          stateDir,
+          store: { type: 'kubernetes' },
+        }),
+      },
+    );
+    expect(JSON.parse(r.stdout)).toMatchObject({ code: 1, msg: expect.stringMatching(/CHECK/) });
+    expect(existsSync(stateDir)).toBe(false);
+  });
+
   it("expects the MAC and MTU of the runtime's prevResult (a later plugin may change them)", async () => {
     const add = await cni('ADD', 'ca', conf());
     expect(add.code).toBe(0);

@@ -16,6 +16,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { SUPPORTED_VERSIONS } from '../cni/spec.js';
 import {
+  asConflist,
   delegateAdd,
   delegateCheck,
   delegateDel,
@@ -327,5 +328,17 @@ describe('STATUS', () => {
     plugin('a', 'exit 1');
     await delegateStatus({ ...list, cniVersion: '1.0.0' }, env(), V);
     expect(calls()).toEqual([]);
+  });
+});
+
+describe('the version of a delegated conflist', () => {
+  const plugins = [{ type: 'bridge' }];
+  it('is picked from cniVersions and cniVersion together, as libcni does', () => {
+    const pick = (raw: Record<string, unknown>) =>
+      asConflist({ ...raw, plugins }, SUPPORTED_VERSIONS).cniVersion;
+    expect(pick({ cniVersion: '1.0.0', cniVersions: ['2.0.0'] })).toBe('1.0.0');
+    expect(pick({ cniVersion: '1.0.0', cniVersions: [] })).toBe('1.0.0');
+    expect(pick({ cniVersion: '0.4.0', cniVersions: ['1.1.0', '0.3.1'] })).toBe('1.1.0');
+    expect(pick({ cniVersions: ['0.4.0'] })).toBe('0.4.0');
   });
 });

@@ -81,9 +81,12 @@ export function asConflist(raw: Conf, ourVersions: readonly string[]): Conflist 
       'ERR_CONFIG',
       'delegate must be a CNI conf with "type" or a conflist with "plugins"',
     );
-  const versions = Array.isArray(raw.cniVersions)
-    ? (raw.cniVersions as unknown[]).map(String)
-    : [typeof raw.cniVersion === 'string' ? raw.cniVersion : '1.0.0'];
+  // As libcni: the versions the list offers are cniVersions and cniVersion together.
+  const versions = [
+    ...(Array.isArray(raw.cniVersions) ? (raw.cniVersions as unknown[]).map(String) : []),
+    ...(typeof raw.cniVersion === 'string' ? [raw.cniVersion] : []),
+  ];
+  if (versions.length === 0) versions.push('1.0.0');
   const cniVersion = negotiateVersion(versions, ourVersions);
   const name = typeof raw.name === 'string' ? raw.name : 'delegate';
   // Kept in the record: CHECK and GC read them from there (libcni's CheckNetworkList, GCNetworkList).

@@ -74,6 +74,9 @@ export async function runCni(
       'ERR_VERSION',
       `${env.command} is not defined for CNI version ${conf.cniVersion}`,
     );
+  // Before anything is opened: a refusal must not depend on the datastore being there.
+  if (env.command === 'CHECK' && compareVersions(conf.cniVersion, '0.4.0') < 0)
+    throw new TartanError('ERR_VERSION', `CHECK is not defined for CNI version ${conf.cniVersion}`);
   if (env.command !== 'STATUS') return run(env, conf, o);
   // CNI 1.1: a plugin that cannot serve ADD answers STATUS with code 50, whatever the
   // reason (networks directory, datastore, node state), not with that reason's own code.
@@ -219,11 +222,6 @@ async function dispatch(
       });
       return undefined;
     case 'CHECK':
-      if (compareVersions(conf.cniVersion, '0.4.0') < 0)
-        throw new TartanError(
-          'ERR_VERSION',
-          `CHECK is not defined for CNI version ${conf.cniVersion}`,
-        );
       await check(deps, {
         prevResult:
           conf.prevResult === undefined ? undefined : fromAnyVersion(conf.prevResult, 'prevResult'),

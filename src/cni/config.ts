@@ -71,7 +71,14 @@ const AttachmentsSchema = v.array(v.looseObject({ containerID: v.string(), ifnam
 
 export const PluginConfigSchema = v.looseObject({
   cniVersion: v.string(),
-  name: v.pipe(v.string(), v.minLength(1)),
+  // libcni's rule for network names (skel refuses others with code 7).
+  name: v.pipe(
+    v.string(),
+    v.regex(
+      /^[A-Za-z0-9][A-Za-z0-9_.-]*$/,
+      'must start with a letter or digit and hold only letters, digits, "_", "." and "-"',
+    ),
+  ),
   type: v.string(),
   /** Directory of network definition files (YAML or JSON). */
   networksDir: v.optional(absPath, '/etc/tartan/networks'),
@@ -111,6 +118,13 @@ export function parsePluginConfig(raw: unknown): PluginConfig {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
     throw new TartanError('ERR_DECODE', 'network configuration must be a JSON object');
   const version = (raw as { cniVersion?: unknown }).cniVersion;
+  // Present but not text is a decoding error (libcni fails to decode it), absent or
+  // unknown a version one.
+  if (version !== undefined && typeof version !== 'string')
+    throw new TartanError(
+      'ERR_DECODE',
+      `cniVersion must be a string, got ${JSON.stringify(version)}`,
+    );
   if (typeof version !== 'string' || !isSupportedVersion(version))
     throw new TartanError('ERR_VERSION', `unsupported CNI version ${JSON.stringify(version)}`);
   const r = v.safeParse(PluginConfigSchema, raw);

@@ -20,6 +20,10 @@ export const MAX_STDIN = 1 << 20;
 
 const CONTAINER_ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+// libcni's own rule (at most 15 characters, no "/", ":" or white space). Tartan's is
+// stricter, for ADD and CHECK; a DEL of a name only libcni takes must not fail, or the
+// runtime retries it for ever: no ADD of that name ever got through.
+const LIBCNI_IFNAME_RE = /^[^/:\s]{1,15}$/u;
 
 export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
   const command = env.CNI_COMMAND;
@@ -37,7 +41,8 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
         'ERR_ENV',
         'CNI_CONTAINERID must be set and contain only letters, digits, "_", "." and "-"',
       );
-    if (!IFNAME_RE.test(ifname) || ifname === '.' || ifname === '..')
+    const nameOk = c === 'DEL' ? LIBCNI_IFNAME_RE.test(ifname) : IFNAME_RE.test(ifname);
+    if (!nameOk || ifname === '.' || ifname === '..')
       throw new TartanError(
         'ERR_ENV',
         `CNI_IFNAME ${JSON.stringify(ifname.slice(0, 32))} is not a valid interface name (1-15 of letters, digits, "_", "." or "-")`,

@@ -98,6 +98,35 @@ describe('result versions', () => {
   });
 });
 
+describe('a prevResult as the earlier plugin wrote it', () => {
+  const prev = { cniVersion: '1.0.0', ips: [{ address: '10.0.0.2/24' }] };
+  it('reads null optional fields as absent, as libcni does', () => {
+    expect(
+      fromAnyVersion({
+        ...prev,
+        interfaces: [{ name: 'eth0' }],
+        ips: [{ address: '10.0.0.2/24', gateway: null, interface: null }],
+        routes: [{ dst: '0.0.0.0/0', gw: null }],
+        dns: null,
+      }),
+    ).toMatchObject({ ips: [{ address: '10.0.0.2/24' }], routes: [{ dst: '0.0.0.0/0' }] });
+  });
+  it('refuses a dns that a runtime could not decode (code 6), and keeps only its fields', () => {
+    for (const dns of [[], 'x', { nameservers: '10.96.0.10' }, { search: [1] }, { domain: 5 }])
+      expect(() => fromAnyVersion({ ...prev, dns }), JSON.stringify(dns)).toThrow(
+        expect.objectContaining({ cniCode: 6 }),
+      );
+    expect(
+      fromAnyVersion({ ...prev, dns: { nameservers: ['10.96.0.10'], domain: 'c.l', x: 1 } }).dns,
+    ).toEqual({ nameservers: ['10.96.0.10'], domain: 'c.l' });
+  });
+  it('refuses a version without ips (0.2.0) instead of dropping its addresses (code 1)', () => {
+    expect(() =>
+      fromAnyVersion({ cniVersion: '0.2.0', ip4: { ip: '10.0.0.2/24' } }, 'prevResult'),
+    ).toThrow(expect.objectContaining({ cniCode: 1, message: expect.stringMatching(/0\.2\.0/) }));
+  });
+});
+
 describe('protocol', () => {
   const env = {
     CNI_COMMAND: 'ADD',
@@ -125,6 +154,14 @@ describe('protocol', () => {
       expect((err as TartanError).cniCode).toBe(4);
       expect((err as Error).message).toMatch(msg);
     }
+  });
+  it('DEL takes any interface name libcni takes: no ADD of it got through, so DEL succeeds', () => {
+    for (const name of ['eth0@1', 'net+1'])
+      expect(readEnv({ ...env, CNI_COMMAND: 'DEL', CNI_IFNAME: name }).ifname).toBe(name);
+    for (const name of ['eth0@1', 'net+1'])
+      expect(() => readEnv({ ...env, CNI_IFNAME: name })).toThrow(/CNI_IFNAME/);
+    for (const name of ['a/b', 'a:b', 'a b', 'x'.repeat(16), '.', '..'])
+      expect(() => readEnv({ ...env, CNI_COMMAND: 'DEL', CNI_IFNAME: name })).toThrow(/CNI_IFNAME/);
   });
   it('DEL needs no netns', () => {
     expect(readEnv({ ...env, CNI_COMMAND: 'DEL', CNI_NETNS: '' }).netns).toBe('');
@@ -166,6 +203,19 @@ describe('configuration and interface requests', () => {
     );
     expect(() => parsePluginConfig({ ...base, store: { type: 'nfs' } })).toThrow(
       expect.objectContaining({ cniCode: 7 }),
+    );
+  });
+  it('refuses a network name libcni refuses (code 7) and a cniVersion that is not text (code 6)', () => {
+    for (const name of ['my net', '../../x', '-x', 'a/b', 'ünï', ''])
+      expect(() => parsePluginConfig({ ...base, name }), name).toThrow(
+        expect.objectContaining({ cniCode: 7, message: expect.stringMatching(/name/) }),
+      );
+    expect(parsePluginConfig({ ...base, name: 'Net_1.a-b' }).name).toBe('Net_1.a-b');
+    expect(() => parsePluginConfig({ ...base, cniVersion: 1 })).toThrow(
+      expect.objectContaining({ cniCode: 6 }),
+    );
+    expect(() => parsePluginConfig({ ...base, cniVersion: undefined })).toThrow(
+      expect.objectContaining({ cniCode: 1 }),
     );
   });
   it('refuses relative paths, naming the field (code 7)', () => {

@@ -145,6 +145,13 @@ export function fromAnyVersion(raw: unknown, what = 'result'): CniResult {
   };
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) bad('not a JSON object');
   const o = raw as Record<string, unknown>;
+  // A result of a version without ips/interfaces (0.1.0, 0.2.0: ip4/ip6) would read as
+  // empty here, and the earlier plugin's addresses would vanish from the chain's result.
+  if (typeof o.cniVersion === 'string' && !isSupportedVersion(o.cniVersion))
+    throw new TartanError(
+      'ERR_VERSION',
+      `${what}: CNI version ${JSON.stringify(o.cniVersion)} is not supported`,
+    );
   const list = (key: string): Record<string, unknown>[] => {
     const x = o[key];
     if (x === undefined || x === null) return [];
@@ -169,12 +176,13 @@ export function fromAnyVersion(raw: unknown, what = 'result'): CniResult {
     if (!isAddress(ip.address, true))
       bad(`ips[${n}].address ${JSON.stringify(ip.address)} is not an address/prefix`);
     const e: CniIp = { address: ip.address as string };
-    if (ip.gateway !== undefined) {
+    // null is "absent", as Go's decoder (libcni) reads it.
+    if (ip.gateway !== undefined && ip.gateway !== null) {
       if (!isAddress(ip.gateway, false))
         bad(`ips[${n}].gateway ${JSON.stringify(ip.gateway)} is not an address`);
       e.gateway = ip.gateway as string;
     }
-    if (ip.interface !== undefined) {
+    if (ip.interface !== undefined && ip.interface !== null) {
       const k = ip.interface;
       if (!Number.isInteger(k) || (k as number) < 0 || (k as number) >= out.interfaces!.length)
         bad(`ips[${n}].interface ${JSON.stringify(k)} names no interface of the result`);
@@ -188,14 +196,33 @@ export function fromAnyVersion(raw: unknown, what = 'result'): CniResult {
     const e: CniRoute = { dst: rt.dst as string };
     for (const k of ['mtu', 'advmss', 'priority', 'table', 'scope'] as const)
       if (typeof rt[k] === 'number') e[k] = rt[k] as number;
-    if (rt.gw !== undefined) {
+    if (rt.gw !== undefined && rt.gw !== null) {
       if (!isAddress(rt.gw, false))
         bad(`routes[${n}].gw ${JSON.stringify(rt.gw)} is not an address`);
       e.gw = rt.gw as string;
     }
     return e;
   });
-  if (typeof o.dns === 'object' && o.dns !== null) out.dns = o.dns as CniDns;
+  if (o.dns !== undefined && o.dns !== null) out.dns = dnsOf(o.dns, bad);
+  return out;
+}
+
+/** The spec's DNS object, checked field by field: a runtime decodes it into fixed types. */
+function dnsOf(x: unknown, bad: (msg: string) => never): CniDns {
+  if (typeof x !== 'object' || x === null || Array.isArray(x)) return bad('dns is not an object');
+  const d = x as Record<string, unknown>;
+  const out: CniDns = {};
+  for (const k of ['nameservers', 'search', 'options'] as const) {
+    const v = d[k];
+    if (v === undefined || v === null) continue;
+    if (!Array.isArray(v) || v.some((e) => typeof e !== 'string'))
+      bad(`dns.${k} is not a list of strings`);
+    out[k] = v as string[];
+  }
+  if (d.domain !== undefined && d.domain !== null) {
+    if (typeof d.domain !== 'string') bad('dns.domain is not a string');
+    out.domain = d.domain as string;
+  }
   return out;
 }
 
