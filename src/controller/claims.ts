@@ -18,7 +18,7 @@
 import { createIpam } from '../ipam/index.js';
 import type { ClaimInfo, Ipam } from '../ipam/types.js';
 import type { KubeClient } from '../k8s/client.js';
-import { ipamNetworkName, type NetworkId } from '../k8s/names.js';
+import { ipamNetworkName, type FinalizableMeta, type NetworkId } from '../k8s/names.js';
 import type { NetworkSpec } from '../network/schema.js';
 import type { Store } from '../store/types.js';
 
@@ -28,13 +28,7 @@ const CRD_PATH =
   '/apis/apiextensions.k8s.io/v1/customresourcedefinitions/ipamclaims.k8s.cni.cncf.io';
 
 interface ClaimObj {
-  metadata: {
-    name: string;
-    namespace: string;
-    resourceVersion: string;
-    deletionTimestamp?: string;
-    finalizers?: string[];
-  };
+  metadata: FinalizableMeta;
   spec: { network: string; interface: string };
   status?: { ips?: string[]; ownerPod?: { name: string } };
 }

@@ -5,7 +5,7 @@
 // lock, so two TenantNetworks created at the same moment never get the same id, with no
 // global lock and no read-modify-write of a shared object.
 import type { KubeClient } from '../k8s/client.js';
-import { API_GROUP_PATH, segmentKeys } from '../k8s/names.js';
+import { API_GROUP_PATH, segmentKeys, type FinalizableMeta } from '../k8s/names.js';
 import type { NetworkSpec } from '../network/schema.js';
 import type { Store } from '../store/types.js';
 
@@ -264,13 +264,7 @@ export async function reconcileSegments(
 }
 
 interface TenantNetworkObj {
-  metadata: {
-    name: string;
-    namespace: string;
-    resourceVersion: string;
-    deletionTimestamp?: string;
-    finalizers?: string[];
-  };
+  metadata: FinalizableMeta;
   spec: KubeNetworkSpec;
 }
 

@@ -29,6 +29,26 @@ async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 10
   }
 }
 
+/** A ClusterNetwork, as kubectl apply would create it. */
+const postNetwork = (name: string, spec: NetworkSpec) =>
+  admin.must({
+    method: 'POST',
+    path: `${G}/clusternetworks`,
+    body: { apiVersion: 'tartan.io/v1alpha1', kind: 'ClusterNetwork', metadata: { name }, spec },
+  });
+/** A pod object in tenant-a (no kubelet runs here: it only has to exist). */
+const postPod = (name: string) =>
+  admin.must<{ metadata: { uid: string } }>({
+    method: 'POST',
+    path: '/api/v1/namespaces/tenant-a/pods',
+    body: {
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: { name },
+      spec: { containers: [{ name: 'c', image: 'busybox' }] },
+    },
+  });
+
 beforeAll(async () => {
   kube = await startKube();
   admin = kube.client();
@@ -131,26 +151,8 @@ describe('reconcile', () => {
     });
 
   it('writes status, deletes stale attachments, releases leaked addresses after two sightings, and records events', async () => {
-    await admin.must({
-      method: 'POST',
-      path: `${G}/clusternetworks`,
-      body: {
-        apiVersion: 'tartan.io/v1alpha1',
-        kind: 'ClusterNetwork',
-        metadata: { name: 'gcnet' },
-        spec,
-      },
-    });
-    const pod = await admin.must<{ metadata: { uid: string } }>({
-      method: 'POST',
-      path: '/api/v1/namespaces/tenant-a/pods',
-      body: {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: 'alive' },
-        spec: { containers: [{ name: 'c', image: 'busybox' }] },
-      },
-    });
+    await postNetwork('gcnet', spec);
+    const pod = await postPod('alive');
     const ipam = createIpam(store);
     const alloc = (containerId: string) =>
       ipam.allocate({ network: 'gcnet', spec, node: 'n1', containerId, ifname: 'net1' });
@@ -227,16 +229,7 @@ describe('reconcile', () => {
 
   it('reports an exhausted pool in the Ready condition', async () => {
     const small: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.81.0.0/30' } };
-    await admin.must({
-      method: 'POST',
-      path: `${G}/clusternetworks`,
-      body: {
-        apiVersion: 'tartan.io/v1alpha1',
-        kind: 'ClusterNetwork',
-        metadata: { name: 'tiny' },
-        spec: small,
-      },
-    });
+    await postNetwork('tiny', small);
     const ipam = createIpam(store);
     for (const c of ['x1', 'x2'])
       await ipam.allocate({
@@ -274,16 +267,7 @@ describe('reconcile', () => {
     try {
       await sleep(500);
       expect(standby.isLeader()).toBe(false);
-      await admin.must({
-        method: 'POST',
-        path: `${G}/clusternetworks`,
-        body: {
-          apiVersion: 'tartan.io/v1alpha1',
-          kind: 'ClusterNetwork',
-          metadata: { name: 'late' },
-          spec: { type: 'bridge', ipv4: { cidr: '10.82.0.0/24' } },
-        },
-      });
+      await postNetwork('late', { type: 'bridge', ipv4: { cidr: '10.82.0.0/24' } });
       await until('status of a new network', async () => {
         const o = await admin.must<{ status?: { capacity?: { ipv4?: string } } }>({
           method: 'GET',
@@ -316,26 +300,8 @@ describe('claims and their IPAMClaim objects', () => {
   const round = () => reconcileOnce({ client: admin, store, gcGraceMs: 3_600_000 });
 
   it('gives every claim an object, keeps its address while it exists, releases it on delete', async () => {
-    await admin.must({
-      method: 'POST',
-      path: `${G}/clusternetworks`,
-      body: {
-        apiVersion: 'tartan.io/v1alpha1',
-        kind: 'ClusterNetwork',
-        metadata: { name: 'claimnet' },
-        spec,
-      },
-    });
-    const pod = await admin.must<{ metadata: { uid: string } }>({
-      method: 'POST',
-      path: '/api/v1/namespaces/tenant-a/pods',
-      body: {
-        apiVersion: 'v1',
-        kind: 'Pod',
-        metadata: { name: 'db-0' },
-        spec: { containers: [{ name: 'c', image: 'busybox' }] },
-      },
-    });
+    await postNetwork('claimnet', spec);
+    const pod = await postPod('db-0');
     const ipam = createIpam(store);
     const alloc = (containerId: string, claim: string) =>
       ipam.allocate({ network: 'claimnet', spec, node: 'n1', containerId, ifname: 'net1', claim });
@@ -432,16 +398,7 @@ describe('claims and their IPAMClaim objects', () => {
 
   it('releases a claim on a network whose spec is no longer valid when its object goes', async () => {
     const bad: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.84.0.0/28' } };
-    await admin.must({
-      method: 'POST',
-      path: `${G}/clusternetworks`,
-      body: {
-        apiVersion: 'tartan.io/v1alpha1',
-        kind: 'ClusterNetwork',
-        metadata: { name: 'laternet' },
-        spec: bad,
-      },
-    });
+    await postNetwork('laternet', bad);
     await createIpam(store).allocate({
       network: 'laternet',
       spec: bad,
