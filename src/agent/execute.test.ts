@@ -190,6 +190,14 @@ describe('a delegated network', () => {
   });
 });
 
+describe('a network name libcni refuses', () => {
+  it('fails ADD with code 7, but not the DEL of a configuration an older version took', async () => {
+    const odd = { ...conf(), name: 'my net' };
+    expect((await cni('ADD', 'co', odd)).out).toMatchObject({ code: 7 });
+    expect((await cni('DEL', 'co', odd)).code).toBe(0);
+  });
+});
+
 describe('CHECK', () => {
   it('is refused for a version without it (code 1) before any datastore or state is opened', async () => {
     const stateDir = join(dir, 'never-made');

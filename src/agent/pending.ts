@@ -20,8 +20,9 @@ import type { WireRequest } from './wire.js';
 
 export const pendingDir = (stateDir: string) => join(stateDir, 'pending-del');
 
-// Container ids and interface names may not contain "@" (src/cni/protocol.ts), so
-// "<id>@<ifname>" names exactly one attachment.
+// Names of this shape hold no "@", so "<id>@<ifname>" names exactly one attachment; any
+// other (a DEL may carry an interface name such as "eth0@1", src/cni/protocol.ts) gets the
+// digest name.
 const SAFE_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 /** The queue file's name for an attachment; a digest when the id is too long for a name. */

@@ -3,6 +3,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  checkNetworkName,
   explicitRequests,
   parseCniArgs,
   parsePluginConfig,
@@ -74,6 +75,7 @@ export async function runCni(
       'ERR_VERSION',
       `${env.command} is not defined for CNI version ${conf.cniVersion}`,
     );
+  if (env.command === 'ADD' || env.command === 'CHECK') checkNetworkName(conf);
   // Before anything is opened: a refusal must not depend on the datastore being there.
   if (env.command === 'CHECK' && compareVersions(conf.cniVersion, '0.4.0') < 0)
     throw new TartanError('ERR_VERSION', `CHECK is not defined for CNI version ${conf.cniVersion}`);

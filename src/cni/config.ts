@@ -71,14 +71,9 @@ const AttachmentsSchema = v.array(v.looseObject({ containerID: v.string(), ifnam
 
 export const PluginConfigSchema = v.looseObject({
   cniVersion: v.string(),
-  // libcni's rule for network names (skel refuses others with code 7).
-  name: v.pipe(
-    v.string(),
-    v.regex(
-      /^[A-Za-z0-9][A-Za-z0-9_.-]*$/,
-      'must start with a letter or digit and hold only letters, digits, "_", "." and "-"',
-    ),
-  ),
+  // Checked against libcni's rule by checkNetworkName, for ADD and CHECK only.
+  name: v.pipe(v.string(), v.minLength(1)),
+
   type: v.string(),
   /** Directory of network definition files (YAML or JSON). */
   networksDir: v.optional(absPath, '/etc/tartan/networks'),
@@ -131,6 +126,19 @@ export function parsePluginConfig(raw: unknown): PluginConfig {
   if (!r.success)
     throw new TartanError('ERR_CONFIG', `invalid network configuration: ${issuesText(r.issues)}`);
   return r.output;
+}
+
+/**
+ * libcni's rule for network names (its skel refuses others with code 7). Held to ADD and
+ * CHECK: a DEL, GC or STATUS of a configuration that older versions took must still work,
+ * or the runtime retries the DEL for ever and STATUS reports the node not ready.
+ */
+export function checkNetworkName(conf: PluginConfig): void {
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(conf.name))
+    throw new TartanError(
+      'ERR_CONFIG',
+      `invalid network configuration: name ${JSON.stringify(conf.name.slice(0, 64))} must start with a letter or digit and hold only letters, digits, "_", "." and "-"`,
+    );
 }
 
 export function parseInterfaceRequests(raw: unknown, source: string): InterfaceRequest[] {

@@ -45,7 +45,9 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
     if (!nameOk || ifname === '.' || ifname === '..')
       throw new TartanError(
         'ERR_ENV',
-        `CNI_IFNAME ${JSON.stringify(ifname.slice(0, 32))} is not a valid interface name (1-15 of letters, digits, "_", "." or "-")`,
+        c === 'DEL'
+          ? `CNI_IFNAME ${JSON.stringify(ifname.slice(0, 32))} is not a valid interface name (1-15 characters, no "/", ":" or white space)`
+          : `CNI_IFNAME ${JSON.stringify(ifname.slice(0, 32))} is not a valid interface name (1-15 of letters, digits, "_", "." or "-")`,
       );
     if ((c === 'ADD' || c === 'CHECK') && netns === '')
       throw new TartanError('ERR_ENV', 'CNI_NETNS is not set');

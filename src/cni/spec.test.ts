@@ -8,7 +8,7 @@ import {
   toVersion,
   type CniResult,
 } from './spec.js';
-import { interfaceRequests, parseCniArgs, parsePluginConfig } from './config.js';
+import { checkNetworkName, interfaceRequests, parseCniArgs, parsePluginConfig } from './config.js';
 
 const result: CniResult = {
   cniVersion: '1.1.0',
@@ -206,11 +206,14 @@ describe('configuration and interface requests', () => {
     );
   });
   it('refuses a network name libcni refuses (code 7) and a cniVersion that is not text (code 6)', () => {
-    for (const name of ['my net', '../../x', '-x', 'a/b', 'ünï', ''])
-      expect(() => parsePluginConfig({ ...base, name }), name).toThrow(
+    for (const name of ['my net', '../../x', '-x', 'a/b', 'ünï'])
+      expect(() => checkNetworkName(parsePluginConfig({ ...base, name })), name).toThrow(
         expect.objectContaining({ cniCode: 7, message: expect.stringMatching(/name/) }),
       );
-    expect(parsePluginConfig({ ...base, name: 'Net_1.a-b' }).name).toBe('Net_1.a-b');
+    expect(() => parsePluginConfig({ ...base, name: '' })).toThrow(
+      expect.objectContaining({ cniCode: 7 }),
+    );
+    expect(() => checkNetworkName(parsePluginConfig({ ...base, name: 'Net_1.a-b' }))).not.toThrow();
     expect(() => parsePluginConfig({ ...base, cniVersion: 1 })).toThrow(
       expect.objectContaining({ cniCode: 6 }),
     );
