@@ -233,23 +233,30 @@ export async function reconcileSegments(
   now = Date.now(),
 ): Promise<string[]> {
   const released: string[] = [];
-  const carried = new Map<string, string>();
-  const cns = await client.must<{ items: { metadata: { name: string }; spec: NetworkSpec }[] }>({
-    method: 'GET',
-    path: `${API_GROUP_PATH}/clusternetworks`,
-  });
-  for (const cn of cns.items) {
-    const s = segmentOf(cn.spec);
-    if (s && !carried.has(keyOf(s))) carried.set(keyOf(s), cn.metadata.name);
+  // undefined: the ClusterNetworks could not be listed; their records are left as they are
+  // this round, and the TenantNetworks' are still looked after.
+  let carried: Map<string, string> | undefined;
+  const cns = await client.request<{
+    items: { metadata: { name: string }; spec: NetworkSpec }[];
+  }>({ method: 'GET', path: `${API_GROUP_PATH}/clusternetworks` });
+  if (cns.status === 200) {
+    carried = new Map();
+    for (const cn of cns.body.items) {
+      const s = segmentOf(cn.spec);
+      if (s && !carried.has(keyOf(s))) carried.set(keyOf(s), cn.metadata.name);
+    }
   }
   const records = await store.list<Reservation>(segmentKeys.all);
   const held = new Set(records.map((e) => e.key));
-  for (const [key, name] of carried)
+  // A TenantNetwork that already holds a ClusterNetwork's segment (made before these
+  // reservations) keeps it: the controller never moves a network. New overlaps are refused.
+  for (const [key, name] of carried ?? [])
     if (!held.has(key)) await store.create(key, { namespace: '', name, tenant: '', at: now });
   for (const e of records) {
     if (now - e.value.at < graceMs) continue;
     if (e.value.namespace === '') {
-      if (!carried.has(e.key) && (await store.delete(e.key, e.rev))) released.push(e.key);
+      if (carried && !carried.has(e.key) && (await store.delete(e.key, e.rev)))
+        released.push(e.key);
       continue;
     }
     const path = `${API_GROUP_PATH}/namespaces/${e.value.namespace}/tenantnetworks/${e.value.name}`;

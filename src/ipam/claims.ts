@@ -18,7 +18,16 @@ import {
   rebind,
 } from './state.js';
 import { cidrStart, formatIp, parseIp } from './ip.js';
-import { asClaim, type Claim, type ClaimRef, getBlock, getClaim, keys } from './records.js';
+import {
+  asClaim,
+  type Block,
+  type Claim,
+  type ClaimRef,
+  getBlock,
+  getClaim,
+  keys,
+  listBlocks,
+} from './records.js';
 import { CONFLICT, type Conflict, retrying } from './retry.js';
 import type { Allocation, ClaimInfo } from './types.js';
 
@@ -164,8 +173,19 @@ export async function listClaims(
   prefixOf: (f: 4 | 6) => number | undefined,
 ): Promise<ClaimInfo[]> {
   const prefix = keys.claims(net);
+  const entries = await ctx.store.list(prefix);
+  // Each family's blocks in one list when there are claims (not one read per claim).
+  const blocks = new Map<string, Map<string, Block>>();
+  const blocksOf = async (f: 4 | 6) => {
+    let m = blocks.get(String(f));
+    if (!m) {
+      m = new Map((await listBlocks(ctx.store, net, f)).map((b) => [b.key, b.value]));
+      blocks.set(String(f), m);
+    }
+    return m;
+  };
   const out: ClaimInfo[] = [];
-  for (const e of await ctx.store.list(prefix)) {
+  for (const e of entries) {
     const c = asClaim(e).value;
     const info: ClaimInfo = {
       name: decodeURIComponent(e.key.slice(prefix.length)),
@@ -180,8 +200,8 @@ export async function listClaims(
       const start = parseIp(ref.block.slice(0, ref.block.indexOf('/')), f);
       const ip = parseIp(ref.address, f);
       if (start === undefined || ip === undefined) continue;
-      const b = await getBlock(ctx.store, keys.block(net, f, ref.blockNode, ref.block), f);
-      const a = b?.value.allocs[String(ip - start)];
+      const b = (await blocksOf(f)).get(keys.block(net, f, ref.blockNode, ref.block));
+      const a = b?.allocs[String(ip - start)];
       if (
         a &&
         a.claim === info.name &&
