@@ -60,9 +60,12 @@ export async function reconcileParents(
     for (const plan of live.plans) {
       if (!wanted.has(plan.name)) continue;
       if (await k.linkExists(plan.name)) {
-        // A lower link re-created above under a bridge that stayed: put it back in.
+        // A lower link re-created above under a bridge that stayed: put it back in (only
+        // where the record says the bridge was made for this plan: an old record shared by
+        // networks that disagree is left as it is).
         const ensure = ensureOps(plan);
-        if (ensure.length && (await k.linkExists(plan.lower!)))
+        const made = state.getParent(plan.name)?.settings === plan.settings;
+        if (ensure.length && made && (await k.linkExists(plan.lower!)))
           await k.apply(HOST, ensure).catch((e: unknown) => {
             report.failed.push(plan.name);
             log.error('cannot put the lower link back in its bridge', {

@@ -5,7 +5,7 @@
 // before its link is made and dropped only once the link is gone: a process killed at any
 // point leaves a record that says what to remove, never a link that nobody owns.
 import { TartanError } from '../cni/errors.js';
-import type { Network } from '../network/schema.js';
+import { API_VERSION, type Network } from '../network/schema.js';
 import { HOST, runPosition, type Kernel, type Op } from '../kernel/types.js';
 import type { HostState } from './host-state.js';
 import { sha256 } from './links.js';
@@ -16,7 +16,7 @@ export interface ParentPlan {
   kind: ParentRecord['kind'];
   /** Builds the ops that create it (some need kernel facts such as the local address). */
   create: (k: Kernel) => Promise<Op[]>;
-  /** A bridge's lower link (VLAN, VXLAN or the device), which must be in the bridge. */
+  /** A bridge's lower link when Tartan makes it (VLAN, VXLAN): it must be in the bridge. */
   lower?: string;
   /**
    * What networks sharing the link must agree on, where its name does not say it all: a
@@ -30,7 +30,10 @@ export interface ParentPlan {
 /**
  * What must hold of a parent that already exists: a bridge's lower link is in it. A lower
  * link re-created under an existing bridge (deleted by someone, or an operator's bridge
- * named by the network) is otherwise left outside, and the bridge's pods cut off.
+ * named by the network) is otherwise left outside, and the bridge's pods cut off. Only
+ * lower links Tartan makes: their records (settings) tie each to one bridge, so two bridges
+ * never take one in turns. A host NIC is put in the bridge when the bridge is made, and
+ * never again (an operator may have had reasons to take it out).
  */
 export const ensureOps = (p: ParentPlan): Op[] =>
   p.lower ? [{ op: 'link-set', name: p.lower, master: p.name, up: true }] : [];
@@ -68,6 +71,7 @@ export function planParents(net: Network): ParentPlan[] {
     plans.push({
       name,
       kind: 'vlan',
+      settings: `VLAN ${vlan} on ${device}`,
       create: async () => [
         { op: 'vlan-add', name, parent: device, id: vlan },
         { op: 'link-set', name, up: true },
@@ -98,20 +102,48 @@ export function planParents(net: Network): ParentPlan[] {
   }
   if (s.type === 'bridge') {
     const name = bridgeName(net);
-    const lower = plans.at(-1)?.name ?? (s.device && s.type === 'bridge' ? s.device : undefined);
+    const made = plans.at(-1);
+    // The lower link Tartan makes belongs to this bridge alone: a second network that wants
+    // it as a port of another bridge (or of none) is refused, not given it in turns.
+    if (made) made.settings = `${made.settings}, a port of bridge ${name}`;
+    const uplink = made?.name ?? s.device;
     plans.push({
       name,
       kind: 'bridge',
-      ...(lower ? { lower } : {}),
-      settings: lower ? `a bridge with ${lower} in it` : 'a bridge without an uplink',
+      ...(made ? { lower: made.name } : {}),
+      settings: uplink ? `a bridge with ${uplink} in it` : 'a bridge without an uplink',
       create: async () => [
         { op: 'bridge-add', name, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
-        ...(lower ? [{ op: 'link-set' as const, name: lower, master: name, up: true }] : []),
+        ...(uplink ? [{ op: 'link-set' as const, name: uplink, master: name, up: true }] : []),
         { op: 'link-set', name, up: true },
       ],
     });
   }
   return plans;
+}
+
+/**
+ * The settings of a parent whose record predates them, from the networks of the recorded
+ * interfaces on it; undefined if they do not all agree (or none is recorded).
+ */
+export function recordedSettings(state: HostState, name: string): string | undefined {
+  const seen = new Set<string | undefined>();
+  for (const rec of state.listAttachments())
+    for (const ir of rec.interfaces) {
+      if (!ir.parents.includes(name)) continue;
+      try {
+        const net: Network = {
+          apiVersion: API_VERSION,
+          kind: 'ClusterNetwork',
+          metadata: { name: ir.network },
+          spec: ir.spec,
+        };
+        seen.add(planParents(net).find((x) => x.name === name)?.settings);
+      } catch {
+        seen.add(undefined);
+      }
+    }
+  return seen.size === 1 ? [...seen][0] : undefined;
 }
 
 async function localAddress(k: Kernel, device: string, peer: string | undefined): Promise<string> {
@@ -140,7 +172,7 @@ export async function acquireParents(
     // First the reference, committed: if the process dies while the link is being made,
     // the record names the link and its user, whose DEL removes it. (Made first, a dead
     // process would leave a link that the next call takes for an operator's.)
-    const create = await state.withLock(async () => {
+    const step = await state.withLock(async () => {
       const present = await k.linkExists(p.name);
       const known = state.getParent(p.name);
       // A link present without a record was made by someone else: never ours to remove, and
@@ -155,28 +187,33 @@ export async function acquireParents(
               `not the ${p.kind} this network needs`,
           );
       }
-      if (known?.settings && p.settings && known.settings !== p.settings)
+      // A record from before settings were kept: what its users' networks made it for, if
+      // they agree (else it stays unknown: neither checked nor changed, as before).
+      const settings = known ? (known.settings ?? recordedSettings(state, p.name)) : p.settings;
+      if (settings && p.settings && settings !== p.settings)
         throw new TartanError(
           'ERR_CONFIG',
-          `host link ${p.name} is in use as ${known.settings} (by ${known.users.join(', ')}); ` +
+          `host link ${p.name} is in use as ${settings} (by ${known!.users.join(', ')}); ` +
             `this network needs ${p.settings}`,
         );
-      const rec: ParentRecord = known ?? {
-        name: p.name,
-        kind: p.kind,
-        external: present,
-        users: [],
-        ...(p.settings ? { settings: p.settings } : {}),
-      };
+      const rec: ParentRecord = known
+        ? { ...known, ...(settings ? { settings } : {}) }
+        : {
+            name: p.name,
+            kind: p.kind,
+            external: present,
+            users: [],
+            ...(p.settings ? { settings: p.settings } : {}),
+          };
       if (!rec.users.includes(user)) rec.users.push(user);
       if (!present) rec.external = false;
       state.putParent(rec);
-      return !present;
+      return { create: !present, known: rec.settings === p.settings };
     });
     taken.push(p.name);
-    if (!create) {
+    if (!step.create) {
       const ensure = ensureOps(p);
-      if (ensure.length)
+      if (ensure.length && step.known)
         await state.withLock(async () => {
           if ((await k.linkExists(p.name)) && (await k.linkExists(p.lower!)))
             await k.apply(HOST, ensure);

@@ -14,7 +14,13 @@ const masterOf = async (link: string) =>
 
 beforeAll(async () => {
   f = await makeFixture('pa', [
-    { name: 'n1', nics: [{ name: 'eth2', segment: 'under', address: '192.168.74.1/24' }] },
+    {
+      name: 'n1',
+      nics: [
+        { name: 'eth2', segment: 'under', address: '192.168.74.1/24' },
+        { name: 'eth3', segment: 'uplink' },
+      ],
+    },
   ]);
   node = f.node('n1');
   f.writeNetworks([
@@ -47,6 +53,21 @@ beforeAll(async () => {
       },
     },
     {
+      // The VXLAN device of l2, as the port of another bridge.
+      name: 'l2other',
+      spec: {
+        type: 'bridge',
+        device: 'eth2',
+        vxlan: { vni: 7474, port: 4789, remotes: ['192.168.74.2'] },
+        ipv4: { cidr: '10.78.0.0/24' },
+      },
+    },
+    {
+      // A bridge with a host NIC as its uplink.
+      name: 'nicbr',
+      spec: { type: 'bridge', device: 'eth3', ipv4: { cidr: '10.79.0.0/24' } },
+    },
+    {
       name: 'opl2',
       spec: {
         type: 'bridge',
@@ -76,6 +97,36 @@ describe('host parents shared by networks', () => {
     expect(r.code, JSON.stringify(r.out)).toBe(0);
     expect(await masterOf('tvx7474')).toBe('tbr-l2');
     for (const p of [a, b]) expect((await f.cni('DEL', 'n1', p, { conf })).code).toBe(0);
+  });
+
+  it("refuses a second bridge for a VXLAN device that is another bridge's port", async () => {
+    const [a, e] = [await f.pod('a3'), await f.pod('e')];
+    const l2 = f.conf('n1', { interfaces: [{ network: 'l2' }] });
+    const other = f.conf('n1', { interfaces: [{ network: 'l2other' }] });
+    expect((await f.cni('ADD', 'n1', a, { conf: l2 })).code).toBe(0);
+    const r = await f.cni('ADD', 'n1', e, { conf: other });
+    expect(r.out).toMatchObject({
+      code: 7,
+      msg: expect.stringMatching(
+        /tvx7474 is in use as .*a port of bridge tbr-l2 \(by .*\); this network needs .*tbr-l2other$/,
+      ),
+    });
+    expect(await masterOf('tvx7474')).toBe('tbr-l2');
+    const links = (await nsjson<{ ifname: string }[]>(node, 'link', 'show')).map((l) => l.ifname);
+    expect(links).not.toContain('tbr-l2other');
+    expect((await f.cni('DEL', 'n1', a, { conf: l2 })).code).toBe(0);
+  });
+
+  it('puts a host NIC in its bridge when the bridge is made, and leaves it be after', async () => {
+    const [g, h] = [await f.pod('g'), await f.pod('h')];
+    const conf = f.conf('n1', { interfaces: [{ network: 'nicbr' }] });
+    expect((await f.cni('ADD', 'n1', g, { conf })).code).toBe(0);
+    expect(await masterOf('eth3')).toBe('tbr-nicbr');
+    // The operator takes the NIC out; the next pod's ADD does not put it back.
+    await sh('ip', ['-n', node, 'link', 'set', 'eth3', 'nomaster']);
+    expect((await f.cni('ADD', 'n1', h, { conf })).code).toBe(0);
+    expect(await masterOf('eth3')).toBeUndefined();
+    for (const p of [g, h]) expect((await f.cni('DEL', 'n1', p, { conf })).code).toBe(0);
   });
 
   it('refuses a network that wants the VXLAN device of another with other settings', async () => {
