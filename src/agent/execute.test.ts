@@ -190,6 +190,33 @@ describe('a delegated network', () => {
   });
 });
 
+describe('an ADD killed once the IPAM has committed', () => {
+  it('has already recorded the interface, so DEL releases its address', async () => {
+    // What a SIGKILL would leave: the record as it stood when the IPAM committed.
+    const ipam = o.ipam!;
+    let recordedThen: string[] | undefined;
+    o.ipam = {
+      ...ipam,
+      allocate: async (req) => {
+        const got = await ipam.allocate(req);
+        recordedThen = state.getAttachment('ck', 'eth0')?.interfaces.map((i) => i.ifname);
+        return got;
+      },
+    };
+    expect((await cni('ADD', 'ck', conf())).code).toBe(0);
+    expect(recordedThen).toEqual(['eth0']);
+    // Put the record back in that state: the interface without its allocations.
+    const rec = state.getAttachment('ck', 'eth0')!;
+    state.putAttachment({
+      ...rec,
+      result: undefined,
+      interfaces: rec.interfaces.map((i) => ({ ...i, state: 'adding' as const, allocations: [] })),
+    });
+    expect((await cni('DEL', 'ck', conf())).code).toBe(0);
+    expect(await ipam.find('oam', networks().get('oam')!.spec, 'ck', 'eth0')).toEqual([]);
+  });
+});
+
 describe('a network name libcni refuses', () => {
   it('fails ADD with code 7, but not the DEL of a configuration an older version took', async () => {
     const odd = { ...conf(), name: 'my net' };

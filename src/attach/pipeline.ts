@@ -230,6 +230,10 @@ async function prepareOne(
 
   const spec = p.net.spec;
   if (spec.ipv4 || spec.ipv6) {
+    // Write ahead: a process killed once the IPAM has committed must leave a record that
+    // names this interface, or no DEL would ever release its address (teardown releases an
+    // interface recorded without allocations by its handle).
+    state.putAttachment(rec);
     ir.allocations = await ipam.allocate({
       network: ir.network,
       spec,
@@ -405,7 +409,9 @@ async function teardown(
           spec: ir.spec,
           containerId: rec.containerId,
           ifname: ir.ifname,
-          allocations: ir.allocations,
+          // None recorded: the ADD may have stopped after the IPAM committed (see
+          // prepareOne), so whatever the handle holds on the node goes.
+          ...(ir.allocations.length > 0 ? { allocations: ir.allocations } : { node: rec.node }),
         });
     } catch (e) {
       errors.push({ ifname: ir.ifname, error: e });
