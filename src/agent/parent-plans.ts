@@ -2,8 +2,7 @@
 // copy of the network spec each interface record carries, so this works when the network
 // definition has been deleted or changed since.
 import type { AttachmentRecord } from '../attach/records.js';
-import { planParents, type ParentPlan } from '../attach/parents.js';
-import { API_VERSION, type Network } from '../network/schema.js';
+import { recordedPlans, type ParentPlan } from '../attach/parents.js';
 
 export interface LiveParents {
   /** Parent name -> "<containerId>/<ifname>" of the recorded interfaces on it. */
@@ -27,20 +26,7 @@ export function attachmentParents(records: AttachmentRecord[]): LiveParents {
         if (!s) users.set(name, (s = new Set()));
         s.add(user);
       }
-      const net: Network = {
-        apiVersion: API_VERSION,
-        kind: 'ClusterNetwork',
-        metadata: { name: ir.network },
-        spec: ir.spec,
-      };
-      let planned: ParentPlan[] = [];
-      try {
-        planned = planParents(net);
-      } catch {
-        // A spec that cannot be planned now (e.g. a name over 15 characters) never got a
-        // parent either.
-      }
-      for (const p of planned)
+      for (const p of recordedPlans(ir))
         if (ir.parents.includes(p.name) && !plans.has(p.name)) plans.set(p.name, p);
       const bridge = ir.parents.at(-1);
       if (ir.hostVeth && bridge && plans.get(bridge)?.kind === 'bridge') {

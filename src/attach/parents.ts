@@ -9,7 +9,7 @@ import { API_VERSION, type Network } from '../network/schema.js';
 import { HOST, runPosition, type Kernel, type Op } from '../kernel/types.js';
 import type { HostState } from './host-state.js';
 import { sha256 } from './links.js';
-import type { ParentRecord } from './records.js';
+import type { InterfaceRecord, ParentRecord } from './records.js';
 
 export interface ParentPlan {
   name: string;
@@ -129,21 +129,29 @@ export function planParents(net: Network): ParentPlan[] {
 export function recordedSettings(state: HostState, name: string): string | undefined {
   const seen = new Set<string | undefined>();
   for (const rec of state.listAttachments())
-    for (const ir of rec.interfaces) {
-      if (!ir.parents.includes(name)) continue;
-      try {
-        const net: Network = {
-          apiVersion: API_VERSION,
-          kind: 'ClusterNetwork',
-          metadata: { name: ir.network },
-          spec: ir.spec,
-        };
-        seen.add(planParents(net).find((x) => x.name === name)?.settings);
-      } catch {
-        seen.add(undefined);
-      }
-    }
+    for (const ir of rec.interfaces)
+      if (ir.parents.includes(name))
+        seen.add(recordedPlans(ir).find((x) => x.name === name)?.settings);
   return seen.size === 1 ? [...seen][0] : undefined;
+}
+
+/**
+ * The parents a recorded interface was planned with, from the copy of its network's spec
+ * it carries (so this works after the network is changed or deleted). A spec that cannot
+ * be planned now (e.g. a name over 15 characters) never got a parent either: none.
+ */
+export function recordedPlans(ir: InterfaceRecord): ParentPlan[] {
+  const net: Network = {
+    apiVersion: API_VERSION,
+    kind: 'ClusterNetwork',
+    metadata: { name: ir.network },
+    spec: ir.spec,
+  };
+  try {
+    return planParents(net);
+  } catch {
+    return [];
+  }
 }
 
 async function localAddress(k: Kernel, device: string, peer: string | undefined): Promise<string> {

@@ -18,7 +18,8 @@
 import { createIpam } from '../ipam/index.js';
 import type { ClaimInfo, Ipam } from '../ipam/types.js';
 import type { KubeClient } from '../k8s/client.js';
-import { ipamNetworkName, type FinalizableMeta, type NetworkId } from '../k8s/names.js';
+import { setFinalizers, type FinalizableMeta } from '../k8s/finalizers.js';
+import { ipamNetworkName, type NetworkId } from '../k8s/names.js';
 import type { NetworkSpec } from '../network/schema.js';
 import type { Store } from '../store/types.js';
 
@@ -126,7 +127,7 @@ export async function reconcileClaims(
       if (m.deletionTimestamp) {
         if (!finalizers.includes(CLAIM_FINALIZER)) continue;
         if (!(await crdIsGoing())) await release(key);
-        await setFinalizers(
+        await finalize(
           client,
           obj,
           finalizers.filter((f) => f !== CLAIM_FINALIZER),
@@ -136,7 +137,7 @@ export async function reconcileClaims(
       const mine = held.get(key);
       if (!mine) continue;
       if (!finalizers.includes(CLAIM_FINALIZER))
-        await setFinalizers(client, obj, [...finalizers, CLAIM_FINALIZER]);
+        await finalize(client, obj, [...finalizers, CLAIM_FINALIZER]);
       await writeStatus(client, obj, mine, podOf);
     } catch (e) {
       errors.push(`IPAMClaim ${key}: ${message(e)}`);
@@ -180,19 +181,11 @@ export async function reconcileClaims(
 }
 
 /** Sets the finalizer list if the object is unchanged since it was read (else next round). */
-async function setFinalizers(client: KubeClient, obj: ClaimObj, finalizers: string[]) {
+async function finalize(client: KubeClient, obj: ClaimObj, finalizers: string[]) {
   const m = obj.metadata;
-  const res = await client.request({
-    method: 'PATCH',
-    patchType: 'json',
-    path: `${NPWG_PATH}/namespaces/${m.namespace}/ipamclaims/${m.name}`,
-    body: [
-      { op: 'test', path: '/metadata/resourceVersion', value: m.resourceVersion },
-      // add, not replace: it sets the member whether or not the object has one yet.
-      { op: 'add', path: '/metadata/finalizers', value: finalizers },
-    ],
-  });
-  if (res.status !== 200) throw new Error(`setting finalizers: HTTP ${res.status}`);
+  const path = `${NPWG_PATH}/namespaces/${m.namespace}/ipamclaims/${m.name}`;
+  const status = await setFinalizers(client, path, m, finalizers);
+  if (status !== 200) throw new Error(`setting finalizers: HTTP ${status}`);
 }
 
 /** status.ips (address/prefix, every network) and ownerPod, written when they change. */

@@ -5,7 +5,8 @@
 // lock, so two TenantNetworks created at the same moment never get the same id, with no
 // global lock and no read-modify-write of a shared object.
 import type { KubeClient } from '../k8s/client.js';
-import { API_GROUP_PATH, segmentKeys, type FinalizableMeta } from '../k8s/names.js';
+import { setFinalizers, type FinalizableMeta } from '../k8s/finalizers.js';
+import { API_GROUP_PATH, segmentKeys } from '../k8s/names.js';
 import type { NetworkSpec } from '../network/schema.js';
 import type { Store } from '../store/types.js';
 
@@ -286,20 +287,13 @@ export async function finalizeTenantNetworks(client: KubeClient, store: Store): 
     const m = n.metadata;
     if (!m.deletionTimestamp || !m.finalizers?.includes(SEGMENT_FINALIZER)) continue;
     await releaseSegment(store, { namespace: m.namespace, name: m.name, spec: n.spec });
-    const res = await client.request({
-      method: 'PATCH',
-      patchType: 'json',
-      path: `${API_GROUP_PATH}/namespaces/${m.namespace}/tenantnetworks/${m.name}`,
-      body: [
-        { op: 'test', path: '/metadata/resourceVersion', value: m.resourceVersion },
-        {
-          op: 'replace',
-          path: '/metadata/finalizers',
-          value: m.finalizers.filter((f) => f !== SEGMENT_FINALIZER),
-        },
-      ],
-    });
-    if (res.status === 200) done.push(`${m.namespace}/${m.name}`);
+    const status = await setFinalizers(
+      client,
+      `${API_GROUP_PATH}/namespaces/${m.namespace}/tenantnetworks/${m.name}`,
+      m,
+      m.finalizers.filter((f) => f !== SEGMENT_FINALIZER),
+    );
+    if (status === 200) done.push(`${m.namespace}/${m.name}`);
   }
   return done;
 }

@@ -175,12 +175,12 @@ export async function listClaims(
   const prefix = keys.claims(net);
   const entries = await ctx.store.list(prefix);
   // Each family's blocks in one list when there are claims (not one read per claim).
-  const blocks = new Map<string, Map<string, Block>>();
+  const blocks = new Map<4 | 6, Map<string, Block>>();
   const blocksOf = async (f: 4 | 6) => {
-    let m = blocks.get(String(f));
+    let m = blocks.get(f);
     if (!m) {
       m = new Map((await listBlocks(ctx.store, net, f)).map((b) => [b.key, b.value]));
-      blocks.set(String(f), m);
+      blocks.set(f, m);
     }
     return m;
   };

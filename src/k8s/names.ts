@@ -2,15 +2,6 @@
 // others wrote: the IPAM network name of a network object, attachment labels, store keys.
 export const API_GROUP_PATH = '/apis/tartan.io/v1alpha1';
 
-/** The metadata a controller reads to finalize an object (compare-and-swap on its version). */
-export interface FinalizableMeta {
-  name: string;
-  namespace: string;
-  resourceVersion: string;
-  deletionTimestamp?: string;
-  finalizers?: string[];
-}
-
 export interface NetworkId {
   kind: 'ClusterNetwork' | 'TenantNetwork';
   name: string;
