@@ -16,8 +16,8 @@
 //     record ("-" for no affinity), so every address has exactly one place, fixed ones too,
 //     and every write is a compare-and-swap on it. seq counts allocations in the block and
 //     each alloc keeps the seq it got, so a late release carrying an older seq cannot free
-//     the address after it was handed out again; blocks are never deleted, so seq never
-//     restarts. allocs is sparse: {<offset from block start, decimal>: Alloc}, so a /64
+//     the address after it was handed out again; blocks are deleted only with all of their
+//     family's records, when it holds nothing (forget.ts). allocs is sparse: {<offset from block start, decimal>: Alloc}, so a /64
 //     costs what a /26 does.
 //     Alloc = {handle: "<containerId>/<ifname>" | null, seq, node, claim?, gcMark?}: handle is
 //     null only for an address a persistent claim keeps between pods; node is where the
@@ -94,6 +94,9 @@ const blockName = (cidr: string) => cidr.replaceAll(':', '-').replace('/', '_');
 const where = (node: string | null) => (node === null ? NO_NODE : enc(node));
 
 export const keys = {
+  /** Everything of one network. */
+  network: (net: string) => `ipam/${enc(net)}/`,
+  family: (net: string, f: Family) => fam(net, f),
   meta: (net: string, f: Family) => `${fam(net, f)}meta`,
   cidrs: (net: string, f: Family) => `${fam(net, f)}cidrs/`,
   cidr: (net: string, f: Family, cidr: string) => `${fam(net, f)}cidrs/${blockName(cidr)}`,

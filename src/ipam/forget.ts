@@ -1,0 +1,57 @@
+// Forgetting a network's IPAM state. A family's cidr and blockPrefix never change while its
+// records exist (records.ts: blocks of two sizes could overlap), so a network deleted and
+// created again under the same name with another cidr could allocate nothing until the old
+// records were gone. This removes them, and only when no address is held.
+//
+// Call it for a network no pod can be attached to any more (deleted in the cluster, gone from
+// the networks directory). Deletes are compare-and-swaps on the revisions listed, blocks
+// first: an address allocated meanwhile in a listed block fails its delete and stops the
+// rest, which leaves records the allocator still reads correctly (a claimed block without
+// its record is re-created on use). `meta` goes last, so a stop halfway keeps the old cidr.
+import type { Store } from '../store/types.js';
+import { auditIpam } from './audit.js';
+import type { Family } from './ip.js';
+import { keys } from './records.js';
+
+export type Forgotten =
+  | { forgotten: true; records: number }
+  | { forgotten: false; held: number; corrupt: number; changed: boolean };
+
+/** Order of deletion: allocations' containers before what points at them, meta last. */
+const ORDER = [
+  /^[^/]+\/[^/]+\/v[46]\/nodes\/[^/]+\/blocks\//,
+  /^[^/]+\/[^/]+\/v[46]\/nodes\/[^/]+\/borrowed\//,
+  /^[^/]+\/[^/]+\/claims\//,
+  /^[^/]+\/[^/]+\/v[46]\/cidrs\//,
+];
+const rank = (key: string) => {
+  const i = ORDER.findIndex((r) => r.test(key));
+  return i < 0 ? ORDER.length : i;
+};
+
+/** Removes the network's records (or one family's: its claims stay), if none holds an address. */
+export async function forgetNetwork(
+  store: Store,
+  network: string,
+  family?: Family,
+): Promise<Forgotten> {
+  const prefix = family === undefined ? keys.network(network) : keys.family(network, family);
+  const entries = await store.list(prefix);
+  const report = auditIpam(entries);
+  // A record that does not validate may hold an address: it is not ours to guess.
+  if (report.held.length || report.corrupt.length)
+    return {
+      forgotten: false,
+      held: report.held.length,
+      corrupt: report.corrupt.length,
+      changed: false,
+    };
+  const ordered = [...entries].sort((a, b) => rank(a.key) - rank(b.key));
+  for (const e of ordered)
+    if (!(await store.delete(e.key, e.rev)))
+      return { forgotten: false, held: 0, corrupt: 0, changed: true };
+  // Written meanwhile (a block claimed after the list): not forgotten, the caller comes back.
+  if ((await store.list(prefix)).length)
+    return { forgotten: false, held: 0, corrupt: 0, changed: true };
+  return { forgotten: true, records: entries.length };
+}
