@@ -35,7 +35,8 @@ export interface ClusterView extends NetworkSource {
 const GROUP = '/apis/tartan.io/v1alpha1';
 const NAD_PATH = '/apis/k8s.cni.cncf.io/v1/network-attachment-definitions';
 
-type Parsed = { net: Network } | { error: string };
+/** deleting: the object has a deletionTimestamp (held by finalizers until its IPAM state goes). */
+type Parsed = { net: Network; deleting: boolean } | { error: string };
 interface PodObject extends KubeObject, PodLike {
   metadata: KubeObject['metadata'] & PodLike['metadata'];
 }
@@ -53,7 +54,11 @@ function parseNetwork(o: KubeObject, kind: 'ClusterNetwork' | 'TenantNetwork'): 
       },
       `${kind} ${ipamNetworkName(id)}`,
     );
-    return { net: { ...net, metadata: { ...net.metadata, name: ipamNetworkName(id) } } };
+    const deleting = (o.metadata as { deletionTimestamp?: string }).deletionTimestamp !== undefined;
+    return {
+      net: { ...net, metadata: { ...net.metadata, name: ipamNetworkName(id) } },
+      deleting,
+    };
   } catch (e) {
     return { error: (e as Error).message };
   }
@@ -98,6 +103,10 @@ export function clusterView(client: KubeClient, node: string, log: Logger): Clus
   const usable = (p: Parsed | undefined, what: string) => {
     if (!p) return undefined;
     if ('error' in p) throw new TartanError('ERR_CONFIG', `${what} is not usable: ${p.error}`);
+    // Its IPAM records go once it holds no address (src/controller/network-ipam.ts): a pod
+    // attached now would hold one in records about to be forgotten.
+    if (p.deleting)
+      throw new TartanError('ERR_CONFIG', `${what} is being deleted: no pod can attach to it`);
     return { spec: p.net.spec };
   };
   const lookup: NetworkLookup = {

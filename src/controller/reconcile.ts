@@ -15,10 +15,11 @@ import type { NetworkSpec } from '../network/schema.js';
 import type { Store } from '../store/types.js';
 import { reconcileClaims, type ClaimRound } from './claims.js';
 import { specProblem } from './network-rules.js';
+import { reconcileNetworkIpam, type NetworkObject } from './network-ipam.js';
 import { finalizeTenantNetworks } from './segments.js';
 
 interface NetObj {
-  metadata: { name: string; namespace?: string; uid?: string; generation?: number };
+  metadata: NetworkObject['metadata'] & { uid?: string; generation?: number };
   spec: NetworkSpec;
   status?: { conditions?: Condition[] };
 }
@@ -182,6 +183,8 @@ export async function updateNetworkStatus(
 
 export interface RoundResult {
   released: number;
+  /** What happened to networks' IPAM state: "<network>: forgotten", "...: family 4 reset". */
+  networkIpam: string[];
   staleAttachments: number;
   finalized: number;
   claims: ClaimRound;
@@ -226,8 +229,16 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<RoundResult> {
     if (res.status === 200) staleAttachments++;
   }
   let released = 0;
+  const networkIpam: string[] = [];
   const networks = await listNetworks(client);
   for (const { id, obj } of networks) {
+    const ref = {
+      kind: id.kind,
+      apiVersion: 'tartan.io/v1alpha1',
+      name: id.name,
+      namespace: id.namespace,
+      uid: obj.metadata.uid,
+    };
     const mine = valid.filter((a) =>
       id.kind === 'ClusterNetwork'
         ? a.metadata.labels?.[ATTACHMENT_LABEL.ClusterNetwork] === id.name
@@ -246,18 +257,28 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<RoundResult> {
       if (r.released)
         await emitEvent(
           deps,
-          {
-            kind: id.kind,
-            apiVersion: 'tartan.io/v1alpha1',
-            name: id.name,
-            namespace: id.namespace,
-            uid: obj.metadata.uid,
-          },
+          ref,
           'Normal',
           'AddressesReleased',
           `released ${r.released} address${r.released === 1 ? '' : 'es'} held by no live pod`,
         );
     }
+    const outcomes = await reconcileNetworkIpam(client, store, id, obj, !specProblem(obj.spec));
+    for (const o of outcomes) {
+      networkIpam.push(`${ipamNetworkName(id)}: ${o}`);
+      if (o === 'forgotten' || o?.startsWith('family'))
+        await emitEvent(
+          deps,
+          ref,
+          'Normal',
+          'IpamStateForgotten',
+          o === 'forgotten'
+            ? 'the deleted network held no address: its IPAM records are removed'
+            : `${o}: the spec moved its cidr or block size, or dropped it, and it held no address`,
+        );
+    }
+    // Gone once its finalizer is: no status to write.
+    if (outcomes.includes('forgotten')) continue;
     await updateNetworkStatus(deps, ipam, id, obj, mine.length);
   }
   const podOfHandle = new Map<string, string>(
@@ -270,5 +291,5 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<RoundResult> {
     (handle) => podOfHandle.get(handle),
     ipam,
   );
-  return { released, staleAttachments, finalized, claims };
+  return { released, networkIpam, staleAttachments, finalized, claims };
 }

@@ -77,9 +77,9 @@ export function webhookConfigurations(target: WebhookTarget, caBundle: string, n
     metadata: { name },
     webhooks: [
       {
-        name: 'tenantnetworks.tartan.io',
+        name: 'networks.tartan.io',
         clientConfig: clientConfig(target, '/mutate', caBundle),
-        rules: [tartanRule(['tenantnetworks'], ['CREATE'])],
+        rules: [tartanRule(['clusternetworks', 'tenantnetworks'], ['CREATE'])],
         reinvocationPolicy: 'Never',
         ...common,
       },

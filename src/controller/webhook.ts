@@ -1,7 +1,8 @@
 // The admission webhook: an HTTPS server speaking AdmissionReview v1.
 //   POST /validate  ClusterNetwork, TenantNetwork (CREATE, UPDATE, DELETE), TenantConfig
 //                   (CREATE, UPDATE), Pod (CREATE): allow, or deny with a message
-//   POST /mutate    TenantNetwork CREATE: reserve a VLAN/VNI and write it into the spec
+//   POST /mutate    ClusterNetwork, TenantNetwork CREATE: the finalizers (IPAM state; for a
+//                   TenantNetwork also its VLAN/VNI, reserved and written into the spec)
 // It fails closed twice over: the configurations say failurePolicy: Fail, and an error
 // inside a handler becomes a denial, never an allow.
 import { createServer, type Server } from 'node:https';
@@ -10,6 +11,7 @@ import type { KubeClient } from '../k8s/client.js';
 import { API_GROUP_PATH, type NetworkId } from '../k8s/names.js';
 import { resolvePodAttachments, type NetworkLookup } from '../k8s/resolve.js';
 import type { Store } from '../store/types.js';
+import { IPAM_FINALIZER } from './network-ipam.js';
 import { inUse, movedFields, specProblem } from './network-rules.js';
 import {
   Denied,
@@ -170,9 +172,30 @@ export async function validate(
   return ok;
 }
 
+/** The JSON patch that adds these finalizers to an object's metadata (none if present). */
+function addFinalizers(object: { metadata: unknown }, add: string[]) {
+  const have = (object.metadata as { finalizers?: string[] }).finalizers;
+  const missing = add.filter((f) => !have?.includes(f));
+  if (!have)
+    return missing.length ? [{ op: 'add', path: '/metadata/finalizers', value: missing }] : [];
+  return missing.map((f) => ({ op: 'add', path: '/metadata/finalizers/-', value: f }));
+}
+
+function patched(ok: AdmissionResponse, ops: unknown[]): AdmissionResponse {
+  if (ops.length === 0) return ok;
+  return {
+    ...ok,
+    patchType: 'JSONPatch',
+    patch: Buffer.from(JSON.stringify(ops)).toString('base64'),
+  };
+}
+
 export async function mutate(deps: WebhookDeps, req: AdmissionRequest): Promise<AdmissionResponse> {
   const ok: AdmissionResponse = { uid: req.uid, allowed: true };
-  if (req.kind.kind !== 'TenantNetwork' || req.operation !== 'CREATE' || !req.object) return ok;
+  if (req.operation !== 'CREATE' || !req.object) return ok;
+  if (req.kind.kind === 'ClusterNetwork')
+    return patched(ok, addFinalizers(req.object, [IPAM_FINALIZER]));
+  if (req.kind.kind !== 'TenantNetwork') return ok;
   const spec = (req.object.spec ?? {}) as KubeNetworkSpec;
   const namespace = req.namespace ?? req.object.metadata.namespace ?? '';
   const name = req.object.metadata.name ?? '';
@@ -191,25 +214,18 @@ export async function mutate(deps: WebhookDeps, req: AdmissionRequest): Promise<
     { namespace, name, spec },
     req.dryRun ?? false,
   );
-  if (!r) return ok;
-  const seg = r.segment;
-  const ops: { op: string; path: string; value: unknown }[] = [];
-  if (r.assigned) {
+  const ops: unknown[] = [];
+  if (r?.assigned) {
+    const seg = r.segment;
     if (seg.type === 'vlan') ops.push({ op: 'add', path: '/spec/vlan', value: seg.id });
     else if (spec.vxlan) ops.push({ op: 'add', path: '/spec/vxlan/vni', value: seg.id });
     else ops.push({ op: 'add', path: '/spec/vxlan', value: { vni: seg.id } });
     deps.log?.(`assigned ${seg.type} ${seg.id} to TenantNetwork ${namespace}/${name}`);
   }
-  const finalizers = (req.object.metadata as { finalizers?: string[] }).finalizers;
-  if (!finalizers)
-    ops.push({ op: 'add', path: '/metadata/finalizers', value: [SEGMENT_FINALIZER] });
-  else if (!finalizers.includes(SEGMENT_FINALIZER))
-    ops.push({ op: 'add', path: '/metadata/finalizers/-', value: SEGMENT_FINALIZER });
-  return {
-    ...ok,
-    patchType: 'JSONPatch',
-    patch: Buffer.from(JSON.stringify(ops)).toString('base64'),
-  };
+  ops.push(
+    ...addFinalizers(req.object, r ? [SEGMENT_FINALIZER, IPAM_FINALIZER] : [IPAM_FINALIZER]),
+  );
+  return patched(ok, ops);
 }
 
 async function handle(

@@ -211,6 +211,39 @@ describe('agent cluster view (informers on a real API server)', () => {
     await until('tt-late goes', async () => !(await view.networks()).has('tt-late'));
   });
 
+  it('attaches no new pod to a network being deleted (its IPAM state is about to go)', async () => {
+    await admin.must({
+      method: 'POST',
+      path: `${G}/clusternetworks`,
+      body: {
+        apiVersion: 'tartan.io/v1alpha1',
+        kind: 'ClusterNetwork',
+        // As the mutating webhook leaves it: the controller drops the finalizer later.
+        metadata: { name: 'tt-dying', finalizers: ['tartan.io/ipam'] },
+        spec: { type: 'bridge', bridge: 'br-d', ipv4: { cidr: '10.75.0.0/24' } },
+      },
+    });
+    await pod(NS, 'tt-late-pod', ask([{ network: 'tt-dying', kind: 'ClusterNetwork' }]));
+    await until('tt-dying appears', async () => (await view.networks()).has('tt-dying'));
+    const ref = { namespace: NS, name: 'tt-late-pod', uid: undefined };
+    expect((await view.forPod(ref)).requests?.[0]?.network).toBe('tt-dying');
+    await admin.must({ method: 'DELETE', path: `${G}/clusternetworks/tt-dying` });
+    await until('the refusal', async () => {
+      const f = await failure(view.forPod(ref)).catch(() => undefined);
+      return f?.code === 'ERR_CONFIG';
+    });
+    expect((await failure(view.forPod(ref))).msg).toBe(
+      'ClusterNetwork tt-dying is being deleted: no pod can attach to it',
+    );
+    await admin.must({
+      method: 'PATCH',
+      patchType: 'json',
+      path: `${G}/clusternetworks/tt-dying`,
+      body: [{ op: 'remove', path: '/metadata/finalizers' }],
+    });
+    await until('tt-dying goes', async () => !(await view.networks()).has('tt-dying'));
+  });
+
   it('refuses what the pod may not use, and what does not exist, naming both', async () => {
     await pod(NS, 'tt-bad1', ask([{ network: 'tt-only-b', kind: 'ClusterNetwork' }]));
     expect(await failure(view.forPod({ namespace: NS, name: 'tt-bad1', uid: undefined }))).toEqual({

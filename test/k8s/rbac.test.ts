@@ -292,6 +292,15 @@ describe('the controller service account', () => {
       200,
     ],
     [
+      'sets the IPAM finalizer of a ClusterNetwork',
+      {
+        method: 'PATCH',
+        path: `${G}/clusternetworks/oam`,
+        body: { metadata: { finalizers: ['tartan.io/ipam'] } },
+      },
+      200,
+    ],
+    [
       'drops the segment finalizer of a TenantNetwork',
       {
         method: 'PATCH',
@@ -305,10 +314,8 @@ describe('the controller service account', () => {
   });
 
   it.each([
-    [
-      "change a network's spec",
-      { method: 'PATCH', path: `${G}/clusternetworks/oam`, body: { spec: { mtu: 1400 } } },
-    ],
+    // Not here: changing a network's spec. Patching networks' finalizers needs `patch`, which
+    // RBAC cannot narrow to metadata (deploy/rbac/controller.yaml); the webhook refuses moves.
     [
       'patch a pod',
       {

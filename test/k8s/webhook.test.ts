@@ -6,7 +6,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseDocument } from 'yaml';
 import { registerWebhooks, webhookConfigurations } from '../../src/controller/registration.js';
-import { finalizeTenantNetworks, reconcileSegments } from '../../src/controller/segments.js';
+import { reconcileOnce } from '../../src/controller/reconcile.js';
+import { reconcileSegments } from '../../src/controller/segments.js';
 import { startWebhook, type WebhookServer } from '../../src/controller/webhook.js';
 import { createIpam } from '../../src/ipam/index.js';
 import { ensureNamespace, installCrds } from '../../src/k8s/apply.js';
@@ -209,9 +210,12 @@ describe('network validation', () => {
   });
 
   it('counts attachment records as use', async () => {
-    expect(
-      (await send('POST', `${G}/clusternetworks`, cnet('att', { type: 'bridge' }))).status,
-    ).toBe(201);
+    const made = await send('POST', `${G}/clusternetworks`, cnet('att', { type: 'bridge' }));
+    expect(made.status).toBe(201);
+    // The mutating webhook: its IPAM state goes before the network does (network-ipam.ts).
+    expect((made.body.metadata as { finalizers?: string[] }).finalizers).toEqual([
+      'tartan.io/ipam',
+    ]);
     const pod = { name: 'p1', namespace: 'tenant-a', uid: 'u1' };
     const network = { kind: 'ClusterNetwork' as const, name: 'att' };
     await writeAttachment(admin, {
@@ -305,7 +309,7 @@ describe('tenants and VNI assignment', () => {
     }>({ method: 'GET', path: victimPath });
     expect(dying.metadata).toMatchObject({
       deletionTimestamp: expect.any(String),
-      finalizers: ['tartan.io/segment'],
+      finalizers: ['tartan.io/segment', 'tartan.io/ipam'],
     });
     expect(
       (
@@ -316,9 +320,10 @@ describe('tenants and VNI assignment', () => {
         )
       ).body.message,
     ).toContain('no free VNI left');
-    expect(await finalizeTenantNetworks(admin, store)).toEqual([
-      `tenant-a/${victim.metadata.name}`,
-    ]);
+    // The controller's round: the VNI is freed, then the (empty) IPAM state is forgotten.
+    const round = await reconcileOnce({ client: admin, store });
+    expect(round.finalized).toBe(1);
+    expect(round.networkIpam).toContain(`tenant-a/${victim.metadata.name}: forgotten`);
     expect((await send('GET', victimPath)).status).toBe(404);
     // A vxlan without a VNI (its remotes only) gets one assigned too.
     const again = await send(
@@ -440,9 +445,16 @@ describe('segments shared between ClusterNetworks and TenantNetworks', () => {
     expect(moved.status, JSON.stringify(moved.body)).toBe(200);
     // The record stays while any ClusterNetwork carries the VLAN, and goes with the last.
     const vlanKey = 'segments/vlan/eth5/200';
-    await send('DELETE', `${G}/clusternetworks/op-200`);
+    // A deleted network stays until the controller's round has forgotten its IPAM state.
+    const deleted = async (name: string) => {
+      await send('DELETE', `${G}/clusternetworks/${name}`);
+      expect(
+        (await reconcileOnce({ client: admin, store, gcGraceMs: 3_600_000 })).networkIpam,
+      ).toContain(`${name}: forgotten`);
+    };
+    await deleted('op-200');
     expect(await reconcileSegments(admin, store, 0)).not.toContain(vlanKey);
-    await send('DELETE', `${G}/clusternetworks/op-200b`);
+    await deleted('op-200b');
     expect(await reconcileSegments(admin, store, 0)).toContain(vlanKey);
     expect((await tn('t-200', vlan200)).status).toBe(201);
   });
