@@ -6,6 +6,7 @@ import { checkInterface } from '../attach/check.js';
 import { openContext } from '../ctl/context.js';
 import {
   claimsView,
+  forgetIpamOf,
   networksView,
   podView,
   poolsView,
@@ -24,6 +25,8 @@ commands:
   release-claim <network> <claim>
                            give a claim's addresses back (in a cluster: delete its
                            IPAMClaim object instead)
+  forget-ipam <network>    remove the IPAM records of a network that holds no address (it
+                           was removed, or its cidr changes; in a cluster the controller does)
   pod <name|containerId>   a pod's interfaces as Tartan recorded them
   check                    every recorded attachment against the kernel
   topology --out F         nodes, pods and networks as a picture (.svg, .png or .dot)
@@ -57,11 +60,22 @@ async function main(): Promise<number> {
   }
   // The command line is checked before any datastore or cluster is opened: a typo should
   // not be reported as a missing networks directory.
-  if (!['networks', 'pools', 'claims', 'release-claim', 'pod', 'check', 'topology'].includes(cmd)) {
+  const commands = [
+    'networks',
+    'pools',
+    'claims',
+    'release-claim',
+    'forget-ipam',
+    'pod',
+    'check',
+    'topology',
+  ];
+  if (!commands.includes(cmd)) {
     console.error(`tartanctl: unknown command ${JSON.stringify(cmd)}\n${USAGE}`);
     return 2;
   }
-  if ((cmd === 'pools' || cmd === 'claims') && !arg) throw new Error(`${cmd} needs a network name`);
+  if ((cmd === 'pools' || cmd === 'claims' || cmd === 'forget-ipam') && !arg)
+    throw new Error(`${cmd} needs a network name`);
   if (cmd === 'release-claim' && !arg2)
     throw new Error('release-claim needs a network name and a claim name');
   if (cmd === 'pod' && !arg) throw new Error('pod needs a pod name or container id');
@@ -100,6 +114,11 @@ async function main(): Promise<number> {
         await releaseClaimOf(ctx, arg!, arg2!);
         console.log(`released claim ${arg2} of network ${arg}`);
         return 0;
+      case 'forget-ipam': {
+        const n = await forgetIpamOf(ctx, arg!);
+        console.log(`removed ${n} IPAM record${n === 1 ? '' : 's'} of network ${arg}`);
+        return 0;
+      }
       case 'pod':
         console.log(
           table(

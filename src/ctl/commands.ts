@@ -4,6 +4,7 @@
 import { existsSync } from 'node:fs';
 import { openHostState } from '../attach/host-state.js';
 import type { AttachmentRecord } from '../attach/records.js';
+import { forgetNetwork } from '../ipam/forget.js';
 import { createIpam } from '../ipam/index.js';
 import { listBlocks } from '../ipam/records.js';
 import type { Network } from '../network/schema.js';
@@ -106,6 +107,29 @@ export async function releaseClaimOf(ctx: Context, name: string, claim: string):
   if (!(await ipam.claims(name, n.spec)).some((c) => c.name === claim))
     throw new Error(`network ${name} has no claim ${JSON.stringify(claim)}`);
   await ipam.releaseClaim(name, n.spec, claim);
+}
+
+/**
+ * Removes a network's IPAM records when none holds an address: after the network was
+ * removed, or before its cidr or block size changes (the allocator refuses a change while
+ * records exist). In a cluster the controller does this itself (src/controller/network-ipam.ts).
+ */
+export async function forgetIpamOf(ctx: Context, name: string): Promise<number> {
+  if (ctx.attachments)
+    throw new Error(
+      "in a cluster the controller removes a network's IPAM records once it holds no address: delete the network, or change its cidr",
+    );
+  const r = await forgetNetwork(ctx.store, name);
+  if (r.forgotten) return r.records;
+  if (r.held)
+    throw new Error(
+      `network ${name} still holds ${r.held} address${r.held === 1 ? '' : 'es'}: delete its pods (or release its claims) first`,
+    );
+  if (r.corrupt)
+    throw new Error(
+      `network ${name} has ${r.corrupt} record(s) that do not validate: see tartanctl pools`,
+    );
+  throw new Error(`network ${name}: its records changed meanwhile; try again`);
 }
 
 export async function records(

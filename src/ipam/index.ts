@@ -63,7 +63,8 @@ export function createIpam(backing: Store, opts: IpamOptions = {}): Ipam {
           'ERR_IPAM_RANGE',
           `network ${fam.net}: its IPv${fam.r.family} blocks were cut from ${have.cidr} in /${have.blockPrefix}; ` +
             `the spec now says ${want.cidr} in /${want.blockPrefix}, which could overlap them. ` +
-            `Delete the network's IPAM state (keys ipam/${fam.net}/) before changing either`,
+            'Once it holds no address its records can go: in a cluster the controller removes ' +
+            `them, elsewhere \`tartanctl forget-ipam ${fam.net}\``,
         );
       if (have || (await store.create(key, want)) !== undefined) break;
       if (i >= ctx.retry.maxRetries)

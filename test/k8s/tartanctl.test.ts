@@ -112,6 +112,11 @@ describe('tartanctl --kubeconfig', () => {
     expect(rel.code).toBe(1);
     expect(rel.stderr).toMatch(/kubectl delete ipamclaim -n ran du-0/);
     expect((await ctl('claims', 'oam')).stdout).toMatch(/ran\/du-0/);
+    // The controller forgets a network's IPAM records (network-ipam.ts), not tartanctl.
+    const forget = await ctl('forget-ipam', 'oam');
+    expect(forget.code).toBe(1);
+    expect(forget.stderr).toMatch(/in a cluster the controller removes a network's IPAM records/);
+    expect((await ctl('claims', 'oam')).stdout).toMatch(/ran\/du-0/);
   });
 
   it('check refuses to run against the cluster (it is node-local)', async () => {

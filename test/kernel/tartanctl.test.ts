@@ -190,3 +190,62 @@ describe('tartanctl claims and release-claim (a host without a cluster)', () => 
     }
   });
 });
+
+describe('tartanctl forget-ipam (a host without a cluster)', () => {
+  it("lets a network's cidr change once it holds no address, and not before", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tt-ctl-forget-'));
+    try {
+      const before: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.78.0.0/24' } };
+      const after: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.79.0.0/16' } };
+      const nets = join(dir, 'networks');
+      await sh('mkdir', [nets]);
+      const path = join(dir, 'ipam.db');
+      const local = (...a: string[]) =>
+        run(
+          'node',
+          [join(root, 'dist/tartanctl.js'), ...a, '--networks-dir', nets, '--store-path', path],
+          undefined,
+          process.env,
+        );
+      const allocate = async (spec: NetworkSpec, containerId: string) => {
+        const store = await createFileStore(path);
+        try {
+          return await createIpam(store).allocate({
+            network: 'ran',
+            spec,
+            node: 'h1',
+            containerId,
+            ifname: 'net1',
+          });
+        } finally {
+          await store.close();
+        }
+      };
+      await allocate(before, 'c1');
+      // The operator edits the cidr: refused while c1 holds its address, and the error says how.
+      const refused = await allocate(after, 'c2').catch((e: Error) => e);
+      expect((refused as Error).message).toMatch(/tartanctl forget-ipam ran/);
+      const busy = await local('forget-ipam', 'ran');
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toMatch(/network ran still holds 1 address: delete its pods/);
+      const store = await createFileStore(path);
+      try {
+        await createIpam(store).release({
+          network: 'ran',
+          spec: before,
+          containerId: 'c1',
+          ifname: 'net1',
+        });
+      } finally {
+        await store.close();
+      }
+      const done = await local('forget-ipam', 'ran');
+      expect(done.code, done.stderr).toBe(0);
+      expect(done.stdout).toMatch(/removed \d+ IPAM records of network ran/);
+      const [got] = await allocate(after, 'c2');
+      expect(got!.address).toMatch(/^10\.79\./);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
