@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isTartanError } from '../cni/errors.js';
 import { createFakeKernel } from '../kernel/fake.js';
-import type { Step } from '../kernel/types.js';
+import { HOST, runPosition, type Step } from '../kernel/types.js';
 import { localSteps, peerKernel, type ShimPeer } from './peer-kernel.js';
 import { SELF_NETNS, type KernelCall, type KernelReply } from './wire.js';
 
@@ -68,6 +68,30 @@ describe('kernel steps done by the shim', () => {
       expect(s.calls).toHaveLength(1); // asked once, then the agent carries on alone
       expect(local.ops).toHaveLength(2);
       expect(k.remote()).toBe(0);
+    }
+  });
+
+  it('says nothing of where a replay stopped once the shim went away mid-run', async () => {
+    const make: Step[] = [
+      {
+        t: HOST,
+        ops: [
+          { op: 'vxlan-add', name: 'tt-vx9', vni: 9, port: 4789, local: '192.0.2.1', dev: 'eth0' },
+        ],
+      },
+    ];
+    // The shim made the link and went away before answering: the replay finds it made.
+    // No FFI instead: the shim did nothing, and EEXIST at the first op is someone else's link.
+    for (const [answer, positioned] of [
+      [() => undefined, false],
+      [(c: KernelCall['kernel']) => ({ id: c.id, unavailable: 'no FFI' }), true],
+    ] as const) {
+      const local = createFakeKernel();
+      local.failOn((o) => o.op === 'vxlan-add');
+      const k = peerKernel(shim(answer).peer, local);
+      const e: unknown = await k.run(make).catch((x: unknown) => x);
+      expect(isTartanError(e, 'ERR_KERNEL')).toBe(true);
+      expect(runPosition(e) !== undefined).toBe(positioned);
     }
   });
 });

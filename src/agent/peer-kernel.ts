@@ -43,7 +43,8 @@ export function peerKernel(peer: ShimPeer, local: Kernel): Kernel & { remote(): 
           bestEffort: opts.bestEffort === true,
         },
       };
-      const r = peer.send(frame) ? await peer.reply(id) : undefined;
+      const sent = peer.send(frame);
+      const r = sent ? await peer.reply(id) : undefined;
       if (r?.ok) {
         remote++;
         return;
@@ -54,8 +55,23 @@ export function peerKernel(peer: ShimPeer, local: Kernel): Kernel & { remote(): 
         throw at ? atPosition(e, at) : e;
       }
       gone = true; // unavailable, or the shim went away: the agent carries on alone
+      if (sent && !r) return replay(steps, opts);
     }
     return local.run(steps, opts);
+  }
+  /**
+   * This run again, after the shim went away in the middle of it: what the replay finds
+   * made (EEXIST at a creating op) may be the shim's work, not someone else's, so its error
+   * says nothing of where it stopped and the undo removes by name (ADR 0011). With the
+   * position, a parent the shim made was recorded as an operator's and never removed.
+   */
+  async function replay(steps: Step[], opts: { bestEffort?: boolean }): Promise<void> {
+    try {
+      await local.run(steps, opts);
+    } catch (e) {
+      if (runPosition(e)) delete (e as { runPosition?: unknown }).runPosition;
+      throw e;
+    }
   }
   return {
     apply: (t, ops, opts) => run([{ t, ops }], opts),
