@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { KubeClient } from '../k8s/client.js';
 import { API_GROUP_PATH, type NetworkId } from '../k8s/names.js';
 import { resolvePodAttachments, type NetworkLookup } from '../k8s/resolve.js';
+import type { NetworkSpec } from '../network/schema.js';
 import type { Store } from '../store/types.js';
 import { IPAM_FINALIZER } from './network-ipam.js';
 import { inUse, movedFields, specProblem } from './network-rules.js';
@@ -73,11 +74,31 @@ const getOrUndefined = async <T>(client: KubeClient, path: string): Promise<T | 
   return res.body;
 };
 
+/** A network object, unless it is being deleted: then no pod may ask for it (as agents refuse). */
+async function liveNetwork(
+  client: KubeClient,
+  path: string,
+  what: string,
+): Promise<{ spec: NetworkSpec } | undefined> {
+  const o = await getOrUndefined<{ spec: NetworkSpec; metadata: { deletionTimestamp?: string } }>(
+    client,
+    path,
+  );
+  if (o?.metadata.deletionTimestamp)
+    throw new Denied(`${what} is being deleted: no pod can attach to it`);
+  return o;
+}
+
 export function apiLookup(client: KubeClient): NetworkLookup {
   return {
     tenantNetwork: (ns, name) =>
-      getOrUndefined(client, `${API_GROUP_PATH}/namespaces/${ns}/tenantnetworks/${name}`),
-    clusterNetwork: (name) => getOrUndefined(client, `${API_GROUP_PATH}/clusternetworks/${name}`),
+      liveNetwork(
+        client,
+        `${API_GROUP_PATH}/namespaces/${ns}/tenantnetworks/${name}`,
+        `TenantNetwork ${ns}/${name}`,
+      ),
+    clusterNetwork: (name) =>
+      liveNetwork(client, `${API_GROUP_PATH}/clusternetworks/${name}`, `ClusterNetwork ${name}`),
     nad: (ns, name) =>
       getOrUndefined(
         client,

@@ -538,6 +538,16 @@ describe('pods', () => {
     ).toContain('net1: policyRoutes need a network with a routingTable');
   });
 
+  it('refuses a pod that asks for a network being deleted', async () => {
+    // Unused: the delete is admitted, and the finalizer keeps the object until the
+    // controller's next round.
+    await send('POST', tnets('tenant-a'), tnet('tenant-a', 'going', { type: 'bridge' }));
+    expect((await send('DELETE', `${tnets('tenant-a')}/going`)).status).toBe(200);
+    expect(
+      await denied('POST', pods('tenant-a'), pod('tenant-a', 'p', { [NPWG_ANNOTATION]: 'going' })),
+    ).toContain('TenantNetwork tenant-a/going is being deleted: no pod can attach to it');
+  });
+
   it('admits a valid pod, and network-status is written back on it', async () => {
     const res = await send(
       'POST',
