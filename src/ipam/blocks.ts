@@ -15,6 +15,7 @@ import {
   type BlockSpan,
 } from './allocator.js';
 import { cidrStart, formatIp } from './ip.js';
+import { checkMeta, claimBlock } from './meta.js';
 import {
   type Block,
   getBlock,
@@ -105,15 +106,15 @@ async function outsideOwnBlocks(
   recs: NodeRecords,
 ): Promise<Got | Conflict> {
   const { net, r } = fam;
+  // Every block is cut beside a `meta` that says how (meta.ts): read again, not remembered.
+  await checkMeta(ctx, fam, true);
   const probe = randomUsable(r, ctx.retry.random);
   if (probe === undefined) exhausted(fam);
   // A random probe claims a free block with one create while the range is sparsely used,
   // and spreads nodes so they rarely race for the same block.
   const span = blockOf(r, probe);
   if (!recs.blocks.some((e) => e.value.cidr === span.cidr)) {
-    const owner = { cidr: span.cidr, node: o.node };
-    if ((await ctx.store.create(keys.cidr(net, r.family, span.cidr), owner)) !== undefined)
-      return fill(ctx, fam, span, o.node, o);
+    if (await claimBlock(ctx, fam, span.cidr, o.node)) return fill(ctx, fam, span, o.node, o);
   }
   const claimed = await listCidrs(ctx.store, net, r.family);
   const own = new Set(recs.blocks.map((e) => e.value.cidr));
@@ -125,9 +126,7 @@ async function outsideOwnBlocks(
   const starts = new Set([...claimed.keys()].map((c) => cidrStart(c, r.family)));
   const fresh = findNewBlock(r, (s) => starts.has(s), span.start);
   if (fresh) {
-    const owner = { cidr: fresh.cidr, node: o.node };
-    if ((await ctx.store.create(keys.cidr(net, r.family, fresh.cidr), owner)) === undefined)
-      return CONFLICT;
+    if (!(await claimBlock(ctx, fam, fresh.cidr, o.node))) return CONFLICT;
     return fill(ctx, fam, fresh, o.node, o);
   }
   return borrow(ctx, fam, o, recs, claimed);
@@ -215,13 +214,9 @@ export function allocFixed(ctx: Ctx, fam: Fam, o: Owner, addr: bigint): Promise<
       )
         return CONFLICT;
     }
+    if (!e) await checkMeta(ctx, fam, true); // a block is about to be claimed or written
     // A fixed address outside any claimed block claims its block for no node.
-    const owner = { cidr: span.cidr, node: null };
-    if (
-      !claim &&
-      (await ctx.store.create(keys.cidr(net, r.family, span.cidr), owner)) === undefined
-    )
-      return CONFLICT;
+    if (!claim && !(await claimBlock(ctx, fam, span.cidr, null))) return CONFLICT;
     return e ? addTo(ctx, fam, e, off, o) : createBlock(ctx, fam, span, node, off, o);
   });
 }

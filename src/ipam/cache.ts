@@ -47,7 +47,7 @@ export class NodeCache {
     return {
       kind: store.kind,
       get: (key) => store.get(key),
-      list: (prefix) => store.list(prefix),
+      list: (prefix, o) => store.list(prefix, o),
       create: async (key, value) => {
         const rev = await store.create(key, value);
         after(key, rev !== undefined, (m) => m.set(key, { key, value, rev: rev! }));

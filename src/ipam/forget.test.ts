@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { NetworkSpec } from '../network/schema.js';
 import { createMemoryStore } from '../store/memory.js';
 import type { Store } from '../store/types.js';
+import { auditIpam } from './audit.js';
 import { forgetNetwork } from './forget.js';
 import { createIpam } from './index.js';
 
@@ -136,5 +137,104 @@ describe('forgetNetwork', () => {
     await store.update(block!.key, { cidr: 'garbage' }, block!.rev);
     expect(await forgetNetwork(store, 'blue')).toMatchObject({ forgotten: false, corrupt: 1 });
     expect((await store.list('ipam/blue/')).length).toBeGreaterThan(0);
+  });
+
+  it('an instance that remembered meta writes it again after a forget, and a stale one cuts no block', async () => {
+    const store = createMemoryStore();
+    const s28: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.0.0.0/24', blockPrefix: 28 } };
+    const s26: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.0.0.0/24', blockPrefix: 26 } };
+    const agent = createIpam(store); // one long-lived instance, as a node agent keeps
+    const req = (spec: NetworkSpec, containerId: string, node = 'n1') => ({
+      network: 'blue',
+      spec,
+      node,
+      containerId,
+      ifname: 'eth0',
+    });
+    await agent.allocate(req(s28, 'a'));
+    await agent.release(req(s28, 'a'));
+    expect(await forgetNetwork(store, 'blue')).toMatchObject({ forgotten: true });
+    // Re-created with the same spec: the agent remembers meta, yet writes it with a block.
+    await agent.allocate(req(s28, 'b'));
+    expect((await store.get('ipam/blue/v4/meta'))?.value).toEqual({
+      cidr: '10.0.0.0/24',
+      blockPrefix: 28,
+    });
+    await agent.release(req(s28, 'b'));
+    // Reset for /26 blocks while the agent still has the /28 spec (and its blocks cached).
+    expect(await forgetNetwork(store, 'blue', 4)).toMatchObject({ forgotten: true });
+    await createIpam(store).allocate(req(s26, 'c', 'n2'));
+    expect(await codeOf(agent.allocate(req(s28, 'd')))).toBe('ERR_IPAM_RANGE');
+    const audit = auditIpam(await store.list('ipam/'));
+    expect(audit.overlaps).toEqual([]);
+    expect(audit.duplicates).toEqual([]);
+  });
+
+  it('keeps meta when a block is cut after its first list, and no new meta joins the block', async () => {
+    const { store, ipam, req } = await used();
+    for (const c of ['c1', 'c2', 'c3']) await ipam.release({ ...req, containerId: c });
+    await ipam.releaseClaim('blue', before, 'db-0');
+    // A node still on the old spec cuts a new block while the records are listed.
+    let raced = false;
+    const racing: Store = {
+      ...store,
+      async list<T>(prefix: string, o?: { consistent?: boolean }) {
+        const out = await store.list<T>(prefix, o);
+        if (prefix === 'ipam/blue/' && !raced) {
+          raced = true;
+          await createIpam(store).allocate({ ...req, node: 'n3', containerId: 'late' });
+        }
+        return out;
+      },
+    };
+    expect(await forgetNetwork(racing, 'blue')).toMatchObject({ forgotten: false, changed: true });
+    expect((await store.get('ipam/blue/v4/meta'))?.value).toMatchObject({ cidr: '10.0.0.0/16' });
+    const fresh = createIpam(store);
+    expect(
+      await codeOf(fresh.allocate({ ...req, spec: after, node: 'n1', containerId: 'x' })),
+    ).toBe('ERR_IPAM_RANGE');
+    // Had meta gone with the rest, the new spec must still not cut /28s beside the /26.
+    const m = (await store.get('ipam/blue/v4/meta'))!;
+    await store.delete(m.key, m.rev);
+    const e = await fresh
+      .allocate({ ...req, spec: after, node: 'n1', containerId: 'y' })
+      .catch((x: Error) => x);
+    expect((e as { code?: string }).code).toBe('ERR_IPAM_RANGE');
+    expect((e as Error).message).toMatch(/block 10\.0\.\d+\.\d+\/26 remains from another cidr/);
+    expect(await store.get('ipam/blue/v4/meta')).toBeUndefined();
+  });
+
+  it('never lets blocks of two sizes coexist when a forget and a new spec land inside a stale claim', async () => {
+    const store = createMemoryStore();
+    const s28: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.0.0.0/24', blockPrefix: 28 } };
+    const s26: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.0.0.0/24', blockPrefix: 26 } };
+    const r = (spec: NetworkSpec, containerId: string, node: string) => ({
+      network: 'blue',
+      spec,
+      node,
+      containerId,
+      ifname: 'eth0',
+    });
+    await createIpam(store).allocate(r(s28, 'a', 'n1'));
+    await createIpam(store).release(r(s28, 'a', 'n1'));
+    // n2 is still on /28 and claims its first block: between its meta read and its claim,
+    // the family is forgotten and n1, on /26 now, allocates.
+    let once = false;
+    const stale: Store = {
+      ...store,
+      async create(key: string, value: unknown) {
+        if (key.includes('/cidrs/') && !once) {
+          once = true;
+          expect(await forgetNetwork(store, 'blue', 4)).toMatchObject({ forgotten: true });
+          await createIpam(store).allocate(r(s26, 'b', 'n1'));
+        }
+        return store.create(key, value);
+      },
+    };
+    expect(await codeOf(createIpam(stale).allocate(r(s28, 'c', 'n2')))).toBe('ERR_IPAM_RANGE');
+    expect(once).toBe(true);
+    const audit = auditIpam(await store.list('ipam/'));
+    expect(audit.overlaps).toEqual([]);
+    expect(audit.held.map((h) => h.handle)).toEqual(['b/eth0']);
   });
 });

@@ -7,7 +7,8 @@
 // the networks directory). Deletes are compare-and-swaps on the revisions listed, blocks
 // first: an address allocated meanwhile in a listed block fails its delete and stops the
 // rest, which leaves records the allocator still reads correctly (a claimed block without
-// its record is re-created on use). `meta` goes last, so a stop halfway keeps the old cidr.
+// its record is re-created on use). `meta` goes last, and only if a linearizable list shows
+// nothing else: a stop keeps the old cidr beside whatever records are left.
 import type { Store } from '../store/types.js';
 import { auditIpam } from './audit.js';
 import type { Family } from './ip.js';
@@ -24,6 +25,7 @@ const ORDER = [
   /^[^/]+\/[^/]+\/claims\//,
   /^[^/]+\/[^/]+\/v[46]\/cidrs\//,
 ];
+const META = /^[^/]+\/[^/]+\/v[46]\/meta$/;
 const rank = (key: string) => {
   const i = ORDER.findIndex((r) => r.test(key));
   return i < 0 ? ORDER.length : i;
@@ -36,7 +38,7 @@ export async function forgetNetwork(
   family?: Family,
 ): Promise<Forgotten> {
   const prefix = family === undefined ? keys.network(network) : keys.family(network, family);
-  const entries = await store.list(prefix);
+  const entries = await store.list(prefix, { consistent: true });
   const report = auditIpam(entries);
   // A record that does not validate may hold an address: it is not ours to guess.
   if (report.held.length || report.corrupt.length)
@@ -46,12 +48,16 @@ export async function forgetNetwork(
       corrupt: report.corrupt.length,
       changed: false,
     };
-  const ordered = [...entries].sort((a, b) => rank(a.key) - rank(b.key));
-  for (const e of ordered)
-    if (!(await store.delete(e.key, e.rev)))
-      return { forgotten: false, held: 0, corrupt: 0, changed: true };
-  // Written meanwhile (a block claimed after the list): not forgotten, the caller comes back.
-  if ((await store.list(prefix)).length)
-    return { forgotten: false, held: 0, corrupt: 0, changed: true };
+  const changed = { forgotten: false, held: 0, corrupt: 0, changed: true } as const;
+  const ordered = entries
+    .filter((e) => !META.test(e.key))
+    .sort((a, b) => rank(a.key) - rank(b.key));
+  for (const e of ordered) if (!(await store.delete(e.key, e.rev))) return changed;
+  // `meta` only when nothing else is left, read linearizably: a block cut after the first
+  // list (a node still on the old spec) keeps the `meta` it was cut beside, and the caller
+  // comes back once it is free again.
+  const left = await store.list(prefix, { consistent: true });
+  if (left.some((e) => !META.test(e.key))) return changed;
+  for (const e of left) if (!(await store.delete(e.key, e.rev))) return changed;
   return { forgotten: true, records: entries.length };
 }

@@ -8,7 +8,8 @@ import { NodeCache } from './cache.js';
 import { allocWithClaim, dropClaimRef, listClaims, releaseClaim } from './claims.js';
 import { collect, DEFAULT_GC_GRACE_MS, usageOf } from './gc.js';
 import { parseRange, type ParsedRange } from './range.js';
-import { asMeta, handleOf, keys, NO_NODE } from './records.js';
+import { checkMeta } from './meta.js';
+import { handleOf, NO_NODE } from './records.js';
 import { addressOf, findHandle, releaseOne } from './release.js';
 import { allocationOf, type Ctx, type Fam, type Got } from './state.js';
 import type { AllocateRequest, Allocation, Ipam, IpamOptions } from './types.js';
@@ -44,38 +45,8 @@ export function createIpam(backing: Store, opts: IpamOptions = {}): Ipam {
       sleep: opts.sleep ?? ((ms) => new Promise((res) => setTimeout(res, ms))),
     },
     now: opts.now ?? Date.now,
+    metaOk: new Set(),
   };
-  // A family's cidr and blockPrefix never change once written, so a verified meta record
-  // may be remembered for the life of this instance.
-  const metaOk = new Set<string>();
-
-  async function checkMeta(fam: Fam): Promise<void> {
-    const key = keys.meta(fam.net, fam.r.family);
-    const want = { cidr: fam.r.cidr, blockPrefix: fam.r.blockPrefix };
-    const memo = `${key} ${want.cidr} ${want.blockPrefix}`;
-    if (metaOk.has(memo)) return;
-    // A lost create race means the record now exists: read it again at once, no back-off.
-    for (let i = 0; ; i++) {
-      const e = await store.get(key);
-      const have = e ? asMeta(e).value : undefined;
-      if (have && (have.cidr !== want.cidr || have.blockPrefix !== want.blockPrefix))
-        throw new TartanError(
-          'ERR_IPAM_RANGE',
-          `network ${fam.net}: its IPv${fam.r.family} blocks were cut from ${have.cidr} in /${have.blockPrefix}; ` +
-            `the spec now says ${want.cidr} in /${want.blockPrefix}, which could overlap them. ` +
-            'Once it holds no address its records can go: in a cluster the controller removes ' +
-            `them, elsewhere \`tartanctl forget-ipam ${fam.net}\``,
-        );
-      if (have || (await store.create(key, want)) !== undefined) break;
-      if (i >= ctx.retry.maxRetries)
-        throw new TartanError(
-          'ERR_IPAM_CONTENTION',
-          `network ${fam.net}: IPAM metadata keeps changing`,
-        );
-    }
-    metaOk.add(memo);
-  }
-
   async function allocate(req: AllocateRequest): Promise<Allocation[]> {
     need(req.node, 'node');
     need(req.containerId, 'containerId');
@@ -106,7 +77,7 @@ export function createIpam(backing: Store, opts: IpamOptions = {}): Ipam {
     const one = async (p: (typeof plans)[number]): Promise<Got> => {
       // Both are reads: the first allocation of an instance need not wait for one, then the other.
       const dynamic = p.fixed === undefined && owner.claim === undefined;
-      await Promise.all([checkMeta(p.fam), dynamic && warmNode(ctx, p.fam, owner.node)]);
+      await Promise.all([checkMeta(ctx, p.fam), dynamic && warmNode(ctx, p.fam, owner.node)]);
       if (owner.claim !== undefined)
         return allocWithClaim(ctx, p.fam, { ...owner, claim: owner.claim }, p.fixed);
       return p.fixed === undefined

@@ -6,7 +6,8 @@
 //   ipam/<net>/v<f>/meta                           {cidr, blockPrefix}
 //     Written by the first allocation. Blocks are cut with this blockPrefix; a spec whose cidr
 //     or blockPrefix differs is refused (ERR_IPAM_RANGE): blocks of two sizes could overlap
-//     and hand one address out twice.
+//     and hand one address out twice. Every block claim reads it again (meta.ts); it goes
+//     last when the family's records are forgotten (forget.ts).
 //   ipam/<net>/v<f>/cidrs/<block>                  {cidr, node: string | null}
 //     Who a block belongs to: created once (create-if-absent is the lock-free claim of a
 //     block) and never changed, so it may be remembered. null: a block created for a fixed

@@ -17,6 +17,8 @@ export interface Ctx {
   retry: RetryPolicy;
   now: () => number;
   cache: NodeCache | undefined;
+  /** The `meta` records this instance found to match a spec (meta.ts). */
+  metaOk: Set<string>;
 }
 
 /** One address family of one network. */

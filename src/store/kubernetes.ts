@@ -193,14 +193,14 @@ export function kubernetesStoreWith(client: KubeClient, settings: KubernetesStor
       return entry<T>(key, res.body);
     },
 
-    async list<T>(prefix: string) {
+    async list<T>(prefix: string, o?: { consistent?: boolean }) {
       const out: Entry<T>[] = [];
       const selector = encodeURIComponent(selectorFor(prefix));
       let cont = '';
       do {
         // A continue token carries its own snapshot; only the first page names a version.
         const fresh =
-          listFrom === 'etcd' || cont
+          listFrom === 'etcd' || o?.consistent || cont
             ? ''
             : seen === 0n
               ? '&resourceVersion=0'

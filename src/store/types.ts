@@ -12,8 +12,12 @@ export interface Store {
   /** Human-readable kind, e.g. "file", "etcd", "kubernetes". */
   readonly kind: string;
   get<T = unknown>(key: string): Promise<Entry<T> | undefined>;
-  /** Every entry whose key starts with prefix, sorted by key. */
-  list<T = unknown>(prefix: string): Promise<Entry<T>[]>;
+  /**
+   * Every entry whose key starts with prefix, sorted by key. A store may answer from a
+   * cache that is fresh enough for CAS-checked work; `consistent` asks for a linearizable
+   * read (only the Kubernetes store's default is not).
+   */
+  list<T = unknown>(prefix: string, opts?: { consistent?: boolean }): Promise<Entry<T>[]>;
   /** Creates key if absent. Returns the new revision, or undefined if the key exists. */
   create(key: string, value: unknown): Promise<string | undefined>;
   /** Replaces key if its revision is still rev. Returns the new revision, or undefined on conflict (changed or deleted). */
