@@ -58,7 +58,14 @@ export async function reconcileNetworkIpam(
   if (!specValid) return out;
   for (const f of [4, 6] as const) {
     const meta = await store.get<{ cidr: string; blockPrefix: number }>(keys.meta(net, f));
-    if (!meta) continue;
+    if (!meta) {
+      // Records without `meta`: a block cut by a node still on an older spec while the
+      // family was being forgotten. The allocator writes no new `meta` beside a block it
+      // would not cut itself (meta.ts); these go once they hold nothing.
+      if ((await store.list(keys.family(net, f))).length === 0) continue;
+      if ((await forgetNetwork(store, net, f)).forgotten) out.push(`family ${f} reset`);
+      continue;
+    }
     const range = f === 4 ? obj.spec.ipv4 : obj.spec.ipv6;
     // As the allocator compares them (src/ipam/index.ts, checkMeta): canonical, effective.
     const want = range && parseRange(range, f, `network ${net}`);

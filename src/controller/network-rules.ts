@@ -111,6 +111,9 @@ function canonical(v: unknown): string {
   return JSON.stringify(v) ?? 'undefined';
 }
 
+/** Whether two specs say the same, whatever their key order. */
+export const sameSpec = (a: unknown, b: unknown): boolean => canonical(a) === canonical(b);
+
 /** The fields whose change would cut the pods on the network off. */
 export function movedFields(before: KubeNetworkSpec, after: KubeNetworkSpec): string[] {
   const out: string[] = [];

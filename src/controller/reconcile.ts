@@ -191,16 +191,14 @@ export interface RoundResult {
 }
 
 /**
- * One round: deleted TenantNetworks are finalized, attachments whose pod is gone are
- * deleted, then every network's addresses
- * not held by a live attachment are collected (two sightings a grace period apart, as the
- * CNI GC does), then statuses are written, then claims are matched with their IPAMClaim
- * objects (claims.ts). Returns what was done, for logs and tests.
+ * One round: attachments whose pod is gone are deleted, then every network's addresses not
+ * held by a live attachment are collected (two sightings a grace period apart, as the CNI GC
+ * does), its IPAM records looked after (network-ipam.ts) and its status written, then
+ * deleted TenantNetworks whose records are gone free their VLAN/VNI, then claims are matched
+ * with their IPAMClaim objects (claims.ts). Returns what was done, for logs and tests.
  */
 export async function reconcileOnce(deps: ReconcileDeps): Promise<RoundResult> {
   const { client, store } = deps;
-  // TenantNetworks being deleted (admitted, so unused): free their VLAN/VNI, let them go.
-  const finalized = (await finalizeTenantNetworks(client, store)).length;
   const ipam = createIpam(store);
   // Attachments first, then pods: an Attachment is written after its pod exists, so every
   // Attachment listed has its pod in the later list unless the pod is really gone. The other
@@ -281,6 +279,8 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<RoundResult> {
     if (outcomes.includes('forgotten')) continue;
     await updateNetworkStatus(deps, ipam, id, obj, mine.length);
   }
+  // TenantNetworks being deleted whose IPAM records went above: free their VLAN/VNI.
+  const finalized = (await finalizeTenantNetworks(client, store)).length;
   const podOfHandle = new Map<string, string>(
     valid.map((a) => [handleOf(a.spec.containerId, a.spec.ifname), a.spec.pod]),
   );

@@ -6,6 +6,7 @@
 // global lock and no read-modify-write of a shared object.
 import type { KubeClient } from '../k8s/client.js';
 import { setFinalizers, type FinalizableMeta } from '../k8s/finalizers.js';
+import { IPAM_FINALIZER } from './network-ipam.js';
 import { API_GROUP_PATH, segmentKeys } from '../k8s/names.js';
 import type { NetworkSpec } from '../network/schema.js';
 import type { Store } from '../store/types.js';
@@ -276,7 +277,10 @@ interface TenantNetworkObj {
   spec: KubeNetworkSpec;
 }
 
-/** For TenantNetworks being deleted: free the segment, then drop the finalizer (CAS). */
+/**
+ * For TenantNetworks being deleted and whose IPAM records are gone: free the segment, then
+ * drop the finalizer (CAS).
+ */
 export async function finalizeTenantNetworks(client: KubeClient, store: Store): Promise<string[]> {
   const done: string[] = [];
   const list = await client.must<{ items: TenantNetworkObj[] }>({
@@ -286,6 +290,8 @@ export async function finalizeTenantNetworks(client: KubeClient, store: Store): 
   for (const n of list.items) {
     const m = n.metadata;
     if (!m.deletionTimestamp || !m.finalizers?.includes(SEGMENT_FINALIZER)) continue;
+    // A pod still holds an address there (network-ipam.ts): it is still on the segment.
+    if (m.finalizers.includes(IPAM_FINALIZER)) continue;
     await releaseSegment(store, { namespace: m.namespace, name: m.name, spec: n.spec });
     const status = await setFinalizers(
       client,

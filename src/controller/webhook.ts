@@ -13,7 +13,7 @@ import { resolvePodAttachments, type NetworkLookup } from '../k8s/resolve.js';
 import type { NetworkSpec } from '../network/schema.js';
 import type { Store } from '../store/types.js';
 import { IPAM_FINALIZER } from './network-ipam.js';
-import { inUse, movedFields, specProblem } from './network-rules.js';
+import { inUse, movedFields, sameSpec, specProblem } from './network-rules.js';
 import {
   Denied,
   listTenantConfigs,
@@ -149,7 +149,10 @@ export async function validate(
         `${label}: metadata.name must be a DNS label (at most 63 lower-case letters, digits and "-")`,
         422,
       );
-    const problem = specProblem(req.object?.spec);
+    // A change of metadata only (the controller's finalizers, labels) is not a new spec: a
+    // network admitted under older rules must still be able to lose its finalizers.
+    const unchanged = req.operation === 'UPDATE' && sameSpec(req.oldObject?.spec, req.object?.spec);
+    const problem = unchanged ? undefined : specProblem(req.object?.spec);
     if (problem) return deny(req.uid, `${label}: ${problem}`, 422);
   }
   const reserve = () =>

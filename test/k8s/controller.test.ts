@@ -338,6 +338,67 @@ describe("a network's IPAM state", () => {
     ).toContain('IpamStateForgotten');
   });
 
+  it('clears records left without their meta (a stale node raced a forget) once they hold nothing', async () => {
+    const spec: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.89.0.0/24' } };
+    await postNetwork('tt-nm', spec);
+    await allocate('tt-nm', spec, 'c1');
+    const meta = (await store.get('ipam/tt-nm/v4/meta'))!;
+    expect(await store.delete(meta.key, meta.rev)).toBe(true);
+    expect((await round()).networkIpam).not.toContain('tt-nm: family 4 reset'); // still held
+    await createIpam(store).release({
+      network: 'tt-nm',
+      spec,
+      node: 'n1',
+      containerId: 'c1',
+      ifname: 'net1',
+    });
+    expect((await round()).networkIpam).toContain('tt-nm: family 4 reset');
+    expect(await store.list('ipam/tt-nm/')).toEqual([]);
+    expect((await allocate('tt-nm', spec, 'c2'))[0]?.address).toMatch(/^10\.89\.0\./);
+  });
+
+  it("keeps a deleted TenantNetwork's VNI while a pod still holds an address on it", async () => {
+    const spec: NetworkSpec = {
+      type: 'macvlan',
+      device: 'eth1',
+      vxlan: { vni: 3900, port: 4789 },
+      ipv4: { cidr: '10.88.0.0/24' },
+    };
+    const path = `${G}/namespaces/tenant-a/tenantnetworks/tt-seg`;
+    await admin.must({
+      method: 'POST',
+      path: `${G}/namespaces/tenant-a/tenantnetworks`,
+      body: {
+        apiVersion: 'tartan.io/v1alpha1',
+        kind: 'TenantNetwork',
+        // As the mutating webhook leaves a TenantNetwork with a segment.
+        metadata: { name: 'tt-seg', finalizers: ['tartan.io/segment', 'tartan.io/ipam'] },
+        spec,
+      },
+    });
+    const vni = 'segments/vni/3900';
+    await store.create(vni, { namespace: 'tenant-a', name: 'tt-seg', tenant: 'a', at: 0 });
+    // A pod attached while the (unused) network's delete was being admitted.
+    await admin.must({ method: 'DELETE', path });
+    await allocate('tenant-a/tt-seg', spec, 'c1');
+    const first = await round();
+    expect(first.networkIpam).toContain('tenant-a/tt-seg: waiting');
+    expect(first.finalized).toBe(0);
+    expect(await store.get(vni)).toBeDefined();
+    await createIpam(store).release({
+      network: 'tenant-a/tt-seg',
+      spec,
+      node: 'n1',
+      containerId: 'c1',
+      ifname: 'net1',
+    });
+    const second = await round();
+    expect(second.networkIpam).toContain('tenant-a/tt-seg: forgotten');
+    expect(second.finalized).toBe(1);
+    expect(await store.get(vni)).toBeUndefined();
+    expect((await admin.request({ method: 'GET', path })).status).toBe(404);
+  });
+
   it('starts an unused family over when the spec moves its cidr, never one that holds an address', async () => {
     const v4a = { cidr: '10.86.0.0/24' };
     const v6a = { cidr: 'fd00:86::/64' };
