@@ -276,7 +276,8 @@ export class Agent {
       let resolved: PodNetworks | undefined;
       if (this.o.cluster && conf) {
         if (command === 'ADD' && pod) resolved = await this.o.cluster.forPod(pod);
-        else if (command === 'ADD' || command === 'GC' || command === 'STATUS')
+        else if (command === 'ADD') resolved = { networks: await this.o.cluster.attachable() };
+        else if (command === 'GC' || command === 'STATUS')
           resolved = { networks: await this.o.cluster.networks() };
       }
       let seen = this.gate.finished;

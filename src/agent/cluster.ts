@@ -30,6 +30,8 @@ export interface ClusterView extends NetworkSource {
   synced(): Promise<void>;
   /** The networks and requests of one pod's ADD; throws a TartanError the pod's owner can act on. */
   forPod(pod: PodRef): Promise<PodNetworks>;
+  /** The networks an ADD may attach to: every network but those being deleted. */
+  attachable(): Promise<Map<string, Network>>;
 }
 
 const GROUP = '/apis/tartan.io/v1alpha1';
@@ -116,16 +118,24 @@ export function clusterView(client: KubeClient, node: string, log: Logger): Clus
     nad: async (ns, name) => nads.get(`${ns}/${name}`),
   };
 
-  let memo: { at: string; nets: Map<string, Network> } | undefined;
-  const networks = (): Map<string, Network> => {
+  // Every network (DEL, CHECK, GC and STATUS see those being deleted too), and the ones an
+  // ADD may attach to.
+  let memo: { at: string; nets: Map<string, Network>; live: Map<string, Network> } | undefined;
+  const current = () => {
     const at = `${cluster.revision}/${tenant.revision}`;
-    if (memo?.at === at) return memo.nets;
+    if (memo?.at === at) return memo;
     const nets = new Map<string, Network>();
+    const live = new Map<string, Network>();
     for (const inf of [cluster, tenant])
-      for (const p of inf.values()) if ('net' in p) nets.set(p.net.metadata.name, p.net);
-    memo = { at, nets };
-    return nets;
+      for (const p of inf.values())
+        if ('net' in p) {
+          nets.set(p.net.metadata.name, p.net);
+          if (!p.deleting) live.set(p.net.metadata.name, p.net);
+        }
+    memo = { at, nets, live };
+    return memo;
   };
+  const networks = () => current().nets;
 
   async function podObject(ref: PodRef): Promise<PodLike> {
     const cached = pods.get(`${ref.namespace}/${ref.name}`);
@@ -154,10 +164,14 @@ export function clusterView(client: KubeClient, node: string, log: Logger): Clus
     async synced() {
       await Promise.all(all.map((i) => i.synced()));
     },
+    async attachable() {
+      return current().live;
+    },
     async forPod(ref) {
       const pod = await podObject(ref);
-      const nets = networks();
+      const nets = current().live;
       const a = pod.metadata.annotations ?? {};
+      // The conflist's requests: a network being deleted is unknown to them.
       if (!a['tartan.io/interfaces'] && !a['k8s.v1.cni.cncf.io/networks'])
         return { networks: nets };
       const atts = await resolvePodAttachments(pod, lookup);

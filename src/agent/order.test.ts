@@ -29,6 +29,7 @@ it('runs a DEL after the ADD that arrived before it, though the ADD prepares lon
   const networks = new Map([['mv', mv]]);
   const cluster: ClusterView = {
     networks: async () => networks,
+    attachable: async () => networks,
     close: () => undefined,
     synced: async () => undefined,
     // The pod is not in the informer yet: read from the API server, a few ms.

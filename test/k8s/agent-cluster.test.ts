@@ -235,6 +235,13 @@ describe('agent cluster view (informers on a real API server)', () => {
     expect((await failure(view.forPod(ref))).msg).toBe(
       'ClusterNetwork tt-dying is being deleted: no pod can attach to it',
     );
+    // Nor one without annotations (the conflist's interfaces): it is not among the networks
+    // an ADD may use, while DEL, CHECK and GC still see it.
+    await pod(NS, 'tt-late-plain', {});
+    const plain = await view.forPod({ namespace: NS, name: 'tt-late-plain', uid: undefined });
+    expect(plain.networks.has('tt-dying')).toBe(false);
+    expect((await view.attachable()).has('tt-dying')).toBe(false);
+    expect((await view.networks()).has('tt-dying')).toBe(true);
     await admin.must({
       method: 'PATCH',
       patchType: 'json',
