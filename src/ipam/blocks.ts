@@ -15,7 +15,7 @@ import {
   type BlockSpan,
 } from './allocator.js';
 import { cidrStart, formatIp } from './ip.js';
-import { checkMeta, claimBlock } from './meta.js';
+import { claimBlock } from './meta.js';
 import {
   type Block,
   getBlock,
@@ -106,8 +106,6 @@ async function outsideOwnBlocks(
   recs: NodeRecords,
 ): Promise<Got | Conflict> {
   const { net, r } = fam;
-  // Every block is cut beside a `meta` that says how (meta.ts): read again, not remembered.
-  await checkMeta(ctx, fam, true);
   const probe = randomUsable(r, ctx.retry.random);
   if (probe === undefined) exhausted(fam);
   // A random probe claims a free block with one create while the range is sparsely used,
@@ -214,7 +212,6 @@ export function allocFixed(ctx: Ctx, fam: Fam, o: Owner, addr: bigint): Promise<
       )
         return CONFLICT;
     }
-    if (!e) await checkMeta(ctx, fam, true); // a block is about to be claimed or written
     // A fixed address outside any claimed block claims its block for no node.
     if (!claim && !(await claimBlock(ctx, fam, span.cidr, null))) return CONFLICT;
     return e ? addTo(ctx, fam, e, off, o) : createBlock(ctx, fam, span, node, off, o);

@@ -8,10 +8,10 @@ import type { Ctx, Fam } from './state.js';
 
 /**
  * Refuses a spec whose cidr or blockPrefix differs from the family's `meta`, writing `meta`
- * when there is none. A match is remembered for the instance; `fresh` reads it again, and
- * is what every path that claims or creates a block asks for: `meta` goes when the family's
- * records are forgotten (forget.ts), and an instance that remembered it would otherwise cut
- * blocks with no `meta` beside them, which a later spec could overlap.
+ * when there is none. A match is remembered for the instance (`fresh` reads it again):
+ * claimBlock reads it once more, as `meta` goes when the family's records are forgotten
+ * (forget.ts), and an instance that remembered it would otherwise cut blocks with no
+ * `meta` beside them, which a later spec could overlap.
  */
 export async function checkMeta(ctx: Ctx, fam: Fam, fresh = false): Promise<void> {
   const key = keys.meta(fam.net, fam.r.family);
@@ -41,7 +41,8 @@ export async function checkMeta(ctx: Ctx, fam: Fam, fresh = false): Promise<void
 
 /**
  * Claims a block for `node` (null: no affinity) beside the family's `meta`: false if it is
- * claimed already, or if `meta` went meanwhile (the caller starts over). With the check in
+ * claimed already, or if `meta` went meanwhile (written again now; the caller starts over).
+ * The one read of `meta` on this path: a remembered `meta` may have been forgotten since. With the check in
  * checkMeta this is a pair of write-then-read: of a block claimed on an old spec and a
  * `meta` written for a new one, at least one side sees the other and takes its write back,
  * so blocks are never cut by two geometries (forget.ts removes `meta` under a node that
@@ -60,8 +61,10 @@ export async function claimBlock(
   const have = e ? asMeta(e).value : undefined;
   if (have?.cidr === fam.r.cidr && have.blockPrefix === fam.r.blockPrefix) return true;
   await ctx.store.delete(key, rev);
-  if (!have) return false;
-  return mismatch(fam, have);
+  if (have) mismatch(fam, have);
+  // Forgotten since this instance checked it: written again (or refused), then a new try.
+  await checkMeta(ctx, fam, true);
+  return false;
 }
 
 function mismatch(fam: Fam, have: { cidr: string; blockPrefix: number }): never {
