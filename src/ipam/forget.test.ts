@@ -237,4 +237,41 @@ describe('forgetNetwork', () => {
     expect(audit.overlaps).toEqual([]);
     expect(audit.held.map((h) => h.handle)).toEqual(['b/eth0']);
   });
+
+  it("keeps a block's claim when its record is written again after the blocks went", async () => {
+    const store = createMemoryStore();
+    const spec: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.0.0.0/24', blockPrefix: 26 } };
+    const r = (containerId: string, node: string) => ({
+      network: 'blue',
+      spec,
+      node,
+      containerId,
+      ifname: 'eth0',
+    });
+    const n1 = createIpam(store);
+    await n1.allocate(r('c0', 'n1'));
+    await n1.release(r('c0', 'n1'));
+    // n1 has not seen the deletion: right after forget deleted its empty block's record, it
+    // allocates again and writes that record anew under the claim that is still there.
+    let raced = false;
+    const racing: Store = {
+      ...store,
+      async delete(key: string, rev: string) {
+        const ok = await store.delete(key, rev);
+        if (!raced && key.includes('/nodes/n1/blocks/')) {
+          raced = true;
+          await n1.allocate(r('late', 'n1'));
+        }
+        return ok;
+      },
+    };
+    expect(await forgetNetwork(racing, 'blue')).toMatchObject({ forgotten: false, changed: true });
+    // The claim still places the block: n2 gets another address, none is held twice.
+    const [late] = await n1.find('blue', spec, 'late', 'eth0', 'n1');
+    const [other] = await createIpam(store).allocate(r('other', 'n2'));
+    expect(other!.address).not.toBe(late!.address);
+    const audit = auditIpam(await store.list('ipam/'));
+    expect(audit.duplicates).toEqual([]);
+    expect(audit.misplaced).toEqual([]);
+  });
 });

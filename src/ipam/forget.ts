@@ -12,7 +12,7 @@
 import type { Store } from '../store/types.js';
 import { auditIpam } from './audit.js';
 import type { Family } from './ip.js';
-import { keys } from './records.js';
+import { asCidr, keys } from './records.js';
 
 export type Forgotten =
   | { forgotten: true; records: number }
@@ -26,6 +26,7 @@ const ORDER = [
   /^[^/]+\/[^/]+\/v[46]\/cidrs\//,
 ];
 const META = /^[^/]+\/[^/]+\/v[46]\/meta$/;
+const CIDR = /^[^/]+\/[^/]+\/v([46])\/cidrs\//;
 const rank = (key: string) => {
   const i = ORDER.findIndex((r) => r.test(key));
   return i < 0 ? ORDER.length : i;
@@ -52,7 +53,17 @@ export async function forgetNetwork(
   const ordered = entries
     .filter((e) => !META.test(e.key))
     .sort((a, b) => rank(a.key) - rank(b.key));
-  for (const e of ordered) if (!(await store.delete(e.key, e.rev))) return changed;
+  for (const e of ordered) {
+    // A claim goes only while its block has no record: one written again since the blocks
+    // went (a node that has not seen the change yet) keeps the claim that places it.
+    const claim = CIDR.exec(e.key);
+    if (claim) {
+      const { cidr, node } = asCidr(e).value;
+      if (await store.get(keys.block(network, Number(claim[1]) as Family, node, cidr)))
+        return changed;
+    }
+    if (!(await store.delete(e.key, e.rev))) return changed;
+  }
   // `meta` only when nothing else is left, read linearizably: a block cut after the first
   // list (a node still on the old spec) keeps the `meta` it was cut beside, and the caller
   // comes back once it is free again.

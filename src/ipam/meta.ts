@@ -42,11 +42,12 @@ export async function checkMeta(ctx: Ctx, fam: Fam, fresh = false): Promise<void
 /**
  * Claims a block for `node` (null: no affinity) beside the family's `meta`: false if it is
  * claimed already, or if `meta` went meanwhile (written again now; the caller starts over).
- * The one read of `meta` on this path: a remembered `meta` may have been forgotten since. With the check in
- * checkMeta this is a pair of write-then-read: of a block claimed on an old spec and a
- * `meta` written for a new one, at least one side sees the other and takes its write back,
- * so blocks are never cut by two geometries (forget.ts removes `meta` under a node that
- * has not seen the spec change yet).
+ * The one read of `meta` on this path: a remembered `meta` may have been forgotten since.
+ * With the check in checkMeta this is a pair of write-then-read: of a block claimed on an
+ * old spec and a `meta` written for a new one, the two writers see each other. It narrows,
+ * not closes, what a node still on the old spec could do while a family is forgotten (a
+ * block record written after its claim went; a third node trusting a `meta` not yet
+ * checked): the controller forgets only after a grace period (ADR 0014).
  */
 export async function claimBlock(
   ctx: Ctx,
@@ -85,8 +86,17 @@ function mismatch(fam: Fam, have: { cidr: string; blockPrefix: number }): never 
  */
 async function noForeignBlocks(ctx: Ctx, fam: Fam, takeBack: () => Promise<boolean>) {
   const { r } = fam;
-  for (const e of await ctx.store.list(keys.cidrs(fam.net, r.family), { consistent: true })) {
-    const cidr = asCidr(e).value.cidr;
+  const cidrs = keys.cidrs(fam.net, r.family);
+  const nodes = keys.nodes(fam.net, r.family);
+  const all = await ctx.store.list(keys.family(fam.net, r.family), { consistent: true });
+  for (const e of all) {
+    // Claims, and block records (one may be written after its claim went).
+    const cidr = e.key.startsWith(cidrs)
+      ? asCidr(e).value.cidr
+      : e.key.startsWith(nodes) && e.key.includes('/blocks/')
+        ? (e.value as { cidr?: unknown }).cidr
+        : undefined;
+    if (typeof cidr !== 'string') continue;
     const start = cidrStart(cidr, r.family);
     if (start >= r.base && start <= r.last && blockOf(r, start).cidr === cidr) continue;
     await takeBack();
