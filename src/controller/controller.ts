@@ -31,6 +31,7 @@ export function startController(o: ControllerOptions): Controller {
     client: o.client,
     store: o.store,
     ...(o.gcGraceMs === undefined ? {} : { gcGraceMs: o.gcGraceMs }),
+    sightings: new Map(),
   };
   let timer: NodeJS.Timeout | undefined;
   let round: Promise<void> = Promise.resolve();

@@ -51,6 +51,10 @@ export interface ReconcileDeps {
   component?: string;
   /** Grace between a leak's first sighting and its release (IPAM gc). */
   gcGraceMs?: number;
+  /** Grace before a network's IPAM records are forgotten (network-ipam.ts, FORGET_GRACE_MS). */
+  forgetGraceMs?: number;
+  /** First sightings of moved specs, kept across rounds by the caller (network-ipam.ts). */
+  sightings?: Map<string, { what: string; at: number }>;
   now?: () => number;
 }
 
@@ -228,6 +232,8 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<RoundResult> {
   }
   let released = 0;
   const networkIpam: string[] = [];
+  // Without the caller's map every round is a first sighting: no family is ever reset.
+  const sightings = deps.sightings ?? new Map<string, { what: string; at: number }>();
   const networks = await listNetworks(client);
   for (const { id, obj } of networks) {
     const ref = {
@@ -261,10 +267,14 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<RoundResult> {
           `released ${r.released} address${r.released === 1 ? '' : 'es'} held by no live pod`,
         );
     }
-    const outcomes = await reconcileNetworkIpam(client, store, id, obj, !specProblem(obj.spec));
+    const outcomes = await reconcileNetworkIpam(client, store, id, obj, !specProblem(obj.spec), {
+      now: deps.now?.() ?? Date.now(),
+      sightings,
+      ...(deps.forgetGraceMs === undefined ? {} : { graceMs: deps.forgetGraceMs }),
+    });
     for (const o of outcomes) {
       networkIpam.push(`${ipamNetworkName(id)}: ${o}`);
-      if (o === 'forgotten' || o?.startsWith('family'))
+      if (o === 'forgotten' || o?.endsWith('reset'))
         await emitEvent(
           deps,
           ref,

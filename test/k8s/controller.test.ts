@@ -289,7 +289,14 @@ describe('reconcile', () => {
 });
 
 describe("a network's IPAM state", () => {
-  const round = () => reconcileOnce({ client: admin, store, gcGraceMs: 3_600_000 });
+  // A minute of grace before records are forgotten (FORGET_GRACE_MS), on a clock the test
+  // moves: each round is a minute after the one before.
+  const sightings = new Map<string, { what: string; at: number }>();
+  let t = Date.now();
+  const round = () => {
+    t += 60_000;
+    return reconcileOnce({ client: admin, store, gcGraceMs: 3_600_000, sightings, now: () => t });
+  };
   const get = (name: string) =>
     admin.request<{ metadata: { finalizers?: string[]; deletionTimestamp?: string } }>({
       method: 'GET',
@@ -303,6 +310,28 @@ describe("a network's IPAM state", () => {
       () => undefined,
       (e: { code?: string }) => e.code,
     );
+
+  it('waits a grace period after the deletion, so that every agent has seen it', async () => {
+    const spec: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.90.0.0/24' } };
+    await postNetwork('tt-gr', spec);
+    await round();
+    await allocate('tt-gr', spec, 'c1');
+    await createIpam(store).release({
+      network: 'tt-gr',
+      spec,
+      node: 'n1',
+      containerId: 'c1',
+      ifname: 'net1',
+    });
+    await admin.must({ method: 'DELETE', path: `${G}/clusternetworks/tt-gr` });
+    const at = Date.now();
+    const once = (now: number) =>
+      reconcileOnce({ client: admin, store, gcGraceMs: 3_600_000, sightings, now: () => now });
+    expect((await once(at)).networkIpam).toContain('tt-gr: waiting');
+    expect((await store.list('ipam/tt-gr/')).length).toBeGreaterThan(0);
+    expect((await once(at + 61_000)).networkIpam).toContain('tt-gr: forgotten');
+    expect(await store.list('ipam/tt-gr/')).toEqual([]);
+  });
 
   it('goes with the deleted network once no address is held, so the name can take another cidr', async () => {
     const before: NetworkSpec = { type: 'bridge', ipv4: { cidr: '10.84.0.0/24' } };
@@ -435,6 +464,11 @@ describe("a network's IPAM state", () => {
       },
     });
     expect(await codeOf(allocate('tt-mv', after, 'c2'))).toBe('ERR_IPAM_RANGE');
+    // First seen moved: a grace period for agents to see the change first.
+    expect((await round()).networkIpam).toEqual(
+      expect.arrayContaining(['tt-mv: family 4 waiting', 'tt-mv: family 6 waiting']),
+    );
+    expect((await store.get('ipam/tt-mv/v4/meta'))?.value).toMatchObject({ cidr: '10.86.0.0/24' });
     expect((await round()).networkIpam).toContain('tt-mv: family 4 reset');
     expect((await store.get('ipam/tt-mv/v4/meta'))?.value).toBeUndefined();
     expect((await store.get('ipam/tt-mv/v6/meta'))?.value).toMatchObject({ cidr: 'fd00:86::/64' });

@@ -321,7 +321,7 @@ describe('tenants and VNI assignment', () => {
       ).body.message,
     ).toContain('no free VNI left');
     // The controller's round: the VNI is freed, then the (empty) IPAM state is forgotten.
-    const round = await reconcileOnce({ client: admin, store });
+    const round = await reconcileOnce({ client: admin, store, forgetGraceMs: 0 });
     expect(round.finalized).toBe(1);
     expect(round.networkIpam).toContain(`tenant-a/${victim.metadata.name}: forgotten`);
     expect((await send('GET', victimPath)).status).toBe(404);
@@ -449,7 +449,8 @@ describe('segments shared between ClusterNetworks and TenantNetworks', () => {
     const deleted = async (name: string) => {
       await send('DELETE', `${G}/clusternetworks/${name}`);
       expect(
-        (await reconcileOnce({ client: admin, store, gcGraceMs: 3_600_000 })).networkIpam,
+        (await reconcileOnce({ client: admin, store, gcGraceMs: 3_600_000, forgetGraceMs: 0 }))
+          .networkIpam,
       ).toContain(`${name}: forgotten`);
     };
     await deleted('op-200');
