@@ -305,6 +305,8 @@ describe("a network's IPAM state", () => {
   const allocate = (network: string, spec: NetworkSpec, containerId: string) =>
     // A new instance each time, as a new agent (or the same one after the spec moved) reads.
     createIpam(store).allocate({ network, spec, node: 'n1', containerId, ifname: 'net1' });
+  const release = (network: string, spec: NetworkSpec, containerId: string) =>
+    createIpam(store).release({ network, spec, node: 'n1', containerId, ifname: 'net1' });
   const codeOf = (p: Promise<unknown>) =>
     p.then(
       () => undefined,
@@ -316,13 +318,7 @@ describe("a network's IPAM state", () => {
     await postNetwork('tt-gr', spec);
     await round();
     await allocate('tt-gr', spec, 'c1');
-    await createIpam(store).release({
-      network: 'tt-gr',
-      spec,
-      node: 'n1',
-      containerId: 'c1',
-      ifname: 'net1',
-    });
+    await release('tt-gr', spec, 'c1');
     await admin.must({ method: 'DELETE', path: `${G}/clusternetworks/tt-gr` });
     const at = Date.now();
     const once = (now: number) =>
@@ -345,13 +341,7 @@ describe("a network's IPAM state", () => {
     expect((await round()).networkIpam).toContain('tt-fg: waiting');
     expect((await get('tt-fg')).body.metadata.deletionTimestamp).toBeDefined();
     expect((await store.list('ipam/tt-fg/')).length).toBeGreaterThan(0);
-    await createIpam(store).release({
-      network: 'tt-fg',
-      spec: before,
-      node: 'n1',
-      containerId: 'c1',
-      ifname: 'net1',
-    });
+    await release('tt-fg', before, 'c1');
     expect((await round()).networkIpam).toContain('tt-fg: forgotten');
     expect((await get('tt-fg')).status).toBe(404);
     expect(await store.list('ipam/tt-fg/')).toEqual([]);
@@ -374,13 +364,7 @@ describe("a network's IPAM state", () => {
     const meta = (await store.get('ipam/tt-nm/v4/meta'))!;
     expect(await store.delete(meta.key, meta.rev)).toBe(true);
     expect((await round()).networkIpam).not.toContain('tt-nm: family 4 reset'); // still held
-    await createIpam(store).release({
-      network: 'tt-nm',
-      spec,
-      node: 'n1',
-      containerId: 'c1',
-      ifname: 'net1',
-    });
+    await release('tt-nm', spec, 'c1');
     expect((await round()).networkIpam).toContain('tt-nm: family 4 reset');
     expect(await store.list('ipam/tt-nm/')).toEqual([]);
     expect((await allocate('tt-nm', spec, 'c2'))[0]?.address).toMatch(/^10\.89\.0\./);
@@ -414,13 +398,7 @@ describe("a network's IPAM state", () => {
     expect(first.networkIpam).toContain('tenant-a/tt-seg: waiting');
     expect(first.finalized).toBe(0);
     expect(await store.get(vni)).toBeDefined();
-    await createIpam(store).release({
-      network: 'tenant-a/tt-seg',
-      spec,
-      node: 'n1',
-      containerId: 'c1',
-      ifname: 'net1',
-    });
+    await release('tenant-a/tt-seg', spec, 'c1');
     const second = await round();
     expect(second.networkIpam).toContain('tenant-a/tt-seg: forgotten');
     expect(second.finalized).toBe(1);
@@ -475,13 +453,7 @@ describe("a network's IPAM state", () => {
     // IPv6 is still refused, and c1 keeps its address.
     expect(await codeOf(allocate('tt-mv', after, 'c2'))).toBe('ERR_IPAM_RANGE');
     expect((await createIpam(store).find('tt-mv', before, 'c1', 'net1', 'n1'))[0]).toEqual(kept6);
-    await createIpam(store).release({
-      network: 'tt-mv',
-      spec: before,
-      node: 'n1',
-      containerId: 'c1',
-      ifname: 'net1',
-    });
+    await release('tt-mv', before, 'c1');
     expect((await round()).networkIpam).toContain('tt-mv: family 6 reset');
     const got = await allocate('tt-mv', after, 'c2');
     expect(got.map((x) => x.address)).toEqual([

@@ -15,6 +15,14 @@ const lab = (...a: string[]) =>
   run('node', [join(root, 'dist/lab.js'), ...a], undefined, process.env);
 const ctl = (...a: string[]) =>
   run('node', [join(root, 'dist/tartanctl.js'), ...a, '--lab', 'site'], undefined, process.env);
+/** tartanctl on a host without a cluster: a networks directory and a file store. */
+const hostCtl = (nets: string, path: string, ...a: string[]) =>
+  run(
+    'node',
+    [join(root, 'dist/tartanctl.js'), ...a, '--networks-dir', nets, '--store-path', path],
+    undefined,
+    process.env,
+  );
 
 beforeAll(async () => {
   const up = await lab('up');
@@ -149,13 +157,7 @@ describe('tartanctl claims and release-claim (a host without a cluster)', () => 
       const [kept] = await alloc('c-gone', 'db-1');
       await ipam.release({ network: 'db', spec, containerId: 'c-gone', ifname: 'net1' });
       await store.close();
-      const local = (...a: string[]) =>
-        run(
-          'node',
-          [join(root, 'dist/tartanctl.js'), ...a, '--networks-dir', nets, '--store-path', path],
-          undefined,
-          process.env,
-        );
+      const local = (...a: string[]) => hostCtl(nets, path, ...a);
 
       const list = await local('claims', 'db');
       expect(list.code, list.stderr).toBe(0);
@@ -200,13 +202,7 @@ describe('tartanctl forget-ipam (a host without a cluster)', () => {
       const nets = join(dir, 'networks');
       await sh('mkdir', [nets]);
       const path = join(dir, 'ipam.db');
-      const local = (...a: string[]) =>
-        run(
-          'node',
-          [join(root, 'dist/tartanctl.js'), ...a, '--networks-dir', nets, '--store-path', path],
-          undefined,
-          process.env,
-        );
+      const local = (...a: string[]) => hostCtl(nets, path, ...a);
       const allocate = async (spec: NetworkSpec, containerId: string) => {
         const store = await createFileStore(path);
         try {
