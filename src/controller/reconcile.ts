@@ -282,13 +282,17 @@ export async function reconcileOnce(deps: ReconcileDeps): Promise<RoundResult> {
           'IpamStateForgotten',
           o === 'forgotten'
             ? 'the deleted network held no address: its IPAM records are removed'
-            : `${o}: the spec moved its cidr or block size, or dropped it, and it held no address`,
+            : `${o}: its records no longer fitted the spec (cidr or block size moved, family dropped, or no meta record) and held no address`,
         );
     }
     // Gone once its finalizer is: no status to write.
     if (outcomes.includes('forgotten')) continue;
     await updateNetworkStatus(deps, ipam, id, obj, mine.length);
   }
+  // Sightings of networks that are gone go too.
+  const names = new Set(networks.map((n) => ipamNetworkName(n.id)));
+  for (const k of sightings.keys())
+    if (!names.has(k.slice(0, k.lastIndexOf(' ')))) sightings.delete(k);
   // TenantNetworks being deleted whose IPAM records went above: free their VLAN/VNI.
   const finalized = (await finalizeTenantNetworks(client, store)).length;
   const podOfHandle = new Map<string, string>(

@@ -6,10 +6,10 @@
 // global lock and no read-modify-write of a shared object.
 import type { KubeClient } from '../k8s/client.js';
 import { setFinalizers, type FinalizableMeta } from '../k8s/finalizers.js';
-import { IPAM_FINALIZER } from './network-ipam.js';
 import { API_GROUP_PATH, segmentKeys } from '../k8s/names.js';
 import type { NetworkSpec } from '../network/schema.js';
 import type { Store } from '../store/types.js';
+import { IPAM_FINALIZER } from './network-ipam.js';
 
 export interface IdRange {
   start: number;

@@ -323,7 +323,9 @@ describe("a network's IPAM state", () => {
     const at = Date.now();
     const once = (now: number) =>
       reconcileOnce({ client: admin, store, gcGraceMs: 3_600_000, sightings, now: () => now });
+    sightings.set('tt-nowhere v4', { what: 'no meta', at }); // a network that is gone
     expect((await once(at)).networkIpam).toContain('tt-gr: waiting');
+    expect(sightings.has('tt-nowhere v4')).toBe(false);
     expect((await store.list('ipam/tt-gr/')).length).toBeGreaterThan(0);
     expect((await once(at + 61_000)).networkIpam).toContain('tt-gr: forgotten');
     expect(await store.list('ipam/tt-gr/')).toEqual([]);
