@@ -12,25 +12,16 @@
 import type { Store } from '../store/types.js';
 import { auditIpam } from './audit.js';
 import type { Family } from './ip.js';
-import { asCidr, keys } from './records.js';
+import { asCidr, keys, type RecordKind, recordKind } from './records.js';
 
 export type Forgotten =
   | { forgotten: true; records: number }
   | { forgotten: false; held: number; corrupt: number; changed: boolean };
 
 /** Order of deletion: allocations' containers before what points at them, meta last. */
-const ORDER = [
-  /^[^/]+\/[^/]+\/v[46]\/nodes\/[^/]+\/blocks\//,
-  /^[^/]+\/[^/]+\/v[46]\/nodes\/[^/]+\/borrowed\//,
-  /^[^/]+\/[^/]+\/claims\//,
-  /^[^/]+\/[^/]+\/v[46]\/cidrs\//,
-];
-const META = /^[^/]+\/[^/]+\/v[46]\/meta$/;
-const CIDR = /^[^/]+\/[^/]+\/v([46])\/cidrs\//;
-const rank = (key: string) => {
-  const i = ORDER.findIndex((r) => r.test(key));
-  return i < 0 ? ORDER.length : i;
-};
+const ORDER: (RecordKind | undefined)[] = ['block', 'borrowed', 'claim', 'cidr', undefined];
+const rank = (key: string) => ORDER.indexOf(recordKind(key)?.kind);
+const isMeta = (key: string) => recordKind(key)?.kind === 'meta';
 
 /** Removes the network's records (or one family's: its claims stay), if none holds an address. */
 export async function forgetNetwork(
@@ -50,17 +41,14 @@ export async function forgetNetwork(
       changed: false,
     };
   const changed = { forgotten: false, held: 0, corrupt: 0, changed: true } as const;
-  const ordered = entries
-    .filter((e) => !META.test(e.key))
-    .sort((a, b) => rank(a.key) - rank(b.key));
+  const ordered = entries.filter((e) => !isMeta(e.key)).sort((a, b) => rank(a.key) - rank(b.key));
   for (const e of ordered) {
     // A claim goes only while its block has no record: one written again since the blocks
     // went (a node that has not seen the change yet) keeps the claim that places it.
-    const claim = CIDR.exec(e.key);
-    if (claim) {
+    const k = recordKind(e.key);
+    if (k?.kind === 'cidr') {
       const { cidr, node } = asCidr(e).value;
-      if (await store.get(keys.block(network, Number(claim[1]) as Family, node, cidr)))
-        return changed;
+      if (await store.get(keys.block(network, k.family!, node, cidr))) return changed;
     }
     if (!(await store.delete(e.key, e.rev))) return changed;
   }
@@ -68,7 +56,7 @@ export async function forgetNetwork(
   // list (a node still on the old spec) keeps the `meta` it was cut beside, and the caller
   // comes back once it is free again.
   const left = await store.list(prefix, { consistent: true });
-  if (left.some((e) => !META.test(e.key))) return changed;
+  if (left.some((e) => !isMeta(e.key))) return changed;
   for (const e of left) if (!(await store.delete(e.key, e.rev))) return changed;
   return { forgotten: true, records: entries.length };
 }

@@ -3,7 +3,7 @@
 import { TartanError } from '../cni/errors.js';
 import { blockOf } from './allocator.js';
 import { cidrStart } from './ip.js';
-import { asCidr, asMeta, keys } from './records.js';
+import { asCidr, asMeta, keys, recordKind } from './records.js';
 import type { Ctx, Fam } from './state.js';
 
 /**
@@ -68,13 +68,17 @@ export async function claimBlock(
   return false;
 }
 
+/** How an operator gets a spec's new cidr or block size accepted. */
+const remedy = (net: string) =>
+  'Once it holds no address its records can go: in a cluster the controller removes them, ' +
+  `elsewhere \`tartanctl forget-ipam ${net}\``;
+
 function mismatch(fam: Fam, have: { cidr: string; blockPrefix: number }): never {
   throw new TartanError(
     'ERR_IPAM_RANGE',
     `network ${fam.net}: its IPv${fam.r.family} blocks were cut from ${have.cidr} in /${have.blockPrefix}; ` +
       `the spec now says ${fam.r.cidr} in /${fam.r.blockPrefix}, which could overlap them. ` +
-      'Once it holds no address its records can go: in a cluster the controller removes ' +
-      `them, elsewhere \`tartanctl forget-ipam ${fam.net}\``,
+      remedy(fam.net),
   );
 }
 
@@ -86,16 +90,16 @@ function mismatch(fam: Fam, have: { cidr: string; blockPrefix: number }): never 
  */
 async function noForeignBlocks(ctx: Ctx, fam: Fam, takeBack: () => Promise<boolean>) {
   const { r } = fam;
-  const cidrs = keys.cidrs(fam.net, r.family);
-  const nodes = keys.nodes(fam.net, r.family);
   const all = await ctx.store.list(keys.family(fam.net, r.family), { consistent: true });
   for (const e of all) {
     // Claims, and block records (one may be written after its claim went).
-    const cidr = e.key.startsWith(cidrs)
-      ? asCidr(e).value.cidr
-      : e.key.startsWith(nodes) && e.key.includes('/blocks/')
-        ? (e.value as { cidr?: unknown }).cidr
-        : undefined;
+    const kind = recordKind(e.key)?.kind;
+    const cidr =
+      kind === 'cidr'
+        ? asCidr(e).value.cidr
+        : kind === 'block'
+          ? (e.value as { cidr?: unknown }).cidr
+          : undefined;
     if (typeof cidr !== 'string') continue;
     const start = cidrStart(cidr, r.family);
     if (start >= r.base && start <= r.last && blockOf(r, start).cidr === cidr) continue;
@@ -104,8 +108,8 @@ async function noForeignBlocks(ctx: Ctx, fam: Fam, takeBack: () => Promise<boole
       'ERR_IPAM_RANGE',
       `network ${fam.net}: an IPv${r.family} block ${cidr} remains from another cidr or block ` +
         `size, without the record that said so; the spec's ${r.cidr} in /${r.blockPrefix} ` +
-        'could overlap it. Once it holds no address its records can go: in a cluster the ' +
-        `controller removes them, elsewhere \`tartanctl forget-ipam ${fam.net}\``,
+        'could overlap it. ' +
+        remedy(fam.net),
     );
   }
 }

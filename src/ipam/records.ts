@@ -113,6 +113,21 @@ export const keys = {
 
 export const handleOf = (containerId: string, ifname: string) => `${containerId}/${ifname}`;
 
+export type RecordKind = 'meta' | 'cidr' | 'block' | 'borrowed' | 'claim';
+
+const KEY =
+  /^ipam\/[^/]+\/(?:v([46])\/(?:(meta)|(cidrs)\/[^/]+|nodes\/[^/]+\/(blocks|borrowed)\/[^/]+)|(claims)\/[^/]+)$/;
+
+/** What a key of the layout above holds, and its family (none for a claim). */
+export function recordKind(key: string): { kind: RecordKind; family?: Family } | undefined {
+  const m = KEY.exec(key);
+  if (!m) return undefined;
+  if (m[5]) return { kind: 'claim' };
+  const family = Number(m[1]) as Family;
+  const kind = m[2] ? 'meta' : m[3] ? 'cidr' : m[4] === 'blocks' ? 'block' : 'borrowed';
+  return { kind, family };
+}
+
 /** Human description of who holds an alloc, for ERR_IPAM_TAKEN messages. */
 export function holderOf(a: Alloc): string {
   const parts: string[] = [];
