@@ -18,6 +18,7 @@ const TARTAN = join(root, 'dist', 'tartan');
 // What the DaemonSet installs as `tartan`: the shim alone (scripts/build.mjs).
 const TARTAN_SHIM = join(root, 'dist', 'tartan-shim');
 const REF = '/usr/lib/cni/bridge';
+const BUN = join(root, 'node_modules', '.bin', 'bun');
 const RUNS = Number(process.env.BENCH_RUNS ?? 40);
 const WARMUP = 5;
 const P = 'tt-bn';
@@ -142,6 +143,28 @@ async function startAgent(
   throw new Error('the node agent did not become ready');
 }
 
+/**
+ * bench/floor-add.ts as a binary, built with the flags scripts/build.mjs gives dist/tartan:
+ * the kernel steps of a one-interface ADD from a fresh Bun process, and nothing else.
+ */
+async function buildFloor(dir: string): Promise<string> {
+  const out = join(dir, 'floor-add');
+  await sh(BUN, [
+    'build',
+    '--compile',
+    '--minify',
+    '--bytecode',
+    '--no-compile-autoload-bunfig',
+    '--no-compile-autoload-dotenv',
+    '--external',
+    'koffi',
+    join(root, 'bench', 'floor-add.ts'),
+    '--outfile',
+    out,
+  ]);
+  return out;
+}
+
 async function startup(plugin: string): Promise<number> {
   const xs: number[] = [];
   for (let i = 0; i < 30; i++)
@@ -208,6 +231,16 @@ async function main() {
       },
     };
 
+    const floor = await buildFloor(dir);
+    // What network b1 gives the pod (the floor plans its kernel steps from it), one address
+    // per pod: each pod's netns is deleted before the next, so reuse is harmless.
+    const floorConf = {
+      device: `${P}-nic`,
+      cidr: '10.201.0.0/16',
+      address: '10.201.255.254',
+      prefixLength: 16,
+      gateway: '10.201.0.1',
+    };
     const startTartan = await startup(TARTAN);
     const startShim = await startup(TARTAN_SHIM);
     const startRef = await startup(REF);
@@ -223,10 +256,11 @@ async function main() {
     };
     await addNetns(`${P}-resident`);
     await timed({ ...resident, command: 'ADD' });
-    const [ref1, t1, t4] = await interleaved([
+    const [ref1, t1, t4, f1] = await interleaved([
       { name: 'ref', plugin: REF, conf: refConf },
       { name: 't1', plugin: TARTAN, conf: tartanConf(1) },
       { name: 't4', plugin: TARTAN, conf: tartanConf(4) },
+      { name: 'f1', plugin: floor, conf: floorConf },
     ]);
     const phases = await traced(TARTAN, tartanConf(1));
     // The same pods through the shim and the node agent (how Tartan runs in a cluster, with
@@ -267,6 +301,8 @@ async function main() {
         row('tartan, 4 interfaces (macvlan, vxlan dual-stack + PBR, bridge, macvlan)', t4),
         row('tartan shim + node agent, 1 interface', a1),
         row('tartan shim + node agent, 4 interfaces', a4),
+        // Its DEL does nothing (the macvlan goes with the netns): no DEL figures.
+        [...row('floor: a Bun binary doing only the 1-if kernel steps', f1)].fill('-', 3, 5),
       ],
     );
     console.log(
@@ -291,6 +327,8 @@ async function main() {
       agent_1if_del_p50_ms: round(quantile(a1.del, 0.5)),
       add_p50_ratio_1if_agent: round(quantile(a1.add, 0.5) / refAdd, 3),
       add_p50_ratio_4if_agent: round(quantile(a4.add, 0.5) / refAdd, 3),
+      floor_add_p50_ms: round(quantile(f1.add, 0.5)),
+      floor_add_p50_ratio: round(quantile(f1.add, 0.5) / refAdd, 3),
       startup_tartan_ms: round(startTartan),
       startup_tartan_shim_ms: round(startShim),
       startup_ref_ms: round(startRef),

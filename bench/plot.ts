@@ -57,6 +57,8 @@ export function plotResult(dir: string, name: string): string | undefined {
           ['reference bridge+host-local', 'ref_add_p50_ms'],
           ['tartan 1 interface', 'tartan_1if_add_p50_ms'],
           ['tartan 4 interfaces', 'tartan_4if_add_p50_ms'],
+          ['tartan shim + agent, 1 interface', 'agent_1if_add_p50_ms'],
+          ['floor: Bun, kernel steps only', 'floor_add_p50_ms'],
         ]),
       );
       return png;
