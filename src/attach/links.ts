@@ -46,6 +46,31 @@ export function sysfsMac(name: string): string | undefined {
   }
 }
 
+/** The MTU of a link in this process's namespace, from sysfs; undefined if unknown. */
+export function sysfsMtu(name: string): number | undefined {
+  try {
+    const n = Number(readFileSync(`/sys/class/net/${name}/mtu`, 'utf8').trim());
+    return Number.isInteger(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Why a macvlan or ipvlan link of `mtu` cannot sit on `parent`, if it cannot: the kernel
+ * refuses such a link an MTU above its parent's, with nothing but EINVAL.
+ */
+export function mtuProblem(net: Network, parent: string): string | undefined {
+  const s = net.spec;
+  if (s.mtu === undefined || (s.type !== 'macvlan' && s.type !== 'ipvlan')) return undefined;
+  const max = sysfsMtu(parent);
+  if (max === undefined || s.mtu <= max) return undefined;
+  return (
+    `the network's MTU ${s.mtu} is above the MTU ${max} of its parent ${parent}: ` +
+    `a ${s.type} link cannot be larger than its parent`
+  );
+}
+
 /**
  * Ops that create the link in the pod netns: host-side ops, then pod-side ones. Sets
  * rec.mac where it is known up front (ipvlan shares its parent's, learnt later).

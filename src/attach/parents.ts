@@ -8,7 +8,7 @@ import { TartanError } from '../cni/errors.js';
 import { API_VERSION, type Network } from '../network/schema.js';
 import { HOST, runPosition, type Kernel, type Op } from '../kernel/types.js';
 import type { HostState } from './host-state.js';
-import { sha256 } from './links.js';
+import { sha256, sysfsMtu } from './links.js';
 import type { InterfaceRecord, ParentRecord } from './records.js';
 
 export interface ParentPlan {
@@ -88,6 +88,7 @@ export function planParents(net: Network): ParentPlan[] {
       settings: `VXLAN ${vni} over ${device}, UDP port ${port}${group ? `, group ${group}` : ''}`,
       create: async (k) => {
         const local = await localAddress(k, device, group ?? remotes?.[0]);
+        if (s.mtu !== undefined) vxlanMtuCheck(s.mtu, name, device, local);
         const ops: Op[] = [
           { op: 'vxlan-add', name, vni, port, local, dev: device, ...(group ? { group } : {}) },
           ...(s.mtu !== undefined ? [{ op: 'link-set' as const, name, mtu: s.mtu }] : []),
@@ -166,6 +167,23 @@ async function localAddress(k: Kernel, device: string, peer: string | undefined)
       `VXLAN needs an IPv${fam} address on host device ${device}, found none`,
     );
   return first.cidr.split('/')[0]!;
+}
+
+/**
+ * A VXLAN device carries at most its lower device's MTU less the headers it adds (VXLAN,
+ * UDP, outer IP and Ethernet: 50 bytes over IPv4, 70 over IPv6); the kernel refuses more
+ * with nothing but EINVAL. A lower device whose MTU cannot be read is left to the kernel.
+ */
+function vxlanMtuCheck(mtu: number, name: string, device: string, local: string): void {
+  const lower = sysfsMtu(device);
+  const headers = local.includes(':') ? 70 : 50;
+  if (lower === undefined || mtu <= lower - headers) return;
+  throw new TartanError(
+    'ERR_CONFIG',
+    `the network's MTU ${mtu} is above the ${lower - headers} that VXLAN device ` +
+      `${name} can carry over ${device} (MTU ${lower}, less ${headers} bytes of VXLAN ` +
+      `over IPv${headers === 50 ? 4 : 6})`,
+  );
 }
 
 /** Takes a reference on each parent, creating (or re-creating) what is missing. */

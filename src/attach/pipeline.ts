@@ -20,9 +20,10 @@ import {
   delegateDel,
   type DelegateEnv,
 } from './delegate.js';
-import { destroyLink, linkOps, sysfsMac } from './links.js';
+import { destroyLink, linkOps, mtuProblem, sysfsMac } from './links.js';
 import { acquireParents, planParents, releaseParents, type ParentPlan } from './parents.js';
 import type { AttachmentRecord, InterfaceRecord } from './records.js';
+import type { Network } from '../network/schema.js';
 import { checkInterface } from './check.js';
 import { planInterfaces, type AttachRequest, type Deps, type PlannedInterface } from './plan.js';
 
@@ -96,6 +97,8 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
         }
         // ipvlan shares its parent's MAC, known once the parent exists.
         if (!x.ir.mac && x.parent) x.ir.mac = sysfsMac(x.parent);
+        const mtu = x.parent ? mtuProblem(x.net, x.parent) : undefined;
+        if (mtu) throw withContext(new TartanError('ERR_CONFIG', mtu), x.label);
       }
       mark('parents');
       // One process for all of the pod's kernel work: defaults, links, addresses, routes, rules.
@@ -170,6 +173,7 @@ function madeBefore(pending: Prepared[], at: number[], stop: RunPosition | undef
 
 interface Prepared {
   ir: InterfaceRecord;
+  net: Network;
   label: string;
   parents: ParentPlan[];
   parent: string | undefined;
@@ -284,6 +288,7 @@ async function prepareOne(
     res,
     kernel: {
       ir,
+      net: p.net,
       label,
       parents,
       parent,
