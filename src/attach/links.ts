@@ -3,8 +3,8 @@
 // can collide and nothing of the pod's is ever visible on the host.
 import { readFileSync } from 'node:fs';
 import { isUnicastMac } from '../cni/config.js';
-import { TartanError } from '../cni/errors.js';
-import { HOST, type Kernel, type Op } from '../kernel/types.js';
+import { isTartanError, TartanError } from '../cni/errors.js';
+import { HOST, runPosition, type Kernel, type Op, type Step } from '../kernel/types.js';
 import type { Network } from '../network/schema.js';
 import type { InterfaceRecord } from './records.js';
 
@@ -134,6 +134,24 @@ export function linkOps(
     case 'delegate':
       throw new TartanError('ERR_INTERNAL', 'delegated networks are attached by the delegate');
   }
+}
+
+/**
+ * A macvlan the kernel refused with nothing but EINVAL, explained: a passthru macvlan takes
+ * its parent alone, so it and any other macvlan on that parent exclude each other (another
+ * pod on the network, a network of another mode on the same NIC, another plugin's link).
+ * The error itself is returned, with its position and cause, the message extended.
+ */
+export function explainLinkFailure(e: unknown, steps: Step[]): unknown {
+  const at = runPosition(e);
+  const o = at && steps[at.step]?.ops[at.op];
+  if (o?.op !== 'macvlan-add' || !isTartanError(e, 'ERR_KERNEL')) return e;
+  if (!/EINVAL|Invalid argument/.test(e.message)) return e;
+  e.message +=
+    o.mode === 'passthru'
+      ? ` (a passthru macvlan needs ${o.parent} to itself, and ${o.parent} has a macvlan already)`
+      : ` (if ${o.parent} is held by a passthru macvlan, it takes no other)`;
+  return e;
 }
 
 /** Ops that give a host device named `now` its own MAC and name again. */

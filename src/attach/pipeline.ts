@@ -20,7 +20,7 @@ import {
   delegateDel,
   type DelegateEnv,
 } from './delegate.js';
-import { destroyLink, linkOps, mtuProblem, sysfsMac } from './links.js';
+import { destroyLink, explainLinkFailure, linkOps, mtuProblem, sysfsMac } from './links.js';
 import { acquireParents, planParents, releaseParents, type ParentPlan } from './parents.js';
 import type { AttachmentRecord, InterfaceRecord } from './records.js';
 import type { Network } from '../network/schema.js';
@@ -108,7 +108,7 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
         await k.run(run);
       } catch (e) {
         made = madeBefore(pending, at, runPosition(e));
-        throw e;
+        throw explainLinkFailure(e, run);
       }
       made = madeBefore(pending, at, undefined);
       mark('kernel');
