@@ -82,11 +82,15 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
   if (r.defaultNetwork && !prevNames.has(r.ifname))
     reqs.push({ network: r.defaultNetwork, ifname: r.ifname });
   reqs.push(...r.requests);
-  if (reqs.length === 0)
+  if (reqs.length === 0) {
+    // Chained after the plugin that made the pod's interface, for a pod that asks for no
+    // more: its result passes through (SPEC: a prevResult is passed through or modified).
+    if (r.prevResult) return [];
     throw new TartanError(
       'ERR_IFACE_REQUEST',
       'no interfaces requested and no defaultNetwork configured',
     );
+  }
   const used = new Set<string>(prevNames);
   for (const q of reqs)
     if (q.ifname) {

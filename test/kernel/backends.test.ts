@@ -248,6 +248,31 @@ describe('delegation', () => {
     expect(res.ips[1]?.interface).toBe(1);
     expect((await f.cni('DEL', 'n1', a, { conf })).code).toBe(0);
   });
+
+  it('chained with nothing more to attach, passes the previous result through', async () => {
+    const prev = {
+      cniVersion: '1.1.0',
+      interfaces: [{ name: 'eth0', sandbox: `/run/netns/${a}` }],
+      ips: [{ address: '10.250.0.2/24', interface: 0 }],
+    };
+    // A pod that asks for no secondary interface, with and without a defaultNetwork that
+    // the previous plugin's eth0 already stands for.
+    for (const extra of [{ defaultNetwork: 'mgmt' }, {}]) {
+      const conf = { ...f.conf('n1', extra), prevResult: prev };
+      const r = await f.cni('ADD', 'n1', a, { conf });
+      expect(r.code, r.stdout).toBe(0);
+      expect(r.out).toMatchObject({
+        cniVersion: '1.1.0',
+        interfaces: prev.interfaces,
+        ips: prev.ips,
+      });
+      expect((r.out as { interfaces: unknown[] }).interfaces).toHaveLength(1);
+      expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
+      const c = await f.cni('CHECK', 'n1', a, { conf });
+      expect(c.code, c.stdout).toBe(0);
+      expect((await f.cni('DEL', 'n1', a, { conf })).code).toBe(0);
+    }
+  });
 });
 
 describe('pod annotations from the runtime (io.kubernetes.cri.pod-annotations)', () => {
