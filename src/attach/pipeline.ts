@@ -1,12 +1,14 @@
 // The meta-plugin: one ADD attaches every interface a pod asked for, in a deterministic
 // order, and undoes all of it if any step fails. DEL and CHECK work from the node-local
 // attachment record, so they need neither the network definition nor the cluster.
+import { statSync } from 'node:fs';
 import { isTartanError, TartanError, withContext } from '../cni/errors.js';
 import { mark } from '../cni/trace.js';
 import { LATEST_VERSION, SUPPORTED_VERSIONS, mergeResults, type CniResult } from '../cni/spec.js';
 import {
   HOST,
   runPosition,
+  type Kernel,
   type Op,
   type RunPosition,
   type Step,
@@ -31,6 +33,29 @@ export type { AttachRequest, Deps, PlannedInterface } from './plan.js';
 
 const user = (cid: string, ifname: string) => `${cid}/${ifname}`;
 
+/**
+ * Whether two netns paths are one namespace: the same path, or two names of one nsfs file
+ * (/var/run/netns/x and /run/netns/x). Paths that cannot be read are not the same.
+ */
+export function sameNetns(a: string, b: string): boolean {
+  if (a === b) return true;
+  try {
+    const x = statSync(a);
+    const y = statSync(b);
+    return x.dev === y.dev && x.ino === y.ino;
+  } catch {
+    return false;
+  }
+}
+
+/** Which of a record's interfaces are in its pod now (by name). */
+async function inPod(k: Kernel, rec: AttachmentRecord): Promise<string[]> {
+  const names = new Set(rec.interfaces.map((i) => i.ifname));
+  if (names.size === 0) return [];
+  const links = await k.links({ ns: rec.netns });
+  return links.map((l) => l.ifname).filter((n) => names.has(n));
+}
+
 export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
   const { kernel: k, state } = deps;
   const kind = await k.netnsKind(r.netns);
@@ -43,16 +68,18 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
 
   const existing = state.getAttachment(r.containerId, r.ifname);
   if (existing) {
-    // A repeated ADD for the same attachment: if everything is still in place it is
-    // answered from the record; otherwise the old state is removed and built again.
-    if (existing.netns === r.netns && existing.result && sameShape(existing, plan)) {
-      try {
-        await check(deps, r);
-        return existing.result;
-      } catch {
-        // fall through to a rebuild
-      }
-    }
+    // A second ADD for the same attachment. The SPEC: "If an interface of the requested name
+    // already exists in the container, the CNI plugin MUST return with an error" (a runtime
+    // DELs first). A record none of whose interfaces is in the pod is what an ADD killed
+    // before its kernel work, or a pod whose links went, left: it is undone and built again.
+    // In another namespace it is a stale attachment of the container: undone where it was.
+    const present = sameNetns(existing.netns, r.netns) ? await inPod(k, existing) : [];
+    if (present.length > 0)
+      throw new TartanError(
+        'ERR_ATTACHED',
+        `container ${r.containerId} already has ${present.join(', ')} in ${r.netns} from an ` +
+          `ADD at ${existing.created}; a second ADD for ${r.ifname} needs a DEL first`,
+      );
     await del(deps, {
       containerId: r.containerId,
       ifname: r.ifname,
@@ -134,15 +161,6 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
       });
     throw e;
   }
-}
-
-function sameShape(rec: AttachmentRecord, plan: PlannedInterface[]): boolean {
-  return (
-    rec.interfaces.length === plan.length &&
-    rec.interfaces.every(
-      (x, i) => x.ifname === plan[i]!.ifname && x.network === plan[i]!.net.metadata.name,
-    )
-  );
 }
 
 /** Interfaces whose pod link exists because of this ADD (see madeBefore). */
@@ -437,7 +455,9 @@ export interface DelRequest {
 export async function del(deps: Deps, r: DelRequest): Promise<void> {
   const rec = deps.state.getAttachment(r.containerId, r.ifname);
   if (!rec) return;
-  const left = await teardown(deps, rec, { ...r, netns: r.netns || rec.netns });
+  // Where ADD made the links, whatever CNI_NETNS says now: another path may name another
+  // pod's namespace, whose links share the names.
+  const left = await teardown(deps, rec, { ...r, netns: rec.netns });
   if (left.length > 0) {
     // The first failure's own code: a delegate's "try again later" (11) or a datastore
     // error is what the runtime should see, not a kernel failure.
@@ -471,6 +491,11 @@ export async function check(
     );
   if ((await deps.kernel.netnsKind(r.netns)) !== 'net')
     throw new TartanError('ERR_NETNS', `CNI_NETNS ${r.netns} is not a network namespace`);
+  if (!sameNetns(rec.netns, r.netns))
+    throw new TartanError(
+      'ERR_CHECK',
+      `container ${r.containerId} interface ${r.ifname} was attached in ${rec.netns}, not ${r.netns}`,
+    );
   for (const ir of rec.interfaces) {
     if (ir.delegate) {
       await delegateCheck(

@@ -22,6 +22,7 @@ export const CniCode = {
   DelegateFailure: 106,
   InvalidInterfaceRequest: 107,
   CheckFailed: 108,
+  AlreadyAttached: 109,
   PluginNotReady: 50,
 } as const;
 export type CniCodeValue = (typeof CniCode)[keyof typeof CniCode];
@@ -48,6 +49,7 @@ export type TartanCode =
   | 'ERR_STORE_CORRUPT'
   | 'ERR_DELEGATE'
   | 'ERR_CHECK'
+  | 'ERR_ATTACHED'
   | 'ERR_INTERNAL';
 
 const cniCodeOf: Record<TartanCode, CniCodeValue> = {
@@ -72,6 +74,7 @@ const cniCodeOf: Record<TartanCode, CniCodeValue> = {
   ERR_STORE_CORRUPT: CniCode.StoreFailure,
   ERR_DELEGATE: CniCode.DelegateFailure,
   ERR_CHECK: CniCode.CheckFailed,
+  ERR_ATTACHED: CniCode.AlreadyAttached,
   ERR_INTERNAL: CniCode.Internal,
 };
 

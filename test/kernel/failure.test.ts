@@ -270,9 +270,9 @@ describe('DEL and CHECK', () => {
     expect(c.code).toBe(1);
     expect(err(c.out).code).toBe(108);
     expect(err(c.out).msg).toMatch(/address 10\.81\.0\.12\/24 is missing/);
-    // A second ADD repairs the attachment (the spec's "apply modifications").
-    const again = await f.cni('ADD', 'n1', pod, { conf });
-    expect(again.code, again.stdout).toBe(0);
+    // DEL and ADD build it again (a second ADD alone is refused: its eth0 is there).
+    expect((await f.cni('DEL', 'n1', pod, { conf })).code).toBe(0);
+    expect((await f.cni('ADD', 'n1', pod, { conf })).code).toBe(0);
     expect((await f.cni('CHECK', 'n1', pod, { conf })).code).toBe(0);
     expect((await f.cni('DEL', 'n1', pod, { conf })).code).toBe(0);
     expect(await leftovers()).toEqual(clean);
@@ -291,14 +291,50 @@ describe('DEL and CHECK', () => {
     expect(await leftovers()).toEqual(clean);
   });
 
-  it('a second ADD for the same container and interface answers with the same result', async () => {
-    const conf = f.conf('n1', { interfaces: [{ network: 'good' }] });
+  it('a second ADD for the same container and interface is refused while its links are there', async () => {
+    // The SPEC: "If an interface of the requested name already exists in the container, the
+    // CNI plugin MUST return with an error."
+    const conf = f.conf('n1', { interfaces: [{ network: 'good' }, { network: 'tiny' }] });
     const a = await f.cni('ADD', 'n1', pod, { conf });
+    expect(a.code, a.stdout).toBe(0);
     const b = await f.cni('ADD', 'n1', pod, { conf });
-    expect(a.code).toBe(0);
-    expect(b.out).toEqual(a.out);
-    expect((await podLinks(pod)).filter((l) => l.ifname !== 'lo')).toHaveLength(1);
+    expect(b.code).toBe(1);
+    expect(err(b.out).code).toBe(109);
+    expect(err(b.out).msg).toMatch(
+      new RegExp(
+        `container cid-${pod} already has eth0, net1 in /run/netns/${pod} .*needs a DEL first`,
+      ),
+    );
+    // The first attachment is as it was.
+    expect((await f.cni('CHECK', 'n1', pod, { conf })).code).toBe(0);
+    // A record whose links are all gone (deleted behind Tartan's back, or an ADD killed
+    // before its kernel work) is undone and built again.
+    for (const dev of ['eth0', 'net1']) await sh('ip', ['-n', pod, 'link', 'del', dev]);
+    const c = await f.cni('ADD', 'n1', pod, { conf });
+    expect(c.code, c.stdout).toBe(0);
+    expect((await f.cni('CHECK', 'n1', pod, { conf })).code).toBe(0);
     expect((await f.cni('DEL', 'n1', pod, { conf })).code).toBe(0);
+    expect(await leftovers()).toEqual(clean);
+  });
+
+  it("DEL naming another pod's netns undoes the attachment where ADD made it", async () => {
+    const other = await f.pod('third');
+    const conf = f.conf('n1', { interfaces: [{ network: 'good' }] });
+    expect((await f.cni('ADD', 'n1', pod, { conf })).code).toBe(0);
+    expect((await f.cni('ADD', 'n1', other, { conf })).code).toBe(0);
+    // CHECK compares the namespace too.
+    const c = await f.cni('CHECK', 'n1', pod, { conf, netns: `/run/netns/${other}` });
+    expect(err(c.out).code).toBe(108);
+    expect(err(c.out).msg).toMatch(
+      new RegExp(`attached in /run/netns/${pod}, not /run/netns/${other}`),
+    );
+    const d = await f.cni('DEL', 'n1', pod, { conf, netns: `/run/netns/${other}` });
+    expect(d.code, d.stdout).toBe(0);
+    expect((await podLinks(pod)).map((l) => l.ifname)).toEqual(['lo']);
+    expect((await podLinks(other)).map((l) => l.ifname)).toContain('eth0');
+    expect((await f.cni('CHECK', 'n1', other, { conf })).code).toBe(0);
+    expect((await f.cni('DEL', 'n1', other, { conf })).code).toBe(0);
+    expect(await leftovers()).toEqual(clean);
   });
 });
 
