@@ -47,7 +47,7 @@ export async function checkInterface(
   const mac = expected.mac ?? ir.mac;
   if (mac && ir.spec.type !== 'ipvlan' && link.address?.toLowerCase() !== mac.toLowerCase())
     bad(`MAC is ${link.address ?? 'unknown'}, expected ${mac}`);
-  const mtu = expected.mtu ?? ir.spec.mtu;
+  const mtu = expected.mtu ?? ir.spec.mtu ?? ir.mtu;
   if (mtu !== undefined && link.mtu !== mtu) bad(`MTU is ${link.mtu}, expected ${mtu}`);
   for (const a of ir.allocations) {
     const cidr = `${a.address}/${a.prefixLength}`;

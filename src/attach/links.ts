@@ -57,18 +57,21 @@ export function sysfsMtu(name: string): number | undefined {
 }
 
 /**
- * Why a macvlan or ipvlan link of `mtu` cannot sit on `parent`, if it cannot: the kernel
- * refuses such a link an MTU above its parent's, with nothing but EINVAL.
+ * Why the network's MTU cannot be had over `under` (a macvlan or ipvlan link's parent, a
+ * bridge's uplink), if it cannot: the kernel refuses a macvlan or ipvlan above its parent's
+ * MTU with nothing but EINVAL, and a bridge drops, without a word, frames its uplink cannot
+ * carry.
  */
-export function mtuProblem(net: Network, parent: string): string | undefined {
+export function mtuProblem(net: Network, under: string): string | undefined {
   const s = net.spec;
-  if (s.mtu === undefined || (s.type !== 'macvlan' && s.type !== 'ipvlan')) return undefined;
-  const max = sysfsMtu(parent);
+  if (s.mtu === undefined || !['macvlan', 'ipvlan', 'bridge'].includes(s.type)) return undefined;
+  const max = sysfsMtu(under);
   if (max === undefined || s.mtu <= max) return undefined;
-  return (
-    `the network's MTU ${s.mtu} is above the MTU ${max} of its parent ${parent}: ` +
-    `a ${s.type} link cannot be larger than its parent`
-  );
+  return s.type === 'bridge'
+    ? `the network's MTU ${s.mtu} is above the MTU ${max} of its bridge's uplink ${under}: ` +
+        `larger frames would be dropped on the way out`
+    : `the network's MTU ${s.mtu} is above the MTU ${max} of its parent ${under}: ` +
+        `a ${s.type} link cannot be larger than its parent`;
 }
 
 /**

@@ -22,7 +22,14 @@ import {
   delegateDel,
   type DelegateEnv,
 } from './delegate.js';
-import { destroyLink, explainLinkFailure, linkOps, mtuProblem, sysfsMac } from './links.js';
+import {
+  destroyLink,
+  explainLinkFailure,
+  linkOps,
+  mtuProblem,
+  sysfsMac,
+  sysfsMtu,
+} from './links.js';
 import { acquireParents, planParents, releaseParents, type ParentPlan } from './parents.js';
 import type { AttachmentRecord, InterfaceRecord } from './records.js';
 import type { Network } from '../network/schema.js';
@@ -124,8 +131,16 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
         }
         // ipvlan shares its parent's MAC, known once the parent exists.
         if (!x.ir.mac && x.parent) x.ir.mac = sysfsMac(x.parent);
-        const mtu = x.parent ? mtuProblem(x.net, x.parent) : undefined;
-        if (mtu) throw withContext(new TartanError('ERR_CONFIG', mtu), x.label);
+        // What bounds the pod's MTU: a macvlan's or ipvlan's parent, a bridge's uplink (the
+        // VLAN or VXLAN device made for it, else its NIC).
+        const bridged = x.net.spec.type === 'bridge';
+        const under = bridged ? (x.parents.at(-1)?.lower ?? x.net.spec.device) : x.parent;
+        const problem = under ? mtuProblem(x.net, under) : undefined;
+        if (problem) throw withContext(new TartanError('ERR_CONFIG', problem), x.label);
+        // A bridge network without an MTU of its own gives its pods the uplink's (a VXLAN
+        // device's is 50 bytes less than its NIC's): larger frames would be dropped at the
+        // bridge, a path MTU black hole. A macvlan or ipvlan link inherits its parent's.
+        if (bridged && x.net.spec.mtu === undefined && under) inheritMtu(x, sysfsMtu(under));
       }
       mark('parents');
       // One process for all of the pod's kernel work: defaults, links, addresses, routes, rules.
@@ -142,8 +157,12 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
       for (const x of pending) x.ir.state = 'ready';
     }
     const macs = new Map(rec.interfaces.filter((i) => i.mac).map((i) => [i.ifname, i.mac!]));
-    for (const i of result.interfaces ?? [])
-      if (i.sandbox === r.netns && !i.mac && macs.has(i.name)) i.mac = macs.get(i.name)!;
+    const mtus = new Map(rec.interfaces.filter((i) => i.mtu).map((i) => [i.ifname, i.mtu!]));
+    for (const i of result.interfaces ?? []) {
+      if (i.sandbox !== r.netns) continue;
+      if (!i.mac && macs.has(i.name)) i.mac = macs.get(i.name)!;
+      if (i.mtu === undefined && mtus.has(i.name)) i.mtu = mtus.get(i.name)!;
+    }
     rec.result = result;
     state.putAttachment(rec);
     return result;
@@ -161,6 +180,14 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
       });
     throw e;
   }
+}
+
+/** Gives a bridge network's veth pair the MTU of the bridge's uplink, if it is known. */
+function inheritMtu(x: Prepared, mtu: number | undefined): void {
+  if (mtu === undefined) return;
+  for (const s of x.steps)
+    for (const o of s.ops) if (o.op === 'veth-add' && o.mtu === undefined) o.mtu = mtu;
+  x.ir.mtu = mtu;
 }
 
 /** Interfaces whose pod link exists because of this ADD (see madeBefore). */

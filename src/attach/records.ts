@@ -36,6 +36,8 @@ export interface InterfaceRecord {
   /** type delegate: the request's NPWG cni-args (the configuration's args.cni), kept for DEL. */
   cniConfArgs?: Record<string, unknown>;
   mac?: string;
+  /** type bridge without an MTU of its own: the uplink's, which the veth pair was given. */
+  mtu?: number;
   /** type host-device: the NIC's own MAC, restored on DEL. */
   hostMac?: string;
 }
