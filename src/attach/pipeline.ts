@@ -121,6 +121,7 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
         throw withContext(e, `interface ${p.ifname} (network ${p.net.metadata.name})`);
       }
     }
+    clashingRoutes(rec);
     mark('ipam and plan');
     if (pending.length > 0) {
       for (const x of pending) {
@@ -180,6 +181,28 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
       });
     throw e;
   }
+}
+
+/**
+ * Two of the pod's routes to one destination in one table: the kernel keeps only the last
+ * (routes are written with replace), so one interface's default or network route would be
+ * taken over by another's without a word.
+ */
+function clashingRoutes(rec: AttachmentRecord): void {
+  const seen = new Map<string, string>();
+  for (const ir of rec.interfaces)
+    for (const rt of ir.routes) {
+      const key = `${rt.table ?? 'main'} ${rt.dst}`;
+      const who = `${ir.ifname} (network ${ir.network})`;
+      const other = seen.get(key);
+      if (other)
+        throw new TartanError(
+          'ERR_IFACE_REQUEST',
+          `${other === who ? `${who} routes ${rt.dst} twice` : `${other} and ${who} both route ${rt.dst}`}` +
+            `${rt.table === undefined ? '' : ` in table ${rt.table}`}: the kernel keeps one of them`,
+        );
+      seen.set(key, who);
+    }
 }
 
 /** Gives a bridge network's veth pair the MTU of the bridge's uplink, if it is known. */

@@ -141,6 +141,24 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
     }
     return { ifname, net, req: q, defaultRoute: [] as Family[] };
   });
+  // One claim is one address, and one MAC one link: two interfaces would share them.
+  for (const [what, of] of [
+    ['claim', (p: PlannedInterface) => p.req.claim && `${p.net.metadata.name} ${p.req.claim}`],
+    ['MAC', (p: PlannedInterface) => p.req.mac?.toLowerCase()],
+  ] as const) {
+    const seen = new Map<string, string>();
+    for (const p of planned) {
+      const key = of(p);
+      if (!key) continue;
+      const other = seen.get(key);
+      if (other)
+        throw new TartanError(
+          'ERR_IFACE_REQUEST',
+          `interfaces ${other} and ${p.ifname} ask for the same ${what} ${what === 'MAC' ? key : p.req.claim}`,
+        );
+      seen.set(key, p.ifname);
+    }
+  }
   // Per family: the interface that asks for it holds it, else the pod's first interface
   // (a dual-stack eth0 keeps its IPv4 default when net1 asks for the IPv6 one). A delegated
   // network that asks (its family unknown here) keeps the first interface from holding one.

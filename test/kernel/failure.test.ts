@@ -54,6 +54,19 @@ const nets = [
     name: 'broken',
     spec: { type: 'macvlan', device: 'eth1', mode: 'passthru', ipv4: { cidr: '10.83.0.0/24' } },
   },
+  // A default route of its own (its gateway), and a network that routes 0.0.0.0/0 itself.
+  {
+    name: 'dflt',
+    spec: { type: 'macvlan', device: 'eth1', ipv4: { cidr: '10.89.0.0/24', gateway: '10.89.0.1' } },
+  },
+  {
+    name: 'rtx',
+    spec: {
+      type: 'macvlan',
+      device: 'eth1',
+      ipv4: { cidr: '10.90.0.0/24', routes: [{ dst: '0.0.0.0/0', gw: '10.90.0.1' }] },
+    },
+  },
   // MTUs the kernel would refuse with a bare EINVAL: above the parent's (1500), and above what
   // a VXLAN device over eth2 (1500) can carry (1450).
   {
@@ -472,6 +485,40 @@ describe('bad input', () => {
       () => add({ plugin: TARTAN_SHIM, conf: { ...f.conf('n1'), agentSocket: 'tt-agent.sock' } }),
       7,
       /agentSocket: must be an absolute path/,
+    ],
+    [
+      'two interfaces routing one destination',
+      () => add({ conf: f.conf('n1', { interfaces: [{ network: 'dflt' }, { network: 'rtx' }] }) }),
+      107,
+      /eth0 \(network dflt\) and net1 \(network rtx\) both route 0\.0\.0\.0\/0: the kernel keeps one/,
+    ],
+    [
+      'one claim on two interfaces',
+      () =>
+        add({
+          conf: f.conf('n1', {
+            interfaces: [
+              { network: 'good', claim: 'k1' },
+              { network: 'good', claim: 'k1' },
+            ],
+          }),
+        }),
+      107,
+      /interfaces eth0 and net1 ask for the same claim k1/,
+    ],
+    [
+      'one MAC on two interfaces',
+      () =>
+        add({
+          conf: f.conf('n1', {
+            interfaces: [
+              { network: 'good', mac: '02:00:00:00:aa:01' },
+              { network: 'tiny', mac: '02:00:00:00:AA:01' },
+            ],
+          }),
+        }),
+      107,
+      /interfaces eth0 and net1 ask for the same MAC 02:00:00:00:aa:01/,
     ],
     [
       'an MTU above the parent link’s',
