@@ -1,7 +1,7 @@
 // Per-type creation and removal of a pod interface. Each backend creates the link directly
 // inside the pod's netns under its final name (IFLA_NET_NS_FD), so no temporary host name
 // can collide and nothing of the pod's is ever visible on the host.
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { isUnicastMac } from '../cni/config.js';
 import { isTartanError, TartanError } from '../cni/errors.js';
 import { HOST, runPosition, type Kernel, type Op, type Step } from '../kernel/types.js';
@@ -41,6 +41,15 @@ export function stableMac(containerId: string, ifname: string): string {
 export function sysfsMac(name: string): string | undefined {
   try {
     return readFileSync(`/sys/class/net/${name}/address`, 'utf8').trim();
+  } catch {
+    return undefined;
+  }
+}
+
+/** The link a link in this process's namespace is enslaved to (a bridge, a bond), if any. */
+export function sysfsMaster(name: string): string | undefined {
+  try {
+    return readlinkSync(`/sys/class/net/${name}/master`).split('/').pop();
   } catch {
     return undefined;
   }

@@ -8,7 +8,7 @@ import { TartanError } from '../cni/errors.js';
 import { API_VERSION, type Network } from '../network/schema.js';
 import { HOST, runPosition, type Kernel, type Op } from '../kernel/types.js';
 import type { HostState } from './host-state.js';
-import { sha256, sysfsMtu } from './links.js';
+import { sha256, sysfsMaster, sysfsMtu } from './links.js';
 import type { InterfaceRecord, ParentRecord } from './records.js';
 
 export interface ParentPlan {
@@ -113,11 +113,21 @@ export function planParents(net: Network): ParentPlan[] {
       kind: 'bridge',
       ...(made ? { lower: made.name } : {}),
       settings: uplink ? `a bridge with ${uplink} in it` : 'a bridge without an uplink',
-      create: async () => [
-        { op: 'bridge-add', name, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
-        ...(uplink ? [{ op: 'link-set' as const, name: uplink, master: name, up: true }] : []),
-        { op: 'link-set', name, up: true },
-      ],
+      create: async () => {
+        // A NIC in another bridge already carries that bridge's segment: taking it would cut
+        // that bridge off, and DEL could not give it back.
+        const master = uplink && !made ? sysfsMaster(uplink) : undefined;
+        if (master && master !== name)
+          throw new TartanError(
+            'ERR_CONFIG',
+            `host device ${uplink} is a port of ${master}; bridge ${name} needs it to itself`,
+          );
+        return [
+          { op: 'bridge-add', name, ...(s.mtu !== undefined ? { mtu: s.mtu } : {}) },
+          ...(uplink ? [{ op: 'link-set' as const, name: uplink, master: name, up: true }] : []),
+          { op: 'link-set', name, up: true },
+        ];
+      },
     });
   }
   return plans;

@@ -129,6 +129,28 @@ describe('host parents shared by networks', () => {
     for (const p of [g, h]) expect((await f.cni('DEL', 'n1', p, { conf })).code).toBe(0);
   });
 
+  it("refuses a bridge whose NIC is another bridge's port, and leaves the NIC there", async () => {
+    const p = await f.pod('k');
+    await sh('ip', ['-n', node, 'link', 'add', 'op-nic', 'type', 'bridge']);
+    try {
+      await sh('ip', ['-n', node, 'link', 'set', 'eth3', 'master', 'op-nic']);
+      const r = await f.cni('ADD', 'n1', p, {
+        conf: f.conf('n1', { interfaces: [{ network: 'nicbr' }] }),
+      });
+      expect(r.out).toMatchObject({
+        code: 7,
+        msg: expect.stringMatching(
+          /interface eth0 \(network nicbr\): host device eth3 is a port of op-nic; bridge tbr-nicbr needs it to itself/,
+        ),
+      });
+      expect(await masterOf('eth3')).toBe('op-nic');
+      const links = (await nsjson<{ ifname: string }[]>(node, 'link', 'show')).map((l) => l.ifname);
+      expect(links).not.toContain('tbr-nicbr');
+    } finally {
+      await sh('ip', ['-n', node, 'link', 'del', 'op-nic']);
+    }
+  });
+
   it('refuses a network that wants the VXLAN device of another with other settings', async () => {
     const [a, d] = [await f.pod('a2'), await f.pod('d')];
     const l2 = f.conf('n1', { interfaces: [{ network: 'mvx' }] });
