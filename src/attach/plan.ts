@@ -42,13 +42,26 @@ export function runtimeOverrides(
   rc: Record<string, unknown> | undefined,
 ): Partial<InterfaceRequest> {
   const out: Partial<InterfaceRequest> = {};
-  const ips = Array.isArray(rc?.ips)
-    ? (rc.ips as unknown[]).filter((x): x is string => typeof x === 'string')
-    : [];
-  const v4 = ips.find((x) => !x.includes(':'));
-  const v6 = ips.find((x) => x.includes(':'));
-  if (v4) out.ip = v4;
-  if (v6) out.ip6 = v6;
+  const ips = rc?.ips ?? [];
+  if (!Array.isArray(ips) || !ips.every((x) => typeof x === 'string'))
+    throw new TartanError(
+      'ERR_IFACE_REQUEST',
+      `runtimeConfig.ips ${JSON.stringify(ips)} is not a list of addresses`,
+    );
+  const v4 = ips.filter((x) => !x.includes(':'));
+  const v6 = ips.filter((x) => x.includes(':'));
+  // The first interface has one address of each family: a second would be dropped.
+  for (const [fam, xs] of [
+    [4, v4],
+    [6, v6],
+  ] as const)
+    if (xs.length > 1)
+      throw new TartanError(
+        'ERR_IFACE_REQUEST',
+        `runtimeConfig.ips asks for ${xs.length} IPv${fam} addresses (${xs.join(', ')}); an interface has one`,
+      );
+  if (v4[0]) out.ip = v4[0];
+  if (v6[0]) out.ip6 = v6[0];
   if (rc?.mac !== undefined) {
     if (typeof rc.mac !== 'string' || !isUnicastMac(rc.mac))
       throw new TartanError(
@@ -112,6 +125,12 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
     const net = deps.network(q.network);
     if (!net) throw new TartanError('ERR_UNKNOWN_NETWORK', `unknown network ${q.network}`);
     const ifname = q.ifname ?? nextName(i === 0);
+    const ignored = ignoredField(net, q);
+    if (ignored)
+      throw new TartanError(
+        'ERR_IFACE_REQUEST',
+        `interface ${ifname} (network ${net.metadata.name}): ${ignored}`,
+      );
     const routes = policyRoutesProblem(net.spec, q.policyRoutes ?? []);
     if (routes)
       throw new TartanError(
@@ -182,6 +201,24 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
         `interface ${p.ifname} asks for the default route, but network ${p.net.metadata.name} has no gateway for it (and the request names none)`,
       );
   return planned;
+}
+
+/** A field of the request that the network would have to ignore, and why, if there is one. */
+function ignoredField(net: Network, q: InterfaceRequest): string | undefined {
+  const s = net.spec;
+  if (q.mac !== undefined && s.type === 'ipvlan') return 'mac: an ipvlan link has its parent’s MAC';
+  if (q.mac !== undefined && s.type === 'macvlan' && s.mode === 'passthru')
+    return 'mac: a passthru macvlan has its parent’s MAC';
+  const v4 = !!s.ipv4 && q.ip !== 'none';
+  const v6 = !!s.ipv6 && q.ip6 !== 'none';
+  if (q.claim !== undefined && s.type === 'delegate')
+    return 'claim: the network delegates its addresses to its own plugins';
+  if (q.claim !== undefined && !v4 && !v6) return 'claim: the interface gets no address to keep';
+  // (A family the network has no range of is policyRoutesProblem's to name.)
+  for (const r of q.policyRoutes ?? [])
+    if ((r.dst.includes(':') ? q.ip6 : q.ip) === 'none')
+      return `policyRoutes ${r.dst}: the interface gets no IPv${r.dst.includes(':') ? 6 : 4} address to route from`;
+  return undefined;
 }
 
 /** Whether the interface gets an address of the family and a gateway to route it by. */

@@ -521,6 +521,57 @@ describe('bad input', () => {
       /interfaces eth0 and net1 ask for the same MAC 02:00:00:00:aa:01/,
     ],
     [
+      'runtimeConfig.ips that is not a list',
+      () =>
+        add({
+          conf: {
+            ...f.conf('n1', { interfaces: [{ network: 'good' }] }),
+            runtimeConfig: { ips: '10.81.0.12' },
+          },
+        }),
+      107,
+      /runtimeConfig\.ips "10\.81\.0\.12" is not a list of addresses/,
+    ],
+    [
+      'runtimeConfig.ips with two IPv4 addresses',
+      () =>
+        add({
+          conf: {
+            ...f.conf('n1', { interfaces: [{ network: 'good' }] }),
+            runtimeConfig: { ips: ['10.81.0.12/24', '10.81.0.13/24'] },
+          },
+        }),
+      107,
+      /asks for 2 IPv4 addresses \(10\.81\.0\.12\/24, 10\.81\.0\.13\/24\); an interface has one/,
+    ],
+    [
+      'a MAC for a passthru macvlan',
+      () =>
+        add({
+          conf: f.conf('n1', { interfaces: [{ network: 'broken', mac: '02:00:00:00:bb:01' }] }),
+        }),
+      107,
+      /interface eth0 \(network broken\): mac: a passthru macvlan has its parent’s MAC/,
+    ],
+    [
+      'a claim for an interface without an address',
+      () =>
+        add({ conf: f.conf('n1', { interfaces: [{ network: 'good', ip: 'none', claim: 'k2' }] }) }),
+      107,
+      /claim: the interface gets no address to keep/,
+    ],
+    [
+      'policy routes of a family the interface has no address of',
+      () =>
+        add({
+          conf: f.conf('n1', {
+            interfaces: [{ network: 'good', ip: 'none', policyRoutes: [{ dst: '192.0.2.0/24' }] }],
+          }),
+        }),
+      107,
+      /policyRoutes 192\.0\.2\.0\/24: the interface gets no IPv4 address to route from/,
+    ],
+    [
       'an MTU above the parent link’s',
       () =>
         add({ conf: f.conf('n1', { interfaces: [{ network: 'good' }, { network: 'bigmtu' }] }) }),
