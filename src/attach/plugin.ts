@@ -102,7 +102,14 @@ async function run(
   o: Overrides,
 ): Promise<Record<string, unknown> | undefined> {
   const needNetworks = needsNetworks(env.command);
-  if (needNetworks) mkdirSync(conf.stateDir, { recursive: true, mode: 0o700 });
+  // The node state directory first, for every command (the networks cache and the IPAM
+  // file store may live in it), so that one that cannot be made fails ADD, DEL, CHECK and
+  // GC alike, in openHostState's words: not a directory is code 7, anything else 105.
+  try {
+    mkdirSync(conf.stateDir, { recursive: true, mode: 0o700 });
+  } catch {
+    (await openHostState(conf.stateDir)).close(); // throws the reason; made meanwhile: go on
+  }
   const networks =
     o.networks ??
     (needNetworks

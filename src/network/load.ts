@@ -1,4 +1,11 @@
-import { readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import {
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  writeFileSync,
+  type Stats,
+} from 'node:fs';
 import { join } from 'node:path';
 import { TartanError } from '../cni/errors.js';
 import type { Network } from './schema.js';
@@ -17,11 +24,13 @@ export async function loadNetworks(dir: string, cacheFile?: string): Promise<Map
       .filter((n) => /\.(ya?ml|json)$/.test(n))
       .sort();
   } catch (e) {
-    throw new TartanError('ERR_CONFIG', `cannot read networks directory ${dir}`, { cause: e });
+    throw new TartanError('ERR_CONFIG', `cannot read networks directory ${dir}: ${why(e)}`, {
+      cause: e,
+    });
   }
   let sig = '';
   if (cacheFile) {
-    const stats = names.map((n) => statSync(join(dir, n)));
+    const stats = names.map((n) => fileStat(join(dir, n)));
     sig = JSON.stringify([dir, names.map((n, i) => [n, stats[i]!.size, stats[i]!.mtimeMs])]);
     try {
       const c = JSON.parse(readFileSync(cacheFile, 'utf8')) as {
@@ -56,11 +65,28 @@ async function parseDir(dir: string, names: string[]): Promise<Map<string, Netwo
   const out = new Map<string, Network>();
   for (const name of names) {
     const file = join(dir, name);
-    const text = readFileSync(file, 'utf8');
+    // Not read blindly: a FIFO or a device named *.yaml would block or never end.
+    fileStat(file);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      throw new TartanError('ERR_CONFIG', `cannot read network file ${file}: ${why(e)}`, {
+        cause: e,
+      });
+    }
     for (const doc of parseAllDocuments(text)) {
       if (doc.errors.length > 0)
         throw new TartanError('ERR_CONFIG', `cannot parse ${file}: ${doc.errors[0]?.message}`);
-      const raw: unknown = doc.toJS();
+      let raw: unknown;
+      try {
+        // Throws for what only shows when resolved: too many aliases (an alias bomb).
+        raw = doc.toJS();
+      } catch (e) {
+        throw new TartanError('ERR_CONFIG', `cannot parse ${file}: ${(e as Error).message}`, {
+          cause: e,
+        });
+      }
       if (raw === null || raw === undefined) continue;
       const net = parseNetwork(raw, file);
       if (out.has(net.metadata.name))
@@ -69,4 +95,42 @@ async function parseDir(dir: string, names: string[]): Promise<Map<string, Netwo
     }
   }
   return out;
+}
+
+/** A network file's stat; one that cannot be reached, or is not a regular file, is named. */
+function fileStat(file: string): Stats {
+  let st: Stats;
+  try {
+    st = statSync(file);
+  } catch (e) {
+    throw new TartanError('ERR_CONFIG', `cannot read network file ${file}: ${why(e)}`, {
+      cause: e,
+    });
+  }
+  if (!st.isFile())
+    throw new TartanError(
+      'ERR_CONFIG',
+      `cannot read network file ${file}: ${st.isDirectory() ? 'it is a directory' : 'it is not a regular file'}`,
+    );
+  return st;
+}
+
+/** Why a file system call failed, in words (the path is in the message around it). */
+function why(e: unknown): string {
+  const code = (e as { code?: unknown } | null)?.code;
+  switch (code) {
+    case 'ENOENT':
+      return 'it does not exist (or is a symbolic link to nothing)';
+    case 'ENOTDIR':
+      return 'it is not a directory';
+    case 'EISDIR':
+      return 'it is a directory';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'ELOOP':
+      return 'too many levels of symbolic links';
+    default:
+      return e instanceof Error ? e.message : String(e);
+  }
 }
