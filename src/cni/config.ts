@@ -18,6 +18,24 @@ export const isUnicastMac = (s: string): boolean =>
 export const MAC_MESSAGE = 'must be a unicast MAC address like 02:00:00:00:00:01';
 
 /**
+ * Names no link can have: the kernel refuses "." and "..", and a link named "all" or
+ * "default" would clash with /proc/sys/net/{ipv4,ipv6}/conf/{all,default}, so it refuses
+ * those too, but only once the link is being made (and with nothing but an errno).
+ */
+export const isReservedIfname = (n: string): boolean =>
+  n === '.' || n === '..' || n === 'all' || n === 'default';
+export const RESERVED_IFNAME_MESSAGE =
+  'must not be ".", "..", "all" or "default" (names the kernel keeps for itself)';
+
+/**
+ * Kubernetes' rule for node names (a DNS subdomain: dot-separated DNS labels, 253
+ * characters at most). The IPAM keys a node's blocks by the name, and a cluster has no
+ * node of any other.
+ */
+const NODE_NAME_RE =
+  /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+
+/**
  * Paths in the configuration: the runtime starts the plugin in a working directory of its
  * own (containerd: "/", podman: the user's), so a relative path would mean a different
  * file from one runtime, or one call, to the next.
@@ -34,7 +52,7 @@ export const InterfaceRequestSchema = v.strictObject({
     v.pipe(
       v.string(),
       v.regex(IFNAME_RE, 'must be 1-15 characters of letters, digits, "_", "." or "-"'),
-      v.check((n) => n !== '.' && n !== '..', 'must not be "." or ".."'),
+      v.check((n) => !isReservedIfname(n), RESERVED_IFNAME_MESSAGE),
     ),
   ),
   /** "dynamic" (default), "none", or a fixed address. */
@@ -90,6 +108,7 @@ export const PluginConfigSchema = v.looseObject({
   ),
   /** Node-local state: attachment records and host parent reference counts. */
   stateDir: v.optional(absPath, '/var/lib/tartan'),
+  // Checked by checkNetworkName, for ADD and CHECK only.
   nodeName: v.optional(v.string()),
   /** Network that becomes eth0; absent when a previous plugin in the chain made eth0. */
   defaultNetwork: v.optional(v.string()),
@@ -129,15 +148,22 @@ export function parsePluginConfig(raw: unknown): PluginConfig {
 }
 
 /**
- * libcni's rule for network names (its skel refuses others with code 7). Held to ADD and
- * CHECK: a DEL, GC or STATUS of a configuration that older versions took must still work,
- * or the runtime retries the DEL for ever and STATUS reports the node not ready.
+ * libcni's rule for network names (its skel refuses others with code 7), and Kubernetes'
+ * for the node name (the IPAM refused "", "-" or one with a "/" only after the fact, and
+ * took the others). Held to ADD and CHECK: a DEL, GC or STATUS of a configuration that
+ * older versions took must still work, or the runtime retries the DEL for ever and STATUS
+ * reports the node not ready.
  */
 export function checkNetworkName(conf: PluginConfig): void {
   if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(conf.name))
     throw new TartanError(
       'ERR_CONFIG',
       `invalid network configuration: name ${JSON.stringify(conf.name.slice(0, 64))} must start with a letter or digit and hold only letters, digits, "_", "." and "-"`,
+    );
+  if (conf.nodeName !== undefined && !NODE_NAME_RE.test(conf.nodeName))
+    throw new TartanError(
+      'ERR_CONFIG',
+      `invalid network configuration: nodeName ${JSON.stringify(conf.nodeName.slice(0, 64))} must be a node name: at most 253 characters of lower-case letters, digits, "-" and ".", each part between dots starting and ending with a letter or digit`,
     );
 }
 

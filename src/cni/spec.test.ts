@@ -275,6 +275,50 @@ describe('configuration and interface requests', () => {
       );
     }
   });
+  it('refuses interface names the kernel keeps for itself, naming ifname (code 107)', () => {
+    for (const ifname of ['all', 'default', '.', '..'])
+      expect(
+        () =>
+          interfaceRequests(
+            parsePluginConfig({ ...base, interfaces: [{ network: 'x', ifname }] }),
+            new Map(),
+          ),
+        ifname,
+      ).toThrow(
+        expect.objectContaining({
+          cniCode: 107,
+          message: expect.stringContaining(
+            '[0.ifname] must not be ".", "..", "all" or "default" (names the kernel keeps for itself)',
+          ),
+        }),
+      );
+    expect(
+      interfaceRequests(
+        parsePluginConfig({ ...base, interfaces: [{ network: 'x', ifname: 'All' }] }),
+        new Map(),
+      )[0]?.ifname,
+    ).toBe('All');
+  });
+  it('refuses a nodeName that no node can have on ADD and CHECK (code 7), not on DEL', () => {
+    const long = `${'a'.repeat(63)}.`.repeat(4).slice(0, 254);
+    for (const nodeName of ['', '-', 'a/b', 'Node1', 'node_1', '-a', 'a-', 'a..b', 'a.-b', long]) {
+      // Parsed, as for a DEL: a pod added with it (the IPAM took "Node1") can go.
+      const conf = parsePluginConfig({ ...base, nodeName });
+      expect(() => checkNetworkName(conf), nodeName).toThrow(
+        expect.objectContaining({
+          cniCode: 7,
+          message: expect.stringContaining(
+            `invalid network configuration: nodeName ${JSON.stringify(nodeName.slice(0, 64))} must be a node name`,
+          ),
+        }),
+      );
+    }
+    for (const nodeName of ['n1', 'node-1.example.com', '0', long.slice(0, 253)])
+      expect(
+        () => checkNetworkName(parsePluginConfig({ ...base, nodeName })),
+        nodeName,
+      ).not.toThrow();
+  });
   it('refuses a requested MAC that no interface can have (code 107)', () => {
     for (const mac of ['02:00:00:00:00', '01:00:5e:00:00:01', '00:00:00:00:00:00'])
       expect(() =>

@@ -1,6 +1,8 @@
 // Network definitions: the same schema serves files on a host without a cluster and the
 // ClusterNetwork / TenantNetwork objects in Kubernetes (spec field).
 import * as v from 'valibot';
+import { parse4, parse6 } from '../cni/addr.js';
+import { isReservedIfname, RESERVED_IFNAME_MESSAGE } from '../cni/config.js';
 import { dict } from '../cni/validation.js';
 
 export const API_VERSION = 'tartan.io/v1alpha1';
@@ -8,6 +10,7 @@ export const API_VERSION = 'tartan.io/v1alpha1';
 const ifaceName = v.pipe(
   v.string(),
   v.regex(/^[A-Za-z0-9_.-]{1,15}$/, 'must be 1-15 characters of letters, digits, "_", "." or "-"'),
+  v.check((n) => !isReservedIfname(n), RESERVED_IFNAME_MESSAGE),
 );
 const int = (min: number, max: number) =>
   v.pipe(v.number(), v.safeInteger(), v.minValue(min), v.maxValue(max));
@@ -32,13 +35,83 @@ export const RangeSchema = v.object({
   blockPrefix: v.optional(int(1, 128)),
 });
 
-export const VxlanSchema = v.object({
-  vni: int(1, 16777215),
-  port: v.optional(int(1, 65535), 4789),
-  /** Multicast group for BUM traffic; or static remotes. */
-  group: v.optional(v.string()),
-  remotes: v.optional(v.array(v.string())),
-});
+/** The bytes of a strict IPv4 or IPv6 address (4 or 16), or undefined. */
+const ipBytes = (s: string): number[] | undefined => (s.includes(':') ? parse6(s) : parse4(s));
+const familyOf = (s: string): 4 | 6 | undefined => {
+  const b = ipBytes(s);
+  return b && (b.length === 4 ? 4 : 6);
+};
+/** The address as given if it is one, else quoted (and cut short): text to put in a message. */
+const shown = (s: string) => (ipBytes(s) ? s : JSON.stringify(s.slice(0, 64)));
+
+const isMulticast = (b: number[]) => (b.length === 4 ? b[0]! >> 4 === 0xe : b[0] === 0xff);
+
+/**
+ * An address another host can be reached at: not multicast (that is `group`), and not
+ * unspecified, "this network", loopback or broadcast, which no tunnel peer can have.
+ */
+const isPeer = (b: number[]) => {
+  if (isMulticast(b)) return false;
+  if (b.length === 4) return b[0] !== 0 && b[0] !== 127 && !b.every((x) => x === 255);
+  const last = b.slice(0, 15).every((x) => x === 0) ? b[15] : undefined;
+  return last !== 0 && last !== 1;
+};
+
+export const VxlanSchema = v.pipe(
+  v.object({
+    vni: int(1, 16777215),
+    port: v.optional(int(1, 65535), 4789),
+    /** Multicast group for BUM traffic; or static remotes. */
+    group: v.optional(
+      v.pipe(
+        v.string(),
+        v.check(
+          (s) => {
+            const b = ipBytes(s);
+            return b !== undefined && isMulticast(b);
+          },
+          (i) => `${shown(i.input)} is not a multicast address (IPv4 224.0.0.0/4 or IPv6 ff00::/8)`,
+        ),
+      ),
+    ),
+    /** The other hosts' underlay addresses, each given every BUM frame (head-end replication). */
+    remotes: v.optional(
+      v.array(
+        v.pipe(
+          v.string(),
+          v.check(
+            (s) => {
+              const b = ipBytes(s);
+              return b !== undefined && isPeer(b);
+            },
+            (i) => `${shown(i.input)} is not another host's unicast IPv4 or IPv6 address`,
+          ),
+        ),
+      ),
+    ),
+  }),
+  v.rawCheck(({ dataset, addIssue }) => {
+    if (!dataset.typed) return;
+    const x = dataset.value;
+    // One VXLAN device speaks one family: its local address is of the group's family, or
+    // else of the first remote's (planParents), and the kernel refuses an FDB entry of the
+    // other with nothing but an errno. Group and remotes together are fine: BUM frames go
+    // to both.
+    const fams = new Set((x.remotes ?? []).map(familyOf).filter((f) => f !== undefined));
+    const group = x.group === undefined ? undefined : familyOf(x.group);
+    const message =
+      group !== undefined && [...fams].some((f) => f !== group)
+        ? `must be IPv${group} addresses like the group ${x.group}`
+        : fams.size > 1
+          ? 'must be all IPv4 or all IPv6 addresses'
+          : undefined;
+    if (message)
+      addIssue({
+        message,
+        path: [{ type: 'object', origin: 'value', input: x, key: 'remotes', value: x.remotes }],
+      });
+  }),
+);
 
 const IPVLAN_MODES = ['l2', 'l3', 'l3s'];
 const MACVLAN_MODES = ['bridge', 'private', 'vepa', 'passthru'];
@@ -103,6 +176,11 @@ export const NetworkSpecSchema = v.pipe(
       bad(`macvlan mode must be one of ${MACVLAN_MODES.join(', ')}`, 'mode');
     if (s.mode && !['ipvlan', 'macvlan'].includes(s.type))
       bad(`mode is only valid for ipvlan and macvlan`, 'mode');
+    if (s.type === 'bridge' && s.bridge !== undefined && s.bridge === s.device)
+      bad(`must not be the device ${s.device}: a bridge cannot be its own port`, 'bridge');
+    // The kernel takes no IPv6 address on a link under the IPv6 minimum MTU (EINVAL).
+    if (s.ipv6 && s.mtu !== undefined && s.mtu < 1280)
+      bad('must be at least 1280 on a network with ipv6 (the IPv6 minimum)', 'mtu');
   }),
 );
 
