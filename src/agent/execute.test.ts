@@ -122,6 +122,17 @@ async function cni(command: string, cid: string, c: Record<string, unknown>) {
 
 const recorded = () => state.listAttachments().map((a) => a.containerId);
 
+describe('an environment the call cannot run in', () => {
+  it("answers in the configuration's version", async () => {
+    const r = await executeCni(
+      { CNI_COMMAND: 'DEL', CNI_CONTAINERID: 'c1', CNI_NETNS: '/ns-c1', CNI_PATH: dir },
+      { text: JSON.stringify(conf({ cniVersion: '0.3.1' })) },
+      o,
+    );
+    expect(JSON.parse(r.stdout)).toMatchObject({ cniVersion: '0.3.1', code: 4 });
+  });
+});
+
 describe('GC', () => {
   it('without a list of valid attachments removes none', async () => {
     for (const cid of ['ca', 'cb']) expect((await cni('ADD', cid, conf())).code).toBe(0);
@@ -299,6 +310,21 @@ esac
     expect(calls('fake11')).toEqual([
       'GC "cni.dev/valid-attachments":[{"containerID":"cb","ifname":"eth0"}]',
     ]);
+    // Without a list (libcni sends GC so when the runtime gives no arguments): forwarded
+    // all the same, with what Tartan records (cb; ca went with the GC above).
+    expect((await cni('GC', 'x', conf())).code).toBe(0);
+    expect(calls('fake11').at(-1)).toBe(
+      'GC "cni.dev/valid-attachments":[{"containerID":"cb","ifname":"eth0"}]',
+    );
+    expect(calls('fake11')).toHaveLength(2);
+  });
+
+  it('STATUS fails with 50 while the defaultNetwork is not defined', async () => {
+    const r = await cni('STATUS', 'x', conf({ defaultNetwork: 'nope', interfaces: [] }));
+    expect(r.out).toMatchObject({
+      code: 50,
+      msg: expect.stringMatching(/defaultNetwork nope is not defined/),
+    });
   });
 
   it("STATUS asks a delegated default network's plugins, and keeps their code", async () => {

@@ -41,6 +41,9 @@ export async function executeCni(
     const out = await runCni(env, raw, o);
     return { code: 0, stdout: out === undefined ? '' : JSON.stringify(out) + '\n', env, raw };
   } catch (e) {
+    // The error object speaks the configuration's version, also when what failed came
+    // before the configuration was read (the environment).
+    if (raw === undefined && input.readError === undefined) version = declaredVersion(input.text);
     return {
       code: 1,
       stdout: JSON.stringify(errorResponse(e, version)) + '\n',
@@ -48,5 +51,13 @@ export async function executeCni(
       ...(env ? { env } : {}),
       ...(raw ? { raw } : {}),
     };
+  }
+}
+
+function declaredVersion(text: string): unknown {
+  try {
+    return (JSON.parse(text) as { cniVersion?: unknown } | null)?.cniVersion;
+  } catch {
+    return undefined;
   }
 }

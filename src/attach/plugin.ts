@@ -255,7 +255,13 @@ async function dispatch(
       {
         // A delegated default network is what every ADD needs: its plugins' STATUS is ours
         // (the spec). Secondary networks are not asked: one of them must not stop every pod.
+        // A default network not defined (yet) fails every ADD just the same.
         const d = conf.defaultNetwork ? networks.get(conf.defaultNetwork) : undefined;
+        if (conf.defaultNetwork && !d)
+          throw new TartanError(
+            'ERR_UNKNOWN_NETWORK',
+            `defaultNetwork ${conf.defaultNetwork} is not defined`,
+          );
         if (d?.spec.type === 'delegate')
           await delegateStatus(d.spec.delegate!, bareEnv(env.path), SUPPORTED_VERSIONS);
       }
@@ -287,24 +293,23 @@ async function dispatch(
             node: deps.node,
             valid: live,
           });
-      // Delegates collect their own leftovers (the spec: GC is forwarded): what is valid for
-      // one is what Tartan still records on its network.
-      if (listed)
-        for (const net of networks.values()) {
-          if (net.spec.type !== 'delegate') continue;
-          const valid = deps.state
-            .listAttachments()
-            .flatMap((r) =>
-              r.interfaces
-                .filter((i) => i.network === net.metadata.name)
-                .map((i) => ({ containerID: r.containerId, ifname: i.ifname })),
-            );
-          try {
-            await delegateGc(net.spec.delegate!, valid, bareEnv(env.path), SUPPORTED_VERSIONS);
-          } catch (e) {
-            errors.push(`network ${net.metadata.name}: ${(e as Error).message}`);
-          }
+      // Delegates collect their own leftovers (the spec: GC is forwarded, with a list or
+      // without): what is valid for one is what Tartan still records on its network.
+      for (const net of networks.values()) {
+        if (net.spec.type !== 'delegate') continue;
+        const valid = deps.state
+          .listAttachments()
+          .flatMap((r) =>
+            r.interfaces
+              .filter((i) => i.network === net.metadata.name)
+              .map((i) => ({ containerID: r.containerId, ifname: i.ifname })),
+          );
+        try {
+          await delegateGc(net.spec.delegate!, valid, bareEnv(env.path), SUPPORTED_VERSIONS);
+        } catch (e) {
+          errors.push(`network ${net.metadata.name}: ${(e as Error).message}`);
         }
+      }
       if (errors.length > 0)
         throw new TartanError(
           'ERR_INTERNAL',
