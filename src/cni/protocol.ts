@@ -49,6 +49,13 @@ export function readEnv(env: NodeJS.ProcessEnv): CniEnv {
           ? `CNI_IFNAME ${JSON.stringify(ifname.slice(0, 32))} is not a valid interface name (1-15 characters, no "/", ":" or white space)`
           : `CNI_IFNAME ${JSON.stringify(ifname.slice(0, 32))} is not a valid interface name (1-15 of letters, digits, "_", "." or "-")`,
       );
+    // The kernel keeps these for /proc/sys/net/*/conf (isReservedIfname in config.ts, not
+    // imported: the shim reads the environment too). DEL of such a name has nothing to undo.
+    if (c !== 'DEL' && (ifname === 'all' || ifname === 'default'))
+      throw new TartanError(
+        'ERR_ENV',
+        `CNI_IFNAME ${ifname} is a name the kernel keeps for itself, no interface can have it`,
+      );
     if ((c === 'ADD' || c === 'CHECK') && netns === '')
       throw new TartanError('ERR_ENV', 'CNI_NETNS is not set');
     if (netns !== '' && !netns.startsWith('/'))

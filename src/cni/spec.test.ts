@@ -163,6 +163,15 @@ describe('protocol', () => {
     for (const name of ['a/b', 'a:b', 'a b', 'x'.repeat(16), '.', '..'])
       expect(() => readEnv({ ...env, CNI_COMMAND: 'DEL', CNI_IFNAME: name })).toThrow(/CNI_IFNAME/);
   });
+  it('refuses the names the kernel keeps for itself for ADD and CHECK, not for DEL', () => {
+    for (const name of ['all', 'default']) {
+      for (const command of ['ADD', 'CHECK'])
+        expect(() => readEnv({ ...env, CNI_COMMAND: command, CNI_IFNAME: name })).toThrow(
+          /CNI_IFNAME .* a name the kernel keeps for itself/,
+        );
+      expect(readEnv({ ...env, CNI_COMMAND: 'DEL', CNI_IFNAME: name }).ifname).toBe(name);
+    }
+  });
   it('DEL needs no netns', () => {
     expect(readEnv({ ...env, CNI_COMMAND: 'DEL', CNI_NETNS: '' }).netns).toBe('');
   });

@@ -152,6 +152,8 @@ describe('k8s.v1.cni.cncf.io/networks', () => {
     ['ns/UPPER', '"UPPER" is not a network name'],
     ['a@this-is-way-too-long', 'interface "this-is-way-too-long"'],
     ['a@eth0', 'reserved'],
+    ['a@all', 'names the kernel keeps for itself'],
+    ['[{"name":"a","interface":"default"}]', 'names the kernel keeps for itself'],
     ['[{"name":"a","ips":["10.0.0.1/24","10.0.0.2/24"]}]', 'more than one IPv4 address'],
     ['[{"name":"a","ips":["bogus"]}]', '"bogus" is not an IP address'],
     ['[{"name":"a","default-route":["nope"]}]', '"nope" is not a gateway IP address'],

@@ -10,7 +10,12 @@
 //        "interface":"net7","default-route":["10.1.1.1"],"cni-args":{..},
 //        "portMappings":[..],"bandwidth":{..}}]'                        (JSON form)
 import * as v from 'valibot';
-import { isUnicastMac, MAC_MESSAGE } from '../cni/config.js';
+import {
+  isReservedIfname,
+  isUnicastMac,
+  MAC_MESSAGE,
+  RESERVED_IFNAME_MESSAGE,
+} from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
 import { dict, issuesText } from '../cni/validation.js';
 import { familyOf } from '../ipam/ip.js';
@@ -55,7 +60,7 @@ const IFNAME = /^[A-Za-z0-9_.-]{1,15}$/;
 const ifname = v.pipe(
   v.string(),
   v.regex(IFNAME, 'must be 1-15 letters, digits, "_", "." or "-"'),
-  v.check((n) => n !== '.' && n !== '..', 'must not be "." or ".."'),
+  v.check((n) => !isReservedIfname(n), RESERVED_IFNAME_MESSAGE),
 );
 const route = v.strictObject({ dst: v.string(), gw: v.optional(v.string()) });
 const pattern = (re: RegExp, message?: string) => v.pipe(v.string(), v.regex(re, message));
@@ -162,7 +167,7 @@ function fromNpwgShort(text: string, podNamespace: string): PodInterfaceRequest[
     if (ifn !== undefined && !v.is(ifname, ifn))
       throw bad(
         A,
-        `entry ${i} "${s}": interface "${ifn}" must be 1-15 letters, digits, "_", "." or "-"`,
+        `entry ${i} "${s}": interface "${ifn}" ${isReservedIfname(ifn) ? RESERVED_IFNAME_MESSAGE : 'must be 1-15 letters, digits, "_", "." or "-"'}`,
       );
     return npwgRequest(name!, ns, podNamespace, { ifname: ifn ?? '' });
   });
