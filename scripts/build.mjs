@@ -23,6 +23,9 @@ const srcTime = Math.max(
   statSync(fileURLToPath(import.meta.url)).mtimeMs,
 );
 const fresh = (out) => existsSync(out) && statSync(out).mtimeMs > srcTime;
+// Tells caches one build from another (src/network/load.ts): the sources' time, so a
+// rebuild of unchanged sources keeps them.
+const buildId = String(Math.round(srcTime));
 
 // The CNI executable, twice from one entry: dist/tartan runs the core in-process or acts as
 // the agent's shim; dist/tartan-shim (what the DaemonSet installs, where every call goes
@@ -50,6 +53,8 @@ for (const [name, shimOnly] of [
       // Leaves the etcd client out (src/store/index.ts): loaded from tartan-etcd.js.
       '--define',
       'process.env.TARTAN_BUILD="cni"',
+      '--define',
+      `process.env.TARTAN_BUILD_ID="${buildId}"`,
       // Makes the in-process branch of src/bin/tartan.ts dead code, dropped with its imports.
       '--define',
       `process.env.TARTAN_SHIM_ONLY="${shimOnly ? '1' : ''}"`,
@@ -96,6 +101,7 @@ if (Object.keys(entries).length > 0) {
     packages: 'external',
     sourcemap: true,
     logLevel: 'warning',
+    define: { 'process.env.TARTAN_BUILD_ID': JSON.stringify(buildId) },
     banner: {
       js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
     },
@@ -144,6 +150,7 @@ await esbuild.build({
   packages: 'external',
   sourcemap: true,
   logLevel: 'warning',
+  define: { 'process.env.TARTAN_BUILD_ID': JSON.stringify(buildId) },
   banner: {
     js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);",
   },

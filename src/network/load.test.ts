@@ -1,7 +1,15 @@
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import {
+  mkdirSync,
+  mkdtempSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { isTartanError } from '../cni/errors.js';
 import { loadNetworks } from './load.js';
 
@@ -117,5 +125,33 @@ describe('loadNetworks: the networks directory', () => {
       await failures(dir),
       `cannot read networks directory ${dir}: it is not a directory`,
     );
+  });
+});
+
+describe('the networks cache', () => {
+  it('serves only the build that wrote it', async () => {
+    const dir = networksDir(() => undefined);
+    const cache = join(dir, '..', 'networks.cache.json');
+    const load = async (build: string) => {
+      vi.resetModules();
+      vi.stubEnv('TARTAN_BUILD_ID', build);
+      try {
+        const m = await import('./load.js');
+        return await m.loadNetworks(dir, cache);
+      } finally {
+        vi.unstubAllEnvs();
+      }
+    };
+    const file = join(dir, 'a.yaml');
+    utimesSync(file, 1e9, 1e9);
+    expect([...(await load('b1')).keys()]).toEqual(['oam']);
+    // A file the next build refuses (here: a field of the same size that is not valid),
+    // with the size and time the cache knows it by.
+    const { size } = statSync(file);
+    writeFileSync(file, GOOD.replace('macvlan', 'macvlam'));
+    utimesSync(file, 1e9, 1e9);
+    expect(statSync(file).size).toBe(size);
+    expect([...(await load('b1')).keys()]).toEqual(['oam']);
+    await expect(load('b2')).rejects.toThrow(/invalid network in .*a\.yaml/);
   });
 });

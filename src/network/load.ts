@@ -10,6 +10,9 @@ import { join } from 'node:path';
 import { TartanError } from '../cni/errors.js';
 import type { Network } from './schema.js';
 
+/** Set by scripts/build.mjs for each build of a program; tests run unbuilt. */
+const BUILD = process.env.TARTAN_BUILD_ID ?? 'unbuilt';
+
 /**
  * Loads every *.yaml, *.yml and *.json file of a directory; a file may hold several
  * documents. With a cache file, networks validated before are reused as long as no file
@@ -31,7 +34,9 @@ export async function loadNetworks(dir: string, cacheFile?: string): Promise<Map
   let sig = '';
   if (cacheFile) {
     const stats = names.map((n) => fileStat(join(dir, n)));
-    sig = JSON.stringify([dir, names.map((n, i) => [n, stats[i]!.size, stats[i]!.mtimeMs])]);
+    // The build is part of it: another build may accept less (a newer schema), and a file
+    // it would refuse must not live on in a cache an older build wrote.
+    sig = JSON.stringify([BUILD, dir, names.map((n, i) => [n, stats[i]!.size, stats[i]!.mtimeMs])]);
     try {
       const c = JSON.parse(readFileSync(cacheFile, 'utf8')) as {
         sig: string;
