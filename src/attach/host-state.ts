@@ -15,7 +15,8 @@ export interface HostState {
   getAttachment(containerId: string, ifname: string): AttachmentRecord | undefined;
   putAttachment(rec: AttachmentRecord): void;
   deleteAttachment(containerId: string, ifname: string): void;
-  listAttachments(): AttachmentRecord[];
+  /** Every attachment, or a container's (by its ID). */
+  listAttachments(containerId?: string): AttachmentRecord[];
   getParent(name: string): ParentRecord | undefined;
   putParent(rec: ParentRecord): void;
   deleteParent(name: string): void;
@@ -255,7 +256,13 @@ function hostState(sql: SqliteDriver, file: string): HostState {
       get<AttachmentRecord>(attKey(cid, ifname), AttachmentRecordSchema, keyOfAttachment),
     putAttachment: (rec) => void put(keyOfAttachment(rec), rec),
     deleteAttachment: (cid, ifname) => void del(attKey(cid, ifname)),
-    listAttachments: () => list<AttachmentRecord>('att/', AttachmentRecordSchema, keyOfAttachment),
+    // A container ID holds no "/" (CNI_CONTAINERID is checked): its prefix is its own.
+    listAttachments: (cid) =>
+      list<AttachmentRecord>(
+        cid === undefined ? 'att/' : `att/${cid}/`,
+        AttachmentRecordSchema,
+        keyOfAttachment,
+      ),
     getParent: (name) => get<ParentRecord>(`parent/${name}`, ParentRecordSchema, keyOfParent),
     putParent: (rec) => void put(keyOfParent(rec), rec),
     deleteParent: (name) => void del(`parent/${name}`),

@@ -364,6 +364,22 @@ describe('attach pipeline', () => {
     expect(k.ns('/tb').rules).toHaveLength(1);
   });
 
+  it("refuses a routing table that another of the container's attachments holds", async () => {
+    await add(deps, req('/t2', [{ network: 'vl' }]));
+    const before = k.ops.length;
+    await expect(
+      add(deps, req('/t2', [{ network: 'vl2' }], { ifname: 'eth1' })),
+    ).rejects.toMatchObject({
+      cniCode: 107,
+      message: expect.stringMatching(
+        /eth1 \(network vl2\) would share routing table 102 with eth0 \(network vl\), attached to this container before/,
+      ),
+    });
+    expect(k.ops.slice(before).filter((o) => o.t.ns === '/t2')).toEqual([]);
+    // Another container is free to use the table in its own netns.
+    await add(deps, req('/t3', [{ network: 'vl2' }]));
+  });
+
   it("holds the default route per family, via the request's gateway if it names one", async () => {
     for (const n of [
       net('dual', {
@@ -410,6 +426,25 @@ describe('attach pipeline', () => {
       [
         [{ network: 'nogw', defaultRoute: true, defaultGateways: ['10.99.0.1'] }],
         /default route gateway 10\.99\.0\.1 is not inside 10\.62\.0\.0\/24/,
+      ],
+      [
+        [{ network: 'nogw', defaultGateways: ['10.62.0.254'] }],
+        /defaultGateways without defaultRoute would not be used/,
+      ],
+      [
+        [{ network: 'nogw', defaultRoute: true, defaultGateways: ['10.62.0.254', '10.62.0.253'] }],
+        /2 IPv4 default route gateways \(10\.62\.0\.254, 10\.62\.0\.253\); a default route has one/,
+      ],
+      [
+        [
+          {
+            network: 'nogw',
+            ip: '10.62.0.9/24',
+            defaultRoute: true,
+            defaultGateways: ['10.62.0.9'],
+          },
+        ],
+        /default route gateway 10\.62\.0\.9 is the interface's own address/,
       ],
     ];
     for (const [requests, msg] of refused)

@@ -121,7 +121,7 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
         throw withContext(e, `interface ${p.ifname} (network ${p.net.metadata.name})`);
       }
     }
-    clashingRoutes(rec);
+    clashingRoutes(rec, state);
     mark('ipam and plan');
     if (pending.length > 0) {
       for (const x of pending) {
@@ -188,8 +188,24 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
  * (routes are written with replace), so one interface's default or network route would be
  * taken over by another's without a word.
  */
-function clashingRoutes(rec: AttachmentRecord): void {
+function clashingRoutes(rec: AttachmentRecord, state: Deps['state']): void {
   const seen = new Map<string, string>();
+  // The container's other attachments (another CNI_IFNAME, another network configuration)
+  // share its routing tables: a table taken there is taken.
+  const tables = new Map<number, string>();
+  for (const other of state.listAttachments(rec.containerId))
+    if (other.ifname !== rec.ifname)
+      for (const ir of other.interfaces)
+        for (const rule of ir.rules) tables.set(rule.table, `${ir.ifname} (network ${ir.network})`);
+  for (const ir of rec.interfaces)
+    for (const rule of ir.rules) {
+      const other = tables.get(rule.table);
+      if (other)
+        throw new TartanError(
+          'ERR_IFACE_REQUEST',
+          `${ir.ifname} (network ${ir.network}) would share routing table ${rule.table} with ${other}, attached to this container before`,
+        );
+    }
   for (const ir of rec.interfaces)
     for (const rt of ir.routes) {
       const key = `${rt.table ?? 'main'} ${rt.dst}`;

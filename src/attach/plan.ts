@@ -150,7 +150,27 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
       tables.set(table, `${ifname} (network ${net.metadata.name})`);
     }
     const gateways = q.defaultGateways ?? [];
+    // Gateways serve the default route the request asks for; one per family is used.
+    if (gateways.length > 0 && !q.defaultRoute)
+      throw new TartanError(
+        'ERR_IFACE_REQUEST',
+        `interface ${ifname} (network ${net.metadata.name}): defaultGateways without defaultRoute would not be used`,
+      );
+    for (const fam of [4, 6] as const) {
+      const of = gateways.filter((g) => g.includes(':') === (fam === 6));
+      if (of.length > 1)
+        throw new TartanError(
+          'ERR_IFACE_REQUEST',
+          `interface ${ifname} (network ${net.metadata.name}): ${of.length} IPv${fam} default route gateways (${of.join(', ')}); a default route has one`,
+        );
+    }
     for (const g of gateways) {
+      const own = g.includes(':') ? q.ip6 : q.ip;
+      if (own !== undefined && own.split('/')[0] === g)
+        throw new TartanError(
+          'ERR_IFACE_REQUEST',
+          `interface ${ifname} (network ${net.metadata.name}): default route gateway ${g} is the interface's own address`,
+        );
       const problem = gatewayProblem(net, g);
       if (problem)
         throw new TartanError(
