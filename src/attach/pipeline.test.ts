@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { TartanError } from '../cni/errors.js';
 import { createIpam } from '../ipam/index.js';
 import { createFakeKernel, type FakeKernel } from '../kernel/fake.js';
 import { parseNetwork } from '../network/parse.js';
@@ -362,6 +363,21 @@ describe('attach pipeline', () => {
     // Without an address an interface has no rule and no routes in the table.
     await add(deps, req('/tb', [{ network: 'vl', ip: 'none' }, { network: 'vl2' }]));
     expect(k.ns('/tb').rules).toHaveLength(1);
+  });
+
+  it('reports the first failure when the node state cannot be written at all', async () => {
+    const readOnly = () => {
+      throw new TartanError('ERR_STORE', 'node state cannot be written');
+    };
+    const broken = { ...state, putAttachment: readOnly, deleteAttachment: readOnly };
+    await expect(
+      add({ ...deps, state: broken }, req('/ro', [{ network: 'oam' }])),
+    ).rejects.toMatchObject({
+      cniCode: 105,
+      message: expect.stringMatching(
+        /^interface eth0 \(network oam\): node state cannot be written \(its record could not be removed either/,
+      ),
+    });
   });
 
   it("refuses a routing table that another of the container's attachments holds", async () => {

@@ -170,8 +170,16 @@ export async function add(deps: Deps, r: AttachRequest): Promise<CniResult> {
   } catch (e) {
     const left = await teardown(deps, rec, r, made);
     // Keep the record if the undo was incomplete, so a later DEL or GC can finish it.
-    if (left.length === 0) state.deleteAttachment(r.containerId, r.ifname);
-    else if (e instanceof TartanError)
+    if (left.length === 0) {
+      try {
+        state.deleteAttachment(r.containerId, r.ifname);
+      } catch (d) {
+        // The node state failing (read-only, full) is likely what failed the ADD too: the
+        // first error, with the interface it names, is the one to report.
+        if (!(e instanceof TartanError)) throw d;
+        e.message += ` (its record could not be removed either: ${(d as Error).message})`;
+      }
+    } else if (e instanceof TartanError)
       e.message += ` (rollback incomplete: ${left.map(undoneText).join('; ')})`;
     // The kernel only says "invalid argument" for a namespace file of the wrong kind; only
     // a kernel failure is worth the process that tells the kinds apart.
