@@ -83,8 +83,11 @@ beforeEach(async () => {
 });
 
 afterEach(() => {
-  state.close();
-  rmSync(dir, { recursive: true, force: true });
+  try {
+    state.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 const conf = (extra: Record<string, unknown> = {}) => ({

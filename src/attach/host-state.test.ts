@@ -274,8 +274,14 @@ describe('openHostState', () => {
           interfaces: [{ network: 'oam' }],
           'cni.dev/valid-attachments': [],
         };
+        // CHECK as the runtime sends it: with the ADD's result as prevResult.
+        const prevResult = {
+          cniVersion: '1.1.0',
+          interfaces: [{ name: 'eth0', sandbox: '/ns-c1' }],
+          ips: [],
+        };
         for (const command of ['DEL', 'CHECK', 'ADD', 'GC']) {
-          const out = await cni(command, conf, o);
+          const out = await cni(command, command === 'CHECK' ? { ...conf, prevResult } : conf, o);
           expect({ command, code: out.code }).toEqual({ command, code: 105 });
           expect(String(out.msg)).toContain('node state record att/c1/eth0 in ');
         }

@@ -4,7 +4,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { parse6 } from '../cni/addr.js';
 import { TartanError } from '../cni/errors.js';
+import type { CniResult } from '../cni/spec.js';
 import { createIpam } from '../ipam/index.js';
 import { createFakeKernel, type FakeKernel } from '../kernel/fake.js';
 import { parseNetwork } from '../network/parse.js';
@@ -70,8 +72,11 @@ beforeEach(async () => {
 });
 
 afterEach(() => {
-  state.close();
-  rmSync(dir, { recursive: true, force: true });
+  try {
+    state.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 const req = (
@@ -161,7 +166,7 @@ describe('attach pipeline', () => {
 
   it('keeps a parent while another pod uses it and re-creates it if deleted', async () => {
     await add(deps, req('/a', [{ network: 'vx' }]));
-    await add(deps, req('/b', [{ network: 'vx' }]));
+    const addB = await add(deps, req('/b', [{ network: 'vx' }]));
     expect(state.getParent('tvx9')?.users).toHaveLength(2);
     await del(deps, {
       containerId: 'c-a',
@@ -179,6 +184,7 @@ describe('attach pipeline', () => {
         netns: '/b',
         cniPath: [],
         cniArgs: undefined,
+        prevResult: addB,
       }),
     ).rejects.toThrow(/host parent tvx9 is missing/);
     await add(deps, req('/c', [{ network: 'vx' }]));
@@ -631,13 +637,14 @@ describe('attach pipeline', () => {
   });
 
   it("CHECK fails when the IPAM no longer holds the pod's address", async () => {
-    await add(deps, req('/ck', [{ network: 'oam', ip: '10.1.0.66' }]));
+    const added = await add(deps, req('/ck', [{ network: 'oam', ip: '10.1.0.66' }]));
     const d = {
       containerId: 'c-ck',
       ifname: 'eth0',
       netns: '/ck',
       cniPath: [],
       cniArgs: undefined,
+      prevResult: added,
     };
     await check(deps, d);
     await deps.ipam.release({
@@ -647,5 +654,113 @@ describe('attach pipeline', () => {
       ifname: 'eth0',
     });
     await expect(check(deps, d)).rejects.toThrow(/10\.1\.0\.66 is no longer allocated/);
+  });
+});
+
+describe("CHECK against the runtime's prevResult (the ADD's result)", () => {
+  const chk = (pod: string, prevResult?: CniResult) =>
+    check(deps, {
+      containerId: `c-${pod.slice(1)}`,
+      ifname: 'eth0',
+      netns: pod,
+      cniPath: [],
+      cniArgs: undefined,
+      prevResult,
+    });
+
+  it('is refused without one (code 7), as the reference plugins refuse it', async () => {
+    const added = await add(deps, req('/cp', [{ network: 'oam' }]));
+    await expect(chk('/cp')).rejects.toMatchObject({
+      code: 'ERR_CONFIG',
+      cniCode: 7,
+      message: expect.stringMatching(/prevResult missing: CHECK needs the ADD's result/),
+    });
+    await chk('/cp', added);
+  });
+
+  it('fails (108) when its addresses for an interface are not the ones Tartan recorded', async () => {
+    const added = await add(deps, req('/cq', [{ network: 'oam', ip: '10.1.0.66' }]));
+    await chk('/cq', added);
+    const moved = {
+      ...added,
+      ips: added.ips!.map((ip) => ({ ...ip, address: '10.1.0.67/24' })),
+    };
+    await expect(chk('/cq', moved)).rejects.toMatchObject({
+      code: 'ERR_CHECK',
+      cniCode: 108,
+      message:
+        "interface eth0 (network oam): the prevResult's addresses differ: it lacks 10.1.0.66/24, " +
+        'which Tartan recorded; it has 10.1.0.67/24, which Tartan did not record',
+    });
+    // No address for it at all, or one more than Tartan gave it.
+    await expect(chk('/cq', { ...added, ips: [] })).rejects.toMatchObject({
+      cniCode: 108,
+      message: expect.stringMatching(/eth0 .*it lacks 10\.1\.0\.66\/24, which Tartan recorded$/),
+    });
+    const more = { ...added, ips: [...added.ips!, { address: '10.1.0.99/24', interface: 0 }] };
+    await expect(chk('/cq', more)).rejects.toMatchObject({
+      cniCode: 108,
+      message: expect.stringMatching(
+        /eth0 .*it has 10\.1\.0\.99\/24, which Tartan did not record$/,
+      ),
+    });
+  });
+
+  it('fails (108) when it does not list the interface in the pod', async () => {
+    const added = await add(deps, req('/cr', [{ network: 'oam' }, { network: 'br' }]));
+    await chk('/cr', added);
+    const renamed = {
+      ...added,
+      interfaces: added.interfaces!.map((i) => (i.name === 'net1' ? { ...i, name: 'net9' } : i)),
+    };
+    await expect(chk('/cr', renamed)).rejects.toMatchObject({
+      code: 'ERR_CHECK',
+      cniCode: 108,
+      message: 'interface net1 (network br): the prevResult lists no interface net1 in sandbox /cr',
+    });
+    // Of that name, but not in this pod's sandbox.
+    const elsewhere = {
+      ...added,
+      interfaces: added.interfaces!.map((i) =>
+        i.name === 'eth0' ? { ...i, sandbox: '/elsewhere' } : i,
+      ),
+    };
+    await expect(chk('/cr', elsewhere)).rejects.toMatchObject({
+      cniCode: 108,
+      message:
+        'interface eth0 (network oam): the prevResult lists no interface eth0 in sandbox /cr',
+    });
+  });
+
+  it('compares addresses as values: IPv6 text in another form is the same address', async () => {
+    const added = await add(deps, req('/cv', [{ network: 'vx' }]));
+    const [addr, len] = added.ips![0]!.address.split('/') as [string, string];
+    const bytes = parse6(addr)!;
+    const long = Array.from({ length: 8 }, (_, i) =>
+      ((bytes[2 * i]! << 8) | bytes[2 * i + 1]!).toString(16).toUpperCase().padStart(4, '0'),
+    ).join(':');
+    expect(long).not.toBe(addr);
+    await chk('/cv', { ...added, ips: [{ ...added.ips![0]!, address: `${long}/${len}` }] });
+  });
+
+  it('compares only the interfaces Tartan made, and a pass-through still needs one', async () => {
+    // Chained after a plugin that made eth0: its addresses are not Tartan's to hold.
+    const first: CniResult = {
+      cniVersion: '1.1.0',
+      interfaces: [{ name: 'eth0', sandbox: '/cc' }],
+      ips: [{ address: '10.9.0.5/24', interface: 0 }],
+    };
+    const chained = await add(deps, req('/cc', [{ network: 'oam' }], { prevResult: first }));
+    expect(state.getAttachment('c-cc', 'eth0')?.interfaces.map((i) => i.ifname)).toEqual(['net1']);
+    await chk('/cc', chained);
+    await chk('/cc', {
+      ...chained,
+      ips: chained.ips!.map((ip) => (ip.interface === 0 ? { ...ip, address: '10.9.0.6/24' } : ip)),
+    });
+    // A pod that asks for nothing: the result passes through, nothing of it is Tartan's.
+    const through = await add(deps, req('/ct', [], { prevResult: { ...first } }));
+    expect(state.getAttachment('c-ct', 'eth0')?.interfaces).toEqual([]);
+    await expect(chk('/ct')).rejects.toMatchObject({ code: 'ERR_CONFIG', cniCode: 7 });
+    await chk('/ct', through);
   });
 });

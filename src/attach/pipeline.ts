@@ -2,9 +2,16 @@
 // order, and undoes all of it if any step fails. DEL and CHECK work from the node-local
 // attachment record, so they need neither the network definition nor the cluster.
 import { statSync } from 'node:fs';
+import { digits, formatBytes, parse4, parse6 } from '../cni/addr.js';
 import { isTartanError, TartanError, withContext } from '../cni/errors.js';
 import { mark } from '../cni/trace.js';
-import { LATEST_VERSION, SUPPORTED_VERSIONS, mergeResults, type CniResult } from '../cni/spec.js';
+import {
+  LATEST_VERSION,
+  SUPPORTED_VERSIONS,
+  mergeResults,
+  type CniInterface,
+  type CniResult,
+} from '../cni/spec.js';
 import {
   HOST,
   runPosition,
@@ -553,10 +560,21 @@ export async function check(
     netns: string;
     cniPath: string[];
     cniArgs: string | undefined;
-    /** The runtime's prevResult: the chain's final word on MACs and MTUs. */
+    /**
+     * The runtime's prevResult (the ADD's result): the interfaces and addresses CHECK must
+     * find, and the chain's final word on MACs and MTUs. Required, as the spec says.
+     */
     prevResult?: CniResult | undefined;
   },
 ): Promise<void> {
+  // SPEC (CHECK): "The plugin must consult the prevResult to determine the expected
+  // interfaces and addresses"; the reference plugins refuse a CHECK without one.
+  const prev = r.prevResult;
+  if (!prev)
+    throw new TartanError(
+      'ERR_CONFIG',
+      "required prevResult missing: CHECK needs the ADD's result, which the runtime passes as prevResult",
+    );
   const rec = deps.state.getAttachment(r.containerId, r.ifname);
   if (!rec)
     throw new TartanError(
@@ -583,12 +601,10 @@ export async function check(
       );
       continue;
     }
-    const said = r.prevResult?.interfaces?.find(
-      (i) => i.name === ir.ifname && i.sandbox === r.netns,
-    );
+    const said = expectedInPrevResult(prev, ir, r.netns);
     await checkInterface(deps.kernel, r.netns, ir, {
-      ...(said?.mac ? { mac: said.mac } : {}),
-      ...(said?.mtu !== undefined ? { mtu: said.mtu } : {}),
+      ...(said.mac ? { mac: said.mac } : {}),
+      ...(said.mtu !== undefined ? { mtu: said.mtu } : {}),
     });
     if (ir.allocations.length > 0) {
       // The addresses must still be held for this pod in the IPAM, not only on the link.
@@ -601,6 +617,46 @@ export async function check(
           );
     }
   }
+}
+
+/** "address/prefix" in one text per value: IPv6 as RFC 5952, the prefix without zeros. */
+function canonicalCidr(cidr: string): string {
+  const slash = cidr.indexOf('/');
+  const ip = slash < 0 ? cidr : cidr.slice(0, slash);
+  const bytes = ip.includes(':') ? parse6(ip) : parse4(ip);
+  const len = slash < 0 ? -1 : digits(cidr.slice(slash + 1), 10, 3);
+  return bytes && len >= 0 ? `${formatBytes(bytes)}/${len}` : cidr;
+}
+
+/**
+ * What the prevResult says of an interface Tartan made: it must list it (by name, in the
+ * pod's sandbox) with exactly the addresses Tartan recorded for it (ERR_CHECK otherwise).
+ * Returns its entry, for the MAC and MTU the chain left it with.
+ */
+function expectedInPrevResult(prev: CniResult, ir: InterfaceRecord, netns: string): CniInterface {
+  const bad = (what: string): never => {
+    throw new TartanError('ERR_CHECK', `interface ${ir.ifname} (network ${ir.network}): ${what}`);
+  };
+  const at = new Set<number>();
+  for (const [n, i] of (prev.interfaces ?? []).entries())
+    if (i.name === ir.ifname && i.sandbox === netns) at.add(n);
+  if (at.size === 0) bad(`the prevResult lists no interface ${ir.ifname} in sandbox ${netns}`);
+  const said = new Set(
+    (prev.ips ?? [])
+      .filter((ip) => ip.interface !== undefined && at.has(ip.interface))
+      .map((ip) => canonicalCidr(ip.address)),
+  );
+  const recorded = new Set(
+    ir.allocations.map((a) => canonicalCidr(`${a.address}/${a.prefixLength}`)),
+  );
+  const missing = [...recorded].filter((c) => !said.has(c));
+  const extra = [...said].filter((c) => !recorded.has(c));
+  const diffs = [
+    ...(missing.length > 0 ? [`lacks ${missing.join(', ')}, which Tartan recorded`] : []),
+    ...(extra.length > 0 ? [`has ${extra.join(', ')}, which Tartan did not record`] : []),
+  ];
+  if (diffs.length > 0) bad(`the prevResult's addresses differ: it ${diffs.join('; it ')}`);
+  return prev.interfaces![[...at][0]!]!;
 }
 
 /**

@@ -95,7 +95,9 @@ describe('shim and agent', () => {
     const ipB = (await podAddrs(b, 'eth0'))[0]!.split('/')[0]!;
     expect(await ping(a, ipB)).toBe(true);
 
-    const check = await cni('CHECK', 'n1', a, { conf: viaAgent(iface('10.71.0.50')) });
+    const check = await cni('CHECK', 'n1', a, {
+      conf: { ...viaAgent(iface('10.71.0.50')), prevResult: shim.out },
+    });
     expect(check.code, check.stdout).toBe(0);
     expect(check.stdout).toBe('');
     for (const p of [a, b])

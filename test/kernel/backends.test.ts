@@ -107,7 +107,7 @@ describe('host-device', () => {
     // eth4 shares the segment: give it an address in the node and ping the pod's NIC.
     await sh('ip', ['-n', node, 'addr', 'add', '10.93.0.100/24', 'dev', 'eth4']);
     expect(await ping(node, '10.93.0.5')).toBe(true);
-    expect((await f.cni('CHECK', 'n1', a, { conf })).code).toBe(0);
+    expect((await f.cni('CHECK', 'n1', a, { conf: { ...conf, prevResult: r.out } })).code).toBe(0);
     expect((await f.cni('DEL', 'n1', a, { conf })).code).toBe(0);
     expect(
       (await nsjson<Array<{ ifname: string }>>(node, 'link', 'show')).map((l) => l.ifname),
@@ -144,7 +144,7 @@ describe('delegation', () => {
       ).trim(),
     ).toBe('1');
     expect(await podAddrs(a, 'net2')).toEqual(['10.94.0.7/24']);
-    const chk = await f.cni('CHECK', 'n1', a, { conf });
+    const chk = await f.cni('CHECK', 'n1', a, { conf: { ...conf, prevResult: r.out } });
     expect(chk.code, chk.stdout).toBe(0);
 
     const rb = await f.cni('ADD', 'n1', b, { conf: f.conf('n1', { defaultNetwork: 'cluster' }) });
@@ -268,7 +268,8 @@ describe('delegation', () => {
       });
       expect((r.out as { interfaces: unknown[] }).interfaces).toHaveLength(1);
       expect((await podLinks(a)).map((l) => l.ifname)).toEqual(['lo']);
-      const c = await f.cni('CHECK', 'n1', a, { conf });
+      // The runtime's prevResult on CHECK is the ADD's result: here, prev passed through.
+      const c = await f.cni('CHECK', 'n1', a, { conf: { ...conf, prevResult: r.out } });
       expect(c.code, c.stdout).toBe(0);
       expect((await f.cni('DEL', 'n1', a, { conf })).code).toBe(0);
     }
@@ -333,7 +334,8 @@ describe('protocol', () => {
       expect(out.cniVersion).toBe(v);
       if (v.startsWith('0.')) expect(out.ips[0]?.version).toBe('4');
       else expect(out.ips[0]).not.toHaveProperty('version');
-      const chk = await f.cni('CHECK', 'n1', a, { conf });
+      // libcni passes the cached result in the configuration's version: this ADD's output.
+      const chk = await f.cni('CHECK', 'n1', a, { conf: { ...conf, prevResult: r.out } });
       expect(chk.code).toBe(v === '0.3.1' ? 1 : 0);
       expect((await f.cni('DEL', 'n1', a, { conf })).code).toBe(0);
     });

@@ -80,9 +80,10 @@ describe('bridge network MTU', () => {
     expect(await bigPing(a, ipB)).toBe(true);
 
     // CHECK holds the pod to the MTU it was given.
-    expect((await f.cni('CHECK', 'n1', a, { conf: conf('n1', 'vxbr') })).code).toBe(0);
+    const checked = { ...conf('n1', 'vxbr'), prevResult: ra.out };
+    expect((await f.cni('CHECK', 'n1', a, { conf: checked })).code).toBe(0);
     await sh('ip', ['-n', a, 'link', 'set', 'dev', 'eth0', 'mtu', '1500']);
-    const c = await f.cni('CHECK', 'n1', a, { conf: conf('n1', 'vxbr') });
+    const c = await f.cni('CHECK', 'n1', a, { conf: checked });
     expect((c.out as { code: number; msg: string }).code).toBe(108);
     expect((c.out as { msg: string }).msg).toMatch(/MTU is 1500, expected 1450/);
     // The black hole this closes: at 1500 the same packets vanish at the bridge.

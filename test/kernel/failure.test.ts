@@ -276,27 +276,35 @@ describe('DEL and CHECK', () => {
 
   it('CHECK catches an address deleted behind Tartan’s back', async () => {
     const conf = f.conf('n1', { interfaces: [{ network: 'good', ip: '10.81.0.12' }] });
-    expect((await f.cni('ADD', 'n1', pod, { conf })).code).toBe(0);
-    expect((await f.cni('CHECK', 'n1', pod, { conf })).code).toBe(0);
+    const a = await f.cni('ADD', 'n1', pod, { conf });
+    expect(a.code).toBe(0);
+    // CHECK as the runtime sends it: the ADD's result as prevResult.
+    const checked = { ...conf, prevResult: a.out };
+    expect((await f.cni('CHECK', 'n1', pod, { conf: checked })).code).toBe(0);
     await sh('ip', ['-n', pod, 'addr', 'del', '10.81.0.12/24', 'dev', 'eth0']);
-    const c = await f.cni('CHECK', 'n1', pod, { conf });
+    const c = await f.cni('CHECK', 'n1', pod, { conf: checked });
     expect(c.code).toBe(1);
     expect(err(c.out).code).toBe(108);
     expect(err(c.out).msg).toMatch(/address 10\.81\.0\.12\/24 is missing/);
     // DEL and ADD build it again (a second ADD alone is refused: its eth0 is there).
     expect((await f.cni('DEL', 'n1', pod, { conf })).code).toBe(0);
-    expect((await f.cni('ADD', 'n1', pod, { conf })).code).toBe(0);
-    expect((await f.cni('CHECK', 'n1', pod, { conf })).code).toBe(0);
+    const again = await f.cni('ADD', 'n1', pod, { conf });
+    expect(again.code).toBe(0);
+    expect(
+      (await f.cni('CHECK', 'n1', pod, { conf: { ...conf, prevResult: again.out } })).code,
+    ).toBe(0);
     expect((await f.cni('DEL', 'n1', pod, { conf })).code).toBe(0);
     expect(await leftovers()).toEqual(clean);
   });
 
   it('CHECK catches a link whose MAC is not the one ADD gave it', async () => {
     const conf = f.conf('n1', { interfaces: [{ network: 'good' }] });
-    expect((await f.cni('ADD', 'n1', pod, { conf })).code).toBe(0);
-    expect((await f.cni('CHECK', 'n1', pod, { conf })).code).toBe(0);
+    const a = await f.cni('ADD', 'n1', pod, { conf });
+    expect(a.code).toBe(0);
+    const checked = { ...conf, prevResult: a.out };
+    expect((await f.cni('CHECK', 'n1', pod, { conf: checked })).code).toBe(0);
     await sh('ip', ['-n', pod, 'link', 'set', 'dev', 'eth0', 'address', '02:00:00:00:0e:01']);
-    const c = await f.cni('CHECK', 'n1', pod, { conf });
+    const c = await f.cni('CHECK', 'n1', pod, { conf: checked });
     expect(c.code).toBe(1);
     expect(err(c.out).code).toBe(108);
     expect(err(c.out).msg).toMatch(/MAC is 02:00:00:00:0e:01, expected [0-9a-f:]{17}/);
@@ -319,13 +327,17 @@ describe('DEL and CHECK', () => {
       ),
     );
     // The first attachment is as it was.
-    expect((await f.cni('CHECK', 'n1', pod, { conf })).code).toBe(0);
+    expect((await f.cni('CHECK', 'n1', pod, { conf: { ...conf, prevResult: a.out } })).code).toBe(
+      0,
+    );
     // A record whose links are all gone (deleted behind Tartan's back, or an ADD killed
     // before its kernel work) is undone and built again.
     for (const dev of ['eth0', 'net1']) await sh('ip', ['-n', pod, 'link', 'del', dev]);
     const c = await f.cni('ADD', 'n1', pod, { conf });
     expect(c.code, c.stdout).toBe(0);
-    expect((await f.cni('CHECK', 'n1', pod, { conf })).code).toBe(0);
+    expect((await f.cni('CHECK', 'n1', pod, { conf: { ...conf, prevResult: c.out } })).code).toBe(
+      0,
+    );
     expect((await f.cni('DEL', 'n1', pod, { conf })).code).toBe(0);
     expect(await leftovers()).toEqual(clean);
   });
@@ -333,10 +345,15 @@ describe('DEL and CHECK', () => {
   it("DEL naming another pod's netns undoes the attachment where ADD made it", async () => {
     const other = await f.pod('third');
     const conf = f.conf('n1', { interfaces: [{ network: 'good' }] });
-    expect((await f.cni('ADD', 'n1', pod, { conf })).code).toBe(0);
-    expect((await f.cni('ADD', 'n1', other, { conf })).code).toBe(0);
+    const a = await f.cni('ADD', 'n1', pod, { conf });
+    expect(a.code).toBe(0);
+    const b = await f.cni('ADD', 'n1', other, { conf });
+    expect(b.code).toBe(0);
     // CHECK compares the namespace too.
-    const c = await f.cni('CHECK', 'n1', pod, { conf, netns: `/run/netns/${other}` });
+    const c = await f.cni('CHECK', 'n1', pod, {
+      conf: { ...conf, prevResult: a.out },
+      netns: `/run/netns/${other}`,
+    });
     expect(err(c.out).code).toBe(108);
     expect(err(c.out).msg).toMatch(
       new RegExp(`attached in /run/netns/${pod}, not /run/netns/${other}`),
@@ -345,7 +362,9 @@ describe('DEL and CHECK', () => {
     expect(d.code, d.stdout).toBe(0);
     expect((await podLinks(pod)).map((l) => l.ifname)).toEqual(['lo']);
     expect((await podLinks(other)).map((l) => l.ifname)).toContain('eth0');
-    expect((await f.cni('CHECK', 'n1', other, { conf })).code).toBe(0);
+    expect((await f.cni('CHECK', 'n1', other, { conf: { ...conf, prevResult: b.out } })).code).toBe(
+      0,
+    );
     expect((await f.cni('DEL', 'n1', other, { conf })).code).toBe(0);
     expect(await leftovers()).toEqual(clean);
   });

@@ -88,7 +88,9 @@ describe('macvlan', () => {
     expect(await ping(b, '10.61.0.50')).toBe(true);
     expect(await ping(a, v6b)).toBe(true);
 
-    const ca = await f.cni('CHECK', 'n1', a, { conf: conf('10.61.0.50') });
+    const ca = await f.cni('CHECK', 'n1', a, {
+      conf: { ...conf('10.61.0.50'), prevResult: ra.out },
+    });
     expect(ca.code, ca.stdout).toBe(0);
   });
 

@@ -166,7 +166,9 @@ describe('multi-interface pods on two nodes', () => {
     expect(await ping(pods.c!, '10.71.0.21')).toBe(true);
     // Someone deletes the VXLAN device: CHECK notices, a new ADD re-creates it.
     await sh('ip', ['-n', node, 'link', 'del', 'tvx7171']);
-    const chk = await f.cni('CHECK', 'n1', pods.c, { conf: confFor('n1', '10.71.0.23') });
+    const chk = await f.cni('CHECK', 'n1', pods.c, {
+      conf: { ...confFor('n1', '10.71.0.23'), prevResult: r.out },
+    });
     expect(chk.code).toBe(1);
     expect((chk.out as { code: number; msg: string }).msg).toMatch(/tvx7171|int0/);
     expect((await f.cni('DEL', 'n1', pods.c, { conf: confFor('n1', '10.71.0.23') })).code).toBe(0);
