@@ -1,7 +1,7 @@
 // `npm run bench:cni`: ADD and DEL latency of the real `tartan` executable for a one- and a
 // four-interface pod, beside the reference bridge + host-local plugins, same client (this
 // process spawning the executable with CNI_* env and stdin), same host, same run.
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -144,18 +144,16 @@ async function startAgent(
 }
 
 /**
- * bench/floor-add.ts as a binary, built with the flags scripts/build.mjs gives dist/tartan:
+ * bench/floor-add.ts as a binary, built with the flags dist/tartan is (scripts/bun-compile.json):
  * the kernel steps of a one-interface ADD from a fresh Bun process, and nothing else.
  */
 async function buildFloor(dir: string): Promise<string> {
   const out = join(dir, 'floor-add');
+  const flags = JSON.parse(
+    readFileSync(join(root, 'scripts', 'bun-compile.json'), 'utf8'),
+  ) as string[];
   await sh(BUN, [
-    'build',
-    '--compile',
-    '--minify',
-    '--bytecode',
-    '--no-compile-autoload-bunfig',
-    '--no-compile-autoload-dotenv',
+    ...flags,
     '--external',
     'koffi',
     join(root, 'bench', 'floor-add.ts'),

@@ -1,7 +1,15 @@
 // Builds the programs: the `tartan` CNI executable as a Bun single-file binary (start-up
 // ~3 ms, see docs/adr/0001-cni-executable.md) and Node bundles of the other entry points.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import {
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
@@ -21,8 +29,10 @@ function newest(dir) {
 const srcTime = Math.max(
   newest(join(root, 'src')),
   statSync(fileURLToPath(import.meta.url)).mtimeMs,
+  statSync(join(root, 'scripts', 'bun-compile.json')).mtimeMs,
 );
 const fresh = (out) => existsSync(out) && statSync(out).mtimeMs > srcTime;
+const bunCompile = JSON.parse(readFileSync(join(root, 'scripts', 'bun-compile.json'), 'utf8'));
 // Tells caches one build from another (src/network/load.ts): the sources' time, so a
 // rebuild of unchanged sources keeps them.
 const buildId = String(Math.round(srcTime));
@@ -41,15 +51,12 @@ for (const [name, shimOnly] of [
   const r = spawnSync(
     bun,
     [
-      'build',
-      '--compile',
-      '--minify',
-      '--bytecode',
-      // A compiled Bun program reads bunfig.toml and .env from its working directory unless
-      // told not to: a plugin that runs as root in whatever directory the runtime has would
-      // run a preload script or take variables from there (test/kernel/failure.test.ts).
-      '--no-compile-autoload-bunfig',
-      '--no-compile-autoload-dotenv',
+      // scripts/bun-compile.json, shared with what bench:cni compiles (bench/floor-add.ts).
+      // It has --no-compile-autoload-bunfig and -dotenv: a compiled Bun program reads
+      // bunfig.toml and .env from its working directory unless told not to, and a plugin
+      // that runs as root in whatever directory the runtime has would run a preload script
+      // or take variables from there (test/kernel/failure.test.ts).
+      ...bunCompile,
       // Leaves the etcd client out (src/store/index.ts): loaded from tartan-etcd.js.
       '--define',
       'process.env.TARTAN_BUILD="cni"',
