@@ -7,6 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { parse6 } from '../cni/addr.js';
 import { TartanError } from '../cni/errors.js';
 import type { CniResult } from '../cni/spec.js';
+import { auditIpam } from '../ipam/audit.js';
 import { createIpam } from '../ipam/index.js';
 import { createFakeKernel, type FakeKernel } from '../kernel/fake.js';
 import { parseNetwork } from '../network/parse.js';
@@ -384,6 +385,49 @@ describe('attach pipeline', () => {
         /^interface eth0 \(network oam\): node state cannot be written \(its record could not be removed either/,
       ),
     });
+  });
+
+  it('refuses what a network would ignore or could not hold, before touching anything', async () => {
+    for (const n of [
+      net('dg', { type: 'delegate', delegate: { cniVersion: '1.0.0', type: 'bridge' } }),
+      net('twice', {
+        type: 'macvlan',
+        device: 'eth1',
+        ipv4: {
+          cidr: '10.70.0.0/24',
+          gateway: '10.70.0.1',
+          routes: [{ dst: '0.0.0.0/0', gw: '10.70.0.2' }],
+        },
+      }),
+    ])
+      networks.set(n.metadata.name, n);
+    const cases: Array<[AttachRequest['requests'], number, RegExp]> = [
+      [
+        [{ network: 'dg', defaultRoute: true, defaultGateways: ['10.0.0.1'] }],
+        107,
+        /default route gateways: the network delegates its routes to its own plugins/,
+      ],
+      [
+        [{ network: 'oam', cniArgs: { a: 'b' } }],
+        107,
+        /cni-args: only a delegated network’s plugins take them/,
+      ],
+      [
+        Array.from({ length: 65 }, (_, i) => ({ network: 'oam', ip: 'none', ifname: `x${i}` })),
+        107,
+        /65 interfaces requested; a pod has at most 64/,
+      ],
+      // The network's own default route beside its gateway's: the network's fault (7).
+      [[{ network: 'twice' }], 7, /eth0 \(network twice\) routes 0\.0\.0\.0\/0 twice/],
+    ];
+    for (const [requests, code, msg] of cases)
+      await expect(add(deps, req('/ig', requests))).rejects.toMatchObject({
+        cniCode: code,
+        message: expect.stringMatching(msg),
+      });
+    expect(k.ops.filter((o) => o.t.ns === '/ig')).toEqual([]);
+    // The last case allocated before its routes were planned: its address went back.
+    expect(auditIpam([...store.dump().values()]).held).toEqual([]);
   });
 
   it("refuses a routing table that another of the container's attachments holds", async () => {

@@ -226,9 +226,11 @@ function clashingRoutes(rec: AttachmentRecord, state: Deps['state']): void {
       const key = `${rt.table ?? 'main'} ${rt.dst}`;
       const who = `${ir.ifname} (network ${ir.network})`;
       const other = seen.get(key);
+      // Twice from one interface is the network's doing (its routes beside its gateway's
+      // default route): a configuration error, not the pod's.
       if (other)
         throw new TartanError(
-          'ERR_IFACE_REQUEST',
+          other === who ? 'ERR_CONFIG' : 'ERR_IFACE_REQUEST',
           `${other === who ? `${who} routes ${rt.dst} twice` : `${other} and ${who} both route ${rt.dst}`}` +
             `${rt.table === undefined ? '' : ` in table ${rt.table}`}: the kernel keeps one of them`,
         );

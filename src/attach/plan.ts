@@ -1,6 +1,6 @@
 // Which interfaces a pod gets, in which order and under which names: the default network
 // first as CNI_IFNAME, then the requests, named as asked or net1, net2, ...
-import { isUnicastMac, type InterfaceRequest } from '../cni/config.js';
+import { isUnicastMac, MAX_INTERFACES, type InterfaceRequest } from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
 import type { CniResult } from '../cni/spec.js';
 import type { Ipam } from '../ipam/index.js';
@@ -95,6 +95,11 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
   if (r.defaultNetwork && !prevNames.has(r.ifname))
     reqs.push({ network: r.defaultNetwork, ifname: r.ifname });
   reqs.push(...r.requests);
+  if (reqs.length > MAX_INTERFACES)
+    throw new TartanError(
+      'ERR_IFACE_REQUEST',
+      `${reqs.length} interfaces requested; a pod has at most ${MAX_INTERFACES}`,
+    );
   if (reqs.length === 0) {
     // Chained after the plugin that made the pod's interface, for a pod that asks for no
     // more: its result passes through (SPEC: a prevResult is passed through or modified).
@@ -233,6 +238,10 @@ function ignoredField(net: Network, q: InterfaceRequest): string | undefined {
   const v6 = !!s.ipv6 && q.ip6 !== 'none';
   if (q.claim !== undefined && s.type === 'delegate')
     return 'claim: the network delegates its addresses to its own plugins';
+  if (q.defaultGateways?.length && s.type === 'delegate')
+    return 'default route gateways: the network delegates its routes to its own plugins';
+  if (q.cniArgs !== undefined && s.type !== 'delegate')
+    return 'cni-args: only a delegated network’s plugins take them';
   if (q.claim !== undefined && !v4 && !v6) return 'claim: the interface gets no address to keep';
   // (A family the network has no range of is policyRoutesProblem's to name.)
   for (const r of q.policyRoutes ?? [])

@@ -28,6 +28,12 @@ export const RESERVED_IFNAME_MESSAGE =
   'must not be ".", "..", "all" or "default" (names the kernel keeps for itself)';
 
 /**
+ * Interfaces one pod may ask for. Telco pods have a handful; thousands (an annotation of a
+ * few hundred KB) would hold the node's agent for minutes.
+ */
+export const MAX_INTERFACES = 64;
+
+/**
  * Kubernetes' rule for node names (a DNS subdomain: dot-separated DNS labels, 253
  * characters at most). The IPAM keys a node's blocks by the name, and a cluster has no
  * node of any other.

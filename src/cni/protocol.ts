@@ -85,7 +85,31 @@ export function parseStdin(raw: string): Record<string, unknown> {
   }
   if (typeof v !== 'object' || v === null || Array.isArray(v))
     throw new TartanError('ERR_DECODE', 'network configuration must be a JSON object');
+  if (deeperThan(v, MAX_DEPTH))
+    throw new TartanError(
+      'ERR_DECODE',
+      `network configuration is nested deeper than ${MAX_DEPTH} levels`,
+    );
   return v as Record<string, unknown>;
+}
+
+/**
+ * How deep JSON from outside may nest (a CNI configuration nests a few levels; a pod's
+ * cni-args or a delegate configuration are CNI JSON too): code that walks it recursively
+ * (merging, copying, printing) would otherwise run out of stack, an internal error.
+ */
+export const MAX_DEPTH = 32;
+
+/** Whether a parsed JSON value nests objects or arrays deeper than `max` (iteratively). */
+export function deeperThan(v: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[v, 1]];
+  while (stack.length > 0) {
+    const [x, d] = stack.pop()!;
+    if (typeof x !== 'object' || x === null) continue;
+    if (d > max) return true;
+    for (const y of Object.values(x)) stack.push([y, d + 1]);
+  }
+  return false;
 }
 
 export function versionResponse(stdinVersion: unknown): Record<string, unknown> {

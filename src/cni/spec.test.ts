@@ -190,6 +190,13 @@ describe('protocol', () => {
   it('stdin must be a JSON object of bounded size', () => {
     expect(() => parseStdin('[1]')).toThrow(/JSON object/);
     expect(() => parseStdin('{')).toThrow(/not valid JSON/);
+    // Walking it later (merging, copying) would exhaust the stack: an internal error.
+    expect(() => parseStdin(`{"a":${'['.repeat(40)}${']'.repeat(40)}}`)).toThrow(
+      expect.objectContaining({
+        cniCode: 6,
+        message: expect.stringMatching(/nested deeper than 32 levels/),
+      }),
+    );
     expect(() => parseStdin(' '.repeat((1 << 20) + 1))).toThrow(/larger than/);
   });
   it('VERSION echoes a supported version', () => {

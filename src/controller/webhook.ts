@@ -269,7 +269,9 @@ async function handle(
     const msg = e instanceof Error ? e.message : String(e);
     const code = (e as { code?: string }).code;
     // A refused pod annotation is the user's to fix; anything else is ours, and still denies.
-    if (code === 'ERR_IFACE_REQUEST' || code === 'ERR_UNKNOWN_NETWORK') return deny(req.uid, msg);
+    // A NetworkAttachmentDefinition's config is too (ERR_CONFIG, from resolve.ts).
+    if (code === 'ERR_IFACE_REQUEST' || code === 'ERR_UNKNOWN_NETWORK' || code === 'ERR_CONFIG')
+      return deny(req.uid, msg);
     deps.log?.(`webhook error on ${req.kind.kind} ${req.operation}: ${msg}`);
     return deny(req.uid, `tartan webhook could not decide (${msg}); try again`, 500);
   }

@@ -141,6 +141,15 @@ describe('k8s.v1.cni.cncf.io/networks', () => {
     });
   });
 
+  it('refuses an annotation that is not a string (a runtime passes JSON of any shape)', () => {
+    for (const value of [5, ['a'], { a: 1 }])
+      expect(
+        refusal(() =>
+          parsePodInterfaces('tenant-a', { [NPWG]: value } as unknown as Record<string, string>),
+        ),
+      ).toMatch(/k8s\.v1\.cni\.cncf\.io\/networks: must be a string, not (a list|number|object)/);
+  });
+
   it('an empty annotation asks for nothing', () => {
     expect(parse({ [NPWG]: '  ' })).toEqual([]);
   });
@@ -153,6 +162,15 @@ describe('k8s.v1.cni.cncf.io/networks', () => {
     ['a@this-is-way-too-long', 'interface "this-is-way-too-long"'],
     ['a@eth0', 'reserved'],
     ['a@all', 'names the kernel keeps for itself'],
+    [
+      `[{"name":"a","cni-args":${'['.repeat(40)}${']'.repeat(40)}}]`,
+      'nested deeper than 32 levels',
+    ],
+    ['[{"name":"a","bandwidth":{"ingresRate":5}}]', 'ingresRate'],
+    [
+      JSON.stringify(Array.from({ length: 65 }, (_, i) => `n${i}`).join(',')).slice(1, -1),
+      'asks for 65 interfaces; a pod has at most 64',
+    ],
     ['[{"name":"a","interface":"default"}]', 'names the kernel keeps for itself'],
     ['[{"name":"a","ips":["10.0.0.1/24","10.0.0.2/24"]}]', 'more than one IPv4 address'],
     ['[{"name":"a","ips":["bogus"]}]', '"bogus" is not an IP address'],
@@ -185,7 +203,17 @@ describe('resolving against the networks a pod may use', () => {
           ? { spec: { ...spec, namespaces: ['tenant-b'] } }
           : undefined,
     nad: async (ns, name) =>
-      ns === 'tenant-a' && name === 'sriov' ? { spec: { config: '{"type":"sriov"}' } } : undefined,
+      ns !== 'tenant-a'
+        ? undefined
+        : name === 'sriov'
+          ? { spec: { config: '{"type":"sriov"}' } }
+          : name === 'broken'
+            ? { spec: { config: 'not json' } }
+            : name === 'typeless'
+              ? { spec: { config: '{"cniVersion":"1.0.0"}' } }
+              : name === 'empty'
+                ? { spec: {} }
+                : undefined,
   };
   const pod = (annotations: Record<string, string>) => ({
     metadata: { name: 'p', namespace: 'tenant-a', annotations },
@@ -206,6 +234,19 @@ describe('resolving against the networks a pod may use', () => {
     expect(got[0]!.nadConfig).toBe('{"type":"sriov"}');
     // No IPv6 range: dynamic becomes none.
     expect(got[1]!.request).toMatchObject({ network: 'radio', ip: 'dynamic', ip6: 'none' });
+  });
+
+  it('refuses a NAD whose config is no usable CNI configuration (code 7), for the webhook too', async () => {
+    for (const [nad, msg] of [
+      ['broken', /spec\.config is not JSON/],
+      ['typeless', /spec\.config: type must name a plugin/],
+      ['empty', /spec\.config is missing/],
+    ] as const)
+      expect(await codeOf(resolvePodAttachments(pod({ [NPWG]: nad }), lookup))).toMatch(
+        new RegExp(
+          `^ERR_CONFIG: pod tenant-a/p: NetworkAttachmentDefinition tenant-a/${nad}: ${msg.source}`,
+        ),
+      );
   });
 
   it("qualifies an IPAM claim with the pod's namespace", async () => {

@@ -14,9 +14,11 @@ import {
   isReservedIfname,
   isUnicastMac,
   MAC_MESSAGE,
+  MAX_INTERFACES,
   RESERVED_IFNAME_MESSAGE,
 } from '../cni/config.js';
 import { TartanError } from '../cni/errors.js';
+import { deeperThan, MAX_DEPTH } from '../cni/protocol.js';
 import { dict, issuesText } from '../cni/validation.js';
 import { familyOf } from '../ipam/ip.js';
 
@@ -62,6 +64,7 @@ const ifname = v.pipe(
   v.regex(IFNAME, 'must be 1-15 letters, digits, "_", "." or "-"'),
   v.check((n) => !isReservedIfname(n), RESERVED_IFNAME_MESSAGE),
 );
+const rate = v.optional(v.pipe(v.number(), v.safeInteger(), v.minValue(0)));
 const route = v.strictObject({ dst: v.string(), gw: v.optional(v.string()) });
 const pattern = (re: RegExp, message?: string) => v.pipe(v.string(), v.regex(re, message));
 const port = v.pipe(v.number(), v.safeInteger(), v.minValue(1), v.maxValue(65535));
@@ -96,7 +99,10 @@ const NpwgEntry = v.strictObject({
       }),
     ),
   ),
-  bandwidth: v.optional(dict(v.string(), v.pipe(v.number(), v.safeInteger(), v.minValue(0)))),
+  // The bandwidth plugin's keys: a misspelt one would be passed on and ignored there.
+  bandwidth: v.optional(
+    v.strictObject({ ingressRate: rate, ingressBurst: rate, egressRate: rate, egressBurst: rate }),
+  ),
   'ipam-claim-reference': v.optional(pattern(DNS_SUBDOMAIN)),
 });
 
@@ -117,6 +123,8 @@ function parseJsonList(annotation: string, text: string): unknown[] {
     throw bad(annotation, `not valid JSON (${(e as Error).message})`);
   }
   if (!Array.isArray(raw)) throw bad(annotation, 'must be a JSON list of interface requests');
+  if (deeperThan(raw, MAX_DEPTH))
+    throw bad(annotation, `nested deeper than ${MAX_DEPTH} levels (cni-args included)`);
   return raw;
 }
 
@@ -237,6 +245,14 @@ export function parsePodInterfaces(
 ): PodInterfaceRequest[] {
   const tartan = annotations?.[TARTAN_ANNOTATION];
   const npwg = annotations?.[NPWG_ANNOTATION];
+  // Annotations are strings in the API; a runtime's pod-annotations capability is JSON of
+  // any shape.
+  for (const [name, value] of [
+    [TARTAN_ANNOTATION, tartan],
+    [NPWG_ANNOTATION, npwg],
+  ] as const)
+    if (value !== undefined && typeof value !== 'string')
+      throw bad(name, `must be a string, not ${Array.isArray(value) ? 'a list' : typeof value}`);
   if (tartan !== undefined && npwg !== undefined)
     throw bad(
       `${TARTAN_ANNOTATION} and ${NPWG_ANNOTATION}`,
@@ -254,6 +270,11 @@ export function parsePodInterfaces(
         ? fromNpwgJson(t, podNamespace)
         : fromNpwgShort(t, podNamespace);
   }
+  if (reqs.length > MAX_INTERFACES)
+    throw bad(
+      annotation,
+      `asks for ${reqs.length} interfaces; a pod has at most ${MAX_INTERFACES}`,
+    );
   const taken = new Set<string>();
   for (const [i, r] of reqs.entries()) {
     if (r.ifname === '') continue;

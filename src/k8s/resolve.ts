@@ -5,6 +5,7 @@
 import { TartanError } from '../cni/errors.js';
 import type { InterfaceRequest } from '../cni/config.js';
 import { policyRoutesProblem } from '../network/policy-routes.js';
+import { nadConfigProblem } from '../network/validate.js';
 import type { NetworkSpec } from '../network/schema.js';
 import { parsePodInterfaces, type NetworkRef, type PodInterfaceRequest } from './annotations.js';
 
@@ -62,6 +63,13 @@ export async function resolvePodAttachments(
     if (ref.kind === 'NetworkAttachmentDefinition') {
       const nad = await lookup.nad(ns, ref.name);
       if (nad) {
+        // Refused here, where the webhook sees it too, not at every ADD on the node.
+        const problem = nadConfigProblem(nad.spec?.config);
+        if (problem)
+          throw new TartanError(
+            'ERR_CONFIG',
+            `pod ${who}: NetworkAttachmentDefinition ${ns}/${ref.name}: ${problem}`,
+          );
         done({
           network: { kind: ref.kind, name: ref.name, namespace: ns },
           nadConfig: nad.spec?.config ?? '',

@@ -115,3 +115,49 @@ describe('network spec: links the kernel would refuse', () => {
     expect(() => parseNetwork(net({ type: 'bridge', bridge: 'All' }), 'n1.yaml')).not.toThrow();
   });
 });
+
+describe('network spec: what would be ignored', () => {
+  it('refuses a vlan with no device to tag on', () => {
+    refused(
+      net({ type: 'bridge', vlan: 100, ipv4: { cidr: '10.0.0.0/24' } }),
+      'spec.device: vlan needs a device to tag on',
+    );
+  });
+
+  it("refuses a delegated network's host fields: its plugins own the link", () => {
+    const delegate = { cniVersion: '1.0.0', type: 'bridge' };
+    for (const [extra, field] of [
+      [{ device: 'eth1' }, 'device'],
+      [{ vlan: 100, device: 'eth1' }, 'vlan'],
+      [{ mtu: 1400 }, 'mtu'],
+      [{ bridge: 'br9' }, 'bridge'],
+    ] as const)
+      refused(
+        net({ type: 'delegate', delegate, ...extra }),
+        `spec.${field}: ${field} is not used by a delegated network`,
+      );
+  });
+
+  it('refuses a delegate configuration nested deeper than 32 levels', () => {
+    let deep: unknown = {};
+    for (let i = 0; i < 40; i++) deep = { x: deep };
+    refused(
+      net({ type: 'delegate', delegate: { type: 'bridge', deep } }),
+      'spec.delegate: nested deeper than 32 levels',
+    );
+  });
+
+  it('refuses a destination routed twice by one range', () => {
+    refused(
+      net({
+        type: 'macvlan',
+        device: 'eth1',
+        ipv4: {
+          cidr: '10.0.0.0/24',
+          routes: [{ dst: '10.9.0.0/16' }, { dst: '10.9.0.0/16', gw: '10.0.0.2' }],
+        },
+      }),
+      'spec.ipv4: routes: 10.9.0.0/16 is routed twice',
+    );
+  });
+});

@@ -3,6 +3,7 @@
 import * as v from 'valibot';
 import { parse4, parse6 } from '../cni/addr.js';
 import { isReservedIfname, RESERVED_IFNAME_MESSAGE } from '../cni/config.js';
+import { deeperThan, MAX_DEPTH } from '../cni/protocol.js';
 import { dict } from '../cni/validation.js';
 
 export const API_VERSION = 'tartan.io/v1alpha1';
@@ -162,6 +163,18 @@ export const NetworkSpecSchema = v.pipe(
     if ((s.type === 'ipvlan' || s.type === 'macvlan' || s.type === 'host-device') && !s.device)
       bad(`type ${s.type} needs a host device`, 'device');
     if (s.vxlan && !s.device) bad('vxlan needs a device to take the local address from', 'device');
+    if (s.vlan !== undefined && !s.device) bad('vlan needs a device to tag on', 'device');
+    // A delegated network is its plugins' alone: Tartan would ignore these.
+    if (s.type === 'delegate')
+      for (const key of ['device', 'vlan', 'vxlan', 'bridge', 'mode', 'mtu'] as const)
+        if (s[key] !== undefined) bad(`${key} is not used by a delegated network`, key);
+    if (s.delegate && deeperThan(s.delegate, MAX_DEPTH))
+      bad(`nested deeper than ${MAX_DEPTH} levels`, 'delegate');
+    for (const fam of ['ipv4', 'ipv6'] as const) {
+      const dsts = (s[fam]?.routes ?? []).map((r) => r.dst);
+      const twice = dsts.find((d, i) => dsts.indexOf(d) !== i);
+      if (twice) bad(`routes: ${twice} is routed twice`, fam);
+    }
     if (s.type === 'delegate' && !s.delegate)
       bad('type delegate needs a delegate config', 'delegate');
     if (s.type !== 'delegate' && s.delegate)

@@ -1,4 +1,5 @@
 import { TartanError } from '../cni/errors.js';
+import { deeperThan, MAX_DEPTH } from '../cni/protocol.js';
 import { parseRange } from '../ipam/range.js';
 import type { Network } from './schema.js';
 
@@ -23,6 +24,28 @@ export function delegateProblem(conf: Record<string, unknown>): string | undefin
   if (conf.cniVersion !== undefined && typeof conf.cniVersion !== 'string')
     return 'cniVersion must be a string';
   return undefined;
+}
+
+/**
+ * What is wrong with a NetworkAttachmentDefinition's spec.config, if anything: it is the
+ * delegated CNI configuration, held to what a delegated network's is. (NPWG lets an
+ * implementation read a configuration file named by the NAD on the node when there is no
+ * config; Tartan does not.)
+ */
+export function nadConfigProblem(config: unknown): string | undefined {
+  if (typeof config !== 'string' || config.trim() === '')
+    return 'spec.config is missing (Tartan reads no CNI configuration files for a NAD)';
+  let conf: unknown;
+  try {
+    conf = JSON.parse(config);
+  } catch (e) {
+    return `spec.config is not JSON (${(e as Error).message})`;
+  }
+  if (typeof conf !== 'object' || conf === null || Array.isArray(conf))
+    return 'spec.config must be a CNI configuration object';
+  if (deeperThan(conf, MAX_DEPTH)) return `spec.config is nested deeper than ${MAX_DEPTH} levels`;
+  const problem = delegateProblem(conf as Record<string, unknown>);
+  return problem && `spec.config: ${problem}`;
 }
 
 /** Semantic checks beyond the schema: CIDRs, pools inside the CIDR, gateway and routes. */

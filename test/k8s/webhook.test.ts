@@ -539,6 +539,41 @@ describe('pods', () => {
     ).toContain('net1: policyRoutes need a network with a routingTable');
   });
 
+  it('refuses a pod whose NetworkAttachmentDefinition holds no usable CNI configuration', async () => {
+    const nads = '/apis/k8s.cni.cncf.io/v1/namespaces/tenant-a/network-attachment-definitions';
+    for (const [name, config] of [
+      ['tt-notjson', 'not json'],
+      ['tt-typeless', '{"cniVersion":"1.0.0"}'],
+    ] as const) {
+      const made = await send('POST', nads, {
+        apiVersion: 'k8s.cni.cncf.io/v1',
+        kind: 'NetworkAttachmentDefinition',
+        metadata: { name, namespace: 'tenant-a' },
+        spec: { config },
+      });
+      expect(made.status, JSON.stringify(made.body)).toBe(201);
+    }
+    const notJson = await denied(
+      'POST',
+      pods('tenant-a'),
+      pod('tenant-a', 'p', { [NPWG_ANNOTATION]: 'tt-notjson' }),
+    );
+    expect(notJson).toContain(
+      'NetworkAttachmentDefinition tenant-a/tt-notjson: spec.config is not JSON',
+    );
+    // The user's to fix: a plain denial, not the webhook failing to decide.
+    expect(notJson).not.toContain('could not decide');
+    expect(
+      await denied(
+        'POST',
+        pods('tenant-a'),
+        pod('tenant-a', 'p', { [NPWG_ANNOTATION]: 'tt-typeless' }),
+      ),
+    ).toContain(
+      'NetworkAttachmentDefinition tenant-a/tt-typeless: spec.config: type must name a plugin',
+    );
+  });
+
   it('refuses a pod that asks for a network being deleted', async () => {
     // Unused: the delete is admitted, and the finalizer keeps the object until the
     // controller's next round.
