@@ -99,7 +99,7 @@ export function planAddressing(
 }
 
 // Checked before (network load, policyRoutesProblem in plan.ts); anything else passes unchanged.
-function canonicalCidr(s: string, f: Family): string {
+export function canonicalCidr(s: string, f: Family = s.includes(':') ? 6 : 4): string {
   const c = parseCidr(s, f);
   return c ? `${formatIp(c[0], f)}/${c[1]}` : s;
 }

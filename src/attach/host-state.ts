@@ -39,7 +39,7 @@ const attKey = (cid: string, ifname: string) => `att/${cid}/${ifname}`;
  * command meets it first; any other failure (permissions, a read-only file system) means
  * the node state cannot be opened (105).
  */
-function ensureStateDir(dir: string): void {
+export function ensureStateDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (e) {

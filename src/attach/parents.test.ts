@@ -20,8 +20,11 @@ beforeEach(async () => {
   state = await openHostState(dir);
 });
 afterEach(() => {
-  state.close();
-  rmSync(dir, { recursive: true, force: true });
+  try {
+    state.close();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 const net = (name: string, spec: NetworkSpec): Network => ({

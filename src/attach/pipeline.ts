@@ -2,9 +2,9 @@
 // order, and undoes all of it if any step fails. DEL and CHECK work from the node-local
 // attachment record, so they need neither the network definition nor the cluster.
 import { statSync } from 'node:fs';
-import { digits, formatBytes, parse4, parse6 } from '../cni/addr.js';
 import { isTartanError, TartanError, withContext } from '../cni/errors.js';
 import { mark } from '../cni/trace.js';
+import type { Network } from '../network/schema.js';
 import {
   LATEST_VERSION,
   SUPPORTED_VERSIONS,
@@ -21,7 +21,7 @@ import {
   type Step,
   type Target,
 } from '../kernel/types.js';
-import { planAddressing, podDefaults } from './addressing.js';
+import { canonicalCidr, planAddressing, podDefaults } from './addressing.js';
 import {
   asConflist,
   delegateAdd,
@@ -39,7 +39,6 @@ import {
 } from './links.js';
 import { acquireParents, planParents, releaseParents, type ParentPlan } from './parents.js';
 import type { AttachmentRecord, InterfaceRecord } from './records.js';
-import type { Network } from '../network/schema.js';
 import { checkInterface } from './check.js';
 import { planInterfaces, type AttachRequest, type Deps, type PlannedInterface } from './plan.js';
 
@@ -51,7 +50,7 @@ const user = (cid: string, ifname: string) => `${cid}/${ifname}`;
  * Whether two netns paths are one namespace: the same path, or two names of one nsfs file
  * (/var/run/netns/x and /run/netns/x). Paths that cannot be read are not the same.
  */
-export function sameNetns(a: string, b: string): boolean {
+function sameNetns(a: string, b: string): boolean {
   if (a === b) return true;
   try {
     const x = statSync(a);
@@ -619,15 +618,6 @@ export async function check(
           );
     }
   }
-}
-
-/** "address/prefix" in one text per value: IPv6 as RFC 5952, the prefix without zeros. */
-function canonicalCidr(cidr: string): string {
-  const slash = cidr.indexOf('/');
-  const ip = slash < 0 ? cidr : cidr.slice(0, slash);
-  const bytes = ip.includes(':') ? parse6(ip) : parse4(ip);
-  const len = slash < 0 ? -1 : digits(cidr.slice(slash + 1), 10, 3);
-  return bytes && len >= 0 ? `${formatBytes(bytes)}/${len}` : cidr;
 }
 
 /**

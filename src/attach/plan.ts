@@ -154,35 +154,12 @@ export function planInterfaces(deps: Pick<Deps, 'network'>, r: AttachRequest): P
         );
       tables.set(table, `${ifname} (network ${net.metadata.name})`);
     }
-    const gateways = q.defaultGateways ?? [];
-    // Gateways serve the default route the request asks for; one per family is used.
-    if (gateways.length > 0 && !q.defaultRoute)
+    const gateways = defaultGatewaysProblem(net, q);
+    if (gateways)
       throw new TartanError(
         'ERR_IFACE_REQUEST',
-        `interface ${ifname} (network ${net.metadata.name}): defaultGateways without defaultRoute would not be used`,
+        `interface ${ifname} (network ${net.metadata.name}): ${gateways}`,
       );
-    for (const fam of [4, 6] as const) {
-      const of = gateways.filter((g) => g.includes(':') === (fam === 6));
-      if (of.length > 1)
-        throw new TartanError(
-          'ERR_IFACE_REQUEST',
-          `interface ${ifname} (network ${net.metadata.name}): ${of.length} IPv${fam} default route gateways (${of.join(', ')}); a default route has one`,
-        );
-    }
-    for (const g of gateways) {
-      const own = g.includes(':') ? q.ip6 : q.ip;
-      if (own !== undefined && own.split('/')[0] === g)
-        throw new TartanError(
-          'ERR_IFACE_REQUEST',
-          `interface ${ifname} (network ${net.metadata.name}): default route gateway ${g} is the interface's own address`,
-        );
-      const problem = gatewayProblem(net, g);
-      if (problem)
-        throw new TartanError(
-          'ERR_IFACE_REQUEST',
-          `interface ${ifname} (network ${net.metadata.name}): default route gateway ${g} ${problem}`,
-        );
-    }
     return { ifname, net, req: q, defaultRoute: [] as Family[] };
   });
   // One claim is one address, and one MAC one link: two interfaces would share them.
@@ -247,6 +224,29 @@ function ignoredField(net: Network, q: InterfaceRequest): string | undefined {
   for (const r of q.policyRoutes ?? [])
     if ((r.dst.includes(':') ? q.ip6 : q.ip) === 'none')
       return `policyRoutes ${r.dst}: the interface gets no IPv${r.dst.includes(':') ? 6 : 4} address to route from`;
+  return undefined;
+}
+
+/**
+ * Why the request's default route gateways cannot be used, if they cannot: they serve the
+ * default route it asks for, one per family, inside the network, never its own address.
+ */
+function defaultGatewaysProblem(net: Network, q: InterfaceRequest): string | undefined {
+  const gateways = q.defaultGateways ?? [];
+  if (gateways.length > 0 && !q.defaultRoute)
+    return 'defaultGateways without defaultRoute would not be used';
+  for (const fam of [4, 6] as const) {
+    const of = gateways.filter((g) => g.includes(':') === (fam === 6));
+    if (of.length > 1)
+      return `${of.length} IPv${fam} default route gateways (${of.join(', ')}); a default route has one`;
+  }
+  for (const g of gateways) {
+    const own = g.includes(':') ? q.ip6 : q.ip;
+    if (own !== undefined && own.split('/')[0] === g)
+      return `default route gateway ${g} is the interface's own address`;
+    const problem = gatewayProblem(net, g);
+    if (problem) return `default route gateway ${g} ${problem}`;
+  }
   return undefined;
 }
 

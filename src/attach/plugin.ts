@@ -1,6 +1,5 @@
 // One CNI command, end to end: configuration -> dependencies -> pipeline -> wire result.
 // The `tartan` executable calls this in-process; the node agent calls the same function.
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   checkNetworkName,
@@ -25,7 +24,7 @@ import type { Network } from '../network/schema.js';
 import { openStore } from '../store/index.js';
 import type { Store } from '../store/types.js';
 import { delegateGc, delegateStatus, type DelegateEnv } from './delegate.js';
-import { openHostState, type HostState } from './host-state.js';
+import { ensureStateDir, openHostState, type HostState } from './host-state.js';
 import { add, check, del, gc, type Deps } from './pipeline.js';
 
 export interface Overrides {
@@ -104,12 +103,8 @@ async function run(
   const needNetworks = needsNetworks(env.command);
   // The node state directory first, for every command (the networks cache and the IPAM
   // file store may live in it), so that one that cannot be made fails ADD, DEL, CHECK and
-  // GC alike, in openHostState's words: not a directory is code 7, anything else 105.
-  try {
-    mkdirSync(conf.stateDir, { recursive: true, mode: 0o700 });
-  } catch {
-    (await openHostState(conf.stateDir)).close(); // throws the reason; made meanwhile: go on
-  }
+  // GC alike: not a directory is code 7, anything else 105.
+  ensureStateDir(conf.stateDir);
   const networks =
     o.networks ??
     (needNetworks
