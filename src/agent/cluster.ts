@@ -180,7 +180,7 @@ export function clusterView(client: KubeClient, node: string, log: Logger): Clus
         let name: string;
         if (t.nadConfig !== undefined) {
           name = `${NAD_PREFIX}${t.network.namespace}/${t.network.name}`;
-          out.set(name, nadNetwork(name, t.network.namespace!, t.network.name, t.nadConfig));
+          out.set(name, nadNetwork(name, t.network.namespace!, t.nadConfig));
         } else {
           name = ipamNetworkName({
             kind: t.network.kind as 'ClusterNetwork' | 'TenantNetwork',
@@ -198,26 +198,16 @@ export function clusterView(client: KubeClient, node: string, log: Logger): Clus
   };
 }
 
-/** A NetworkAttachmentDefinition as a delegated network: its config goes to the plugin as is. */
-function nadNetwork(name: string, ns: string, nad: string, config: string): Network {
-  let delegate: unknown;
-  try {
-    delegate = JSON.parse(config);
-  } catch (e) {
-    throw new TartanError(
-      'ERR_CONFIG',
-      `NetworkAttachmentDefinition ${ns}/${nad}: spec.config is not JSON (${(e as Error).message})`,
-    );
-  }
-  if (typeof delegate !== 'object' || delegate === null || Array.isArray(delegate))
-    throw new TartanError(
-      'ERR_CONFIG',
-      `NetworkAttachmentDefinition ${ns}/${nad}: spec.config must be a CNI configuration object`,
-    );
+/**
+ * A NetworkAttachmentDefinition as a delegated network: its config goes to the plugin as is.
+ * resolvePodAttachments refused a config that is no CNI configuration object
+ * (nadConfigProblem), so it parses.
+ */
+function nadNetwork(name: string, ns: string, config: string): Network {
   return {
     apiVersion: 'tartan.io/v1alpha1',
     kind: 'TenantNetwork',
     metadata: { name, namespace: ns },
-    spec: { type: 'delegate', delegate: delegate as Record<string, unknown> },
+    spec: { type: 'delegate', delegate: JSON.parse(config) as Record<string, unknown> },
   };
 }
